@@ -1,0 +1,283 @@
+"""The knobs of the AutoLRS method, with the paper's reference values and our default.
+
+Every way in which our default departs from the reference implementation is one named field,
+so that a benchmark can switch it alone and show what it buys (`autolrs bench --ablate FIELD`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["Config"]
+
+Acquisition = Literal["lcb", "ei"]
+Objective = Literal["paper", "train", "validation"]
+ForecasterName = Literal["paper", "robust"]
+Selection = Literal["observed", "posterior"]
+DivergedValue = Literal["penalty", "worst"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Configuration of the AutoLRS controller.
+
+    ``Config()`` is autolrs' default (our improved method); ``Config.paper()`` reproduces the
+    reference implementation of Jin et al. (ICLR 2021). Fields are grouped as they act.
+
+    Stage structure: training runs in stages; a stage tries ``candidates`` learning rates for
+    ``trial_steps`` each (tau'), then trains ``tau`` steps with the best one (the exploit phase).
+
+    Attributes:
+        tau: Exploit steps of the first stage when ``total_steps`` is not given (paper: 1000).
+        tau_fraction: Exploit steps of the first stage as a fraction of ``total_steps`` when it is
+            given (the benchmark's rule for the paper preset: 1/30, so that four doubling stages
+            fill the budget exactly).
+        trial_fraction: tau' / tau, the length of one trial relative to the exploit phase
+            (paper: 0.1).
+        min_trial_steps: Lower bound on tau' (a forecast needs a few points).
+        candidates: Learning rates tried per stage, k (paper: 10).
+        tau_growth: Factor by which tau (and tau') grow after each stage (paper: 2).
+        tau_max_factor: tau stops growing at this multiple of the first stage's tau (paper: 8,
+            i.e. 1000 -> 8000).
+        acquisition: ``"lcb"`` (lower confidence bound, mu - kappa*sigma; paper) or ``"ei"``
+            (expected improvement).
+        kappa: LCB exploration weight (paper: 1e6, which makes the search a space-filling design).
+        xi: EI exploration margin, in units of the normalised objective.
+        initial_random: Candidates per stage drawn log-uniformly before the GP is used (paper: 1).
+        gp_restarts: Restarts of the GP's marginal-likelihood fit (paper/skopt: 2).
+        warm_start: Seed each stage's GP with the previous stage's observations, their values
+            re-centred (paper: False, a fresh GP every stage).
+        trust_region: After the first stage, search only ``[lr/trust_region, lr*trust_region]``
+            around the previous stage's learning rate, clipped to the range (paper: None).
+        select: Which learning rate a stage exploits: ``"observed"`` (argmin of the candidates'
+            forecasts; paper) or ``"posterior"`` (the candidate with the lowest GP posterior
+            mean, which discounts a single lucky forecast).
+        diverged_value: What the GP is told for a diverged candidate: ``"penalty"`` (1e6; paper)
+            or ``"worst"`` (the worst finite forecast of the stage plus its spread).
+        objective: Loss series a trial is judged by: ``"paper"`` (training loss until tau reaches
+            its maximum, validation loss after), ``"train"`` or ``"validation"`` (training loss
+            is used wherever no ``val_fn`` was given).
+        val_points: Validation evaluations per trial in validation mode (paper: 16).
+        forecaster: ``"paper"`` (spline de-noising + a*exp(b*t)+c fitted by Nelder-Mead from
+            b=-1, unbounded) or ``"robust"`` (the same model with a bounded rate grid, c >= 0 for
+            non-negative losses and a fallback when the fit is poor).
+        keep_winner: Keep the best candidate's trained state and continue it for tau - tau'
+            steps instead of retraining the stage from the snapshot (paper: False).
+        divergence_factor: Abort a trial as soon as its loss exceeds this multiple of the loss
+            at the start of the stage (paper: None; a non-finite loss always aborts a trial).
+        early_stop_fraction: After this fraction of a trial, stop it early when even an
+            optimistic forecast cannot beat the stage's best candidate (paper: None).
+        stage_guard: Roll a stage back when, half-way through or at the end of its exploit
+            phase, the mean of its last 8 losses lies more than this many standard errors (and
+            2 %) above the loss at the stage's start: the chosen rate made things worse (short
+            trials can miss a rate that destroys the model later). The next best candidate
+            takes over, and later stages search below half that rate (paper: None).
+        range_test_steps: Length of the learning-rate range test that finds ``lr_range`` when
+            none is given (at most; see ``range_test_fraction``).
+        range_test_fraction: With ``total_steps``, the range test takes at most this fraction of
+            the budget (and at least 20 steps).
+        range_test_bounds: Learning rates the range test sweeps, exponentially.
+        range_decades: Width of the search range found by the range test, in decades below the
+            learning rate at which the loss diverged.
+        final_decay_fraction: With ``total_steps``, the last fraction of the budget decays the
+            learning rate linearly to zero from the last stage's choice (paper: 0).
+        max_rollbacks: Consecutive rollbacks after non-finite losses before autolrs gives up
+            with :class:`~autolrs.exceptions.DivergenceError`.
+
+    Raises:
+        ValueError: If a field is out of range; the message names the field, the value and the
+            accepted values.
+
+    Example:
+        >>> Config.paper().candidates
+        10
+        >>> Config(candidates=6).candidates
+        6
+    """
+
+    # Stage structure.
+    tau: int = 1000
+    tau_fraction: float = 1.0 / 30.0
+    trial_fraction: float = 0.1
+    min_trial_steps: int = 10
+    candidates: int = 6
+    tau_growth: float = 2.0
+    tau_max_factor: float = 8.0
+    # Search.
+    acquisition: Acquisition = "lcb"
+    kappa: float = 2.0
+    xi: float = 0.01
+    initial_random: int = 1
+    gp_restarts: int = 2
+    warm_start: bool = False
+    trust_region: float | None = None
+    select: Selection = "observed"
+    diverged_value: DivergedValue = "worst"
+    # Objective and forecast.
+    objective: Objective = "paper"
+    val_points: int = 16
+    forecaster: ForecasterName = "robust"
+    # Trials.
+    keep_winner: bool = True
+    divergence_factor: float | None = 3.0
+    early_stop_fraction: float | None = None
+    stage_guard: float | None = 2.5
+    # Learning-rate range test.
+    range_test_steps: int = 100
+    range_test_fraction: float = 0.05
+    range_test_bounds: tuple[float, float] = (1e-7, 10.0)
+    range_decades: float = 3.0
+    # Budget.
+    final_decay_fraction: float = 0.0
+    max_rollbacks: int = 5
+
+    def __post_init__(self) -> None:
+        choices = {
+            "acquisition": ("lcb", "ei"),
+            "select": ("observed", "posterior"),
+            "diverged_value": ("penalty", "worst"),
+            "objective": ("paper", "train", "validation"),
+            "forecaster": ("paper", "robust"),
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"Config.{name} must be one of {allowed}, got {value!r}")
+        _positive_int(self, "tau")
+        _positive_int(self, "min_trial_steps", minimum=2)
+        _positive_int(self, "candidates", minimum=2)
+        _positive_int(self, "initial_random", minimum=1)
+        _positive_int(self, "gp_restarts", minimum=0)
+        _positive_int(self, "val_points", minimum=3)
+        _positive_int(self, "range_test_steps", minimum=10)
+        _positive_int(self, "max_rollbacks", minimum=0)
+        _in_range(self, "tau_fraction", 0.0, 1.0)
+        _in_range(self, "trial_fraction", 0.0, 1.0)
+        _in_range(self, "range_test_fraction", 0.0, 0.5)
+        _in_range(self, "final_decay_fraction", 0.0, 0.9, closed_low=True)
+        _at_least(self, "tau_growth", 1.0)
+        _at_least(self, "tau_max_factor", 1.0)
+        _at_least(self, "range_decades", 0.5)
+        _at_least(self, "kappa", 0.0)
+        _at_least(self, "xi", 0.0)
+        if self.trust_region is not None:
+            _at_least(self, "trust_region", 1.0, strict=True)
+        if self.divergence_factor is not None:
+            _at_least(self, "divergence_factor", 1.0, strict=True)
+        if self.early_stop_fraction is not None:
+            _in_range(self, "early_stop_fraction", 0.0, 1.0)
+        if self.stage_guard is not None:
+            _at_least(self, "stage_guard", 0.0, strict=True)
+        bounds = self.range_test_bounds
+        if (
+            not isinstance(bounds, (tuple, list))
+            or len(bounds) != 2
+            or not all(_is_real(b) for b in bounds)
+            or not 0 < bounds[0] < bounds[1] < math.inf
+        ):
+            raise ValueError(
+                "Config.range_test_bounds must be two numbers with 0 < low < high, "
+                f"got {bounds!r}"
+            )
+        object.__setattr__(self, "range_test_bounds", (float(bounds[0]), float(bounds[1])))
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def paper(cls, **overrides: Any) -> Config:
+        """The reference method of Jin et al. (ICLR 2021), as its official code behaves.
+
+        tau=1000 doubling to 8000, tau'=tau/10, k=10, LCB with kappa=1e6, one random initial
+        point, a fresh GP every stage, exploration discarded (the winner is retrained from the
+        stage snapshot), the best observed forecast wins, a diverged trial scores 1e6, training
+        loss for stages 1-4 and validation loss (16 points per trial) afterwards, the
+        spline-denoised exponential forecaster fitted without bounds.
+
+        Args:
+            **overrides: Fields to change from the reference values.
+        """
+        values: dict[str, Any] = dict(
+            tau=1000,
+            tau_fraction=1.0 / 30.0,
+            trial_fraction=0.1,
+            candidates=10,
+            tau_growth=2.0,
+            tau_max_factor=8.0,
+            acquisition="lcb",
+            kappa=1e6,
+            initial_random=1,
+            gp_restarts=2,
+            warm_start=False,
+            trust_region=None,
+            select="observed",
+            diverged_value="penalty",
+            objective="paper",
+            val_points=16,
+            forecaster="paper",
+            keep_winner=False,
+            divergence_factor=None,
+            early_stop_fraction=None,
+            stage_guard=None,
+            min_trial_steps=5,
+            final_decay_fraction=0.0,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-safe primitives."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["range_test_bounds"] = list(self.range_test_bounds)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Rebuilds a config from :meth:`to_dict`'s output.
+
+        Raises:
+            ValueError: If ``data`` names a field that does not exist.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown Config field(s) {unknown}; known fields: {sorted(names)}")
+        values = dict(data)
+        if "range_test_bounds" in values:
+            values["range_test_bounds"] = tuple(values["range_test_bounds"])
+        return cls(**values)
+
+    def diff(self, other: Config) -> dict[str, tuple[Any, Any]]:
+        """Fields whose values differ from ``other``: ``{name: (self's, other's)}``."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int(cfg: Config, name: str, minimum: int = 1) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"Config.{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _in_range(
+    cfg: Config, name: str, low: float, high: float, *, closed_low: bool = False
+) -> None:
+    value = getattr(cfg, name)
+    ok = _is_real(value) and (low <= value if closed_low else low < value) and value <= high
+    if not ok:
+        bracket = "[" if closed_low else "("
+        raise ValueError(f"Config.{name} must lie in {bracket}{low}, {high}], got {value!r}")
+
+
+def _at_least(cfg: Config, name: str, low: float, *, strict: bool = False) -> None:
+    value = getattr(cfg, name)
+    ok = _is_real(value) and (value > low if strict else value >= low)
+    if not ok:
+        op = ">" if strict else ">="
+        raise ValueError(f"Config.{name} must be a finite number {op} {low}, got {value!r}")

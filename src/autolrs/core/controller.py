@@ -1,0 +1,1179 @@
+"""The AutoLRS state machine: told each step's loss, it answers with actions.
+
+Phases::
+
+    [range test] -> stage 1 -> stage 2 -> ... -> [final decay or hold] -> done
+    stage = k trials of tau' steps, each from the stage snapshot -> exploit the best for tau steps
+
+The controller is pure: no tensors, no I/O, no wall clock. Given the same seed and the same
+observations it makes the same decisions, and :meth:`StageController.state_dict` (JSON-safe)
+captures everything needed to continue exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from autolrs.core._rng import rng_from_state, rng_state, spawn
+from autolrs.core.actions import STAGE, WINNER, Action, Discard, Evaluate, Restore, SetLR, Snapshot
+from autolrs.core.config import Config
+from autolrs.core.forecast import (
+    CurveFit,
+    ExponentialForecaster,
+    Forecaster,
+    PaperExponentialForecaster,
+    Trimming,
+)
+from autolrs.core.planning import decay_length, first_tau, plan_stage, range_test_length
+from autolrs.core.range_test import divergence_index, suggest_range, sweep_lrs
+from autolrs.core.search import BayesSearcher
+
+__all__ = ["Phase", "StageController", "validate_lr_range", "validate_total_steps"]
+
+RANGE_SLOTS = ("range_a", "range_b")
+_RECENT = 32  # committed losses kept for the divergence reference
+_MIN_SEARCH_BUDGET = 30  # below this many steps (and no lr_range) nothing is searched
+_GUARD_WINDOW = 8  # exploit losses the stage guard averages
+_EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
+
+
+class Phase:
+    """Names of the controller's phases."""
+
+    RANGE_TEST = "range_test"
+    TRIAL = "trial"
+    EXPLOIT = "exploit"
+    FINAL = "final"
+    DONE = "done"
+
+
+def validate_total_steps(total_steps: Any) -> int | None:
+    """Checks ``total_steps``: None or an integer >= 1.
+
+    Raises:
+        ValueError: If it is not None or a positive whole number.
+    """
+    if total_steps is None:
+        return None
+    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer, float)):
+        raise ValueError(
+            f"total_steps must be a positive integer or None, got {total_steps!r} "
+            f"({type(total_steps).__name__})"
+        )
+    if isinstance(total_steps, float) and not (
+        math.isfinite(total_steps) and total_steps.is_integer()
+    ):
+        raise ValueError(
+            f"total_steps must be a positive integer or None, got {total_steps!r}; "
+            "pass None when the number of steps is not known"
+        )
+    if int(total_steps) < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps!r}")
+    return int(total_steps)
+
+
+def validate_lr_range(lr_range: Any) -> tuple[float, float] | None:
+    """Checks ``lr_range``: None or two numbers with 0 < low < high < inf.
+
+    Raises:
+        ValueError: If it is not None or a valid interval.
+    """
+    if lr_range is None:
+        return None
+    try:
+        low, high = lr_range
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"lr_range must be a pair (low, high) of learning rates, got {lr_range!r}; "
+            "pass None to let autolrs find the range with a short range test"
+        ) from None
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise ValueError(f"lr_range {name} must be a number, got {value!r} in {lr_range!r}")
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high) and 0.0 < low < high):
+        raise ValueError(
+            f"lr_range must satisfy 0 < low < high < inf, got {lr_range!r}"
+            + ("; the bounds look reversed" if 0 < high < low else "")
+        )
+    return low, high
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+class StageController:
+    """AutoLRS as an ask/tell state machine.
+
+    Call :meth:`start` once before the first training step and carry out the actions it
+    returns. After every training step call :meth:`tell_loss` with that step's loss and carry
+    out the returned actions; when they end with :class:`~autolrs.core.actions.Evaluate`, call
+    the validation function and :meth:`tell_validation` with its value, and carry out what that
+    returns.
+
+    Args:
+        config: The method's settings (default ``Config()``).
+        total_steps: Optimizer steps the whole run may take, trials included; stages are
+            planned inside it. None: the paper's absolute stage lengths, forever.
+        lr_range: ``(low, high)`` search interval; None runs a range test first.
+        validation: Whether a validation function is available (needed for a validation-loss
+            objective; without one the training loss is used).
+        seed: Seed of every random choice.
+        default_lr: Learning rate to hold when the budget is too small to search at all
+            (fewer than 30 steps and no ``lr_range``); default: the geometric mean of
+            ``Config.range_test_bounds``.
+
+    Raises:
+        ValueError: If ``total_steps`` or ``lr_range`` is invalid.
+        TypeError: If ``config`` is not a :class:`Config`.
+    """
+
+    VERSION = 1
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        total_steps: int | None = None,
+        lr_range: tuple[float, float] | None = None,
+        validation: bool = False,
+        seed: int | None = None,
+        default_lr: float | None = None,
+    ) -> None:
+        if config is None:
+            config = Config()
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be an autolrs.Config, got {type(config).__name__}")
+        self.config = config
+        self.total_steps = validate_total_steps(total_steps)
+        self.validation = bool(validation)
+        lr_range = validate_lr_range(lr_range)
+        tau0 = first_tau(config, self.total_steps)
+        self._rng = np.random.default_rng(seed)
+        self._searcher: BayesSearcher | None = None
+        self._events: list[dict[str, Any]] = []
+        self._s: dict[str, Any] = {
+            "started": False,
+            "step": 0,
+            "phase": Phase.RANGE_TEST if lr_range is None else Phase.TRIAL,
+            "lr": None,
+            "stage": 0,
+            "nominal_tau": tau0,
+            "tau_max": max(tau0, int(round(tau0 * config.tau_max_factor))),
+            "stages_at_max": 0,
+            "search_range": None if lr_range is None else list(lr_range),
+            "user_range": lr_range is not None,
+            "range_test": None,
+            "plan": None,
+            "trial": None,
+            "results": [],
+            "winner": None,
+            "winner_slot": False,
+            "exploit": None,
+            "final": None,
+            "recent": [],
+            "stage_reference": None,
+            "stage_spread": None,
+            "initial_loss": None,
+            "last_lr": None,
+            "rollbacks": 0,
+            "awaiting_validation": False,
+            "failure": None,
+            "overrun_reported": False,
+            "default_lr": None if default_lr is None else float(default_lr),
+        }
+
+    # ================================================================== public view
+    @property
+    def step(self) -> int:
+        """Training steps told so far (trials included)."""
+        return int(self._s["step"])
+
+    @property
+    def phase(self) -> str:
+        """Current phase (see :class:`Phase`)."""
+        return str(self._s["phase"])
+
+    @property
+    def lr(self) -> float | None:
+        """The learning rate the next training step uses."""
+        return self._s["lr"]
+
+    @property
+    def stage(self) -> int:
+        """Index of the current stage (1-based; 0 before the first)."""
+        return int(self._s["stage"])
+
+    @property
+    def in_trial(self) -> bool:
+        """True while the model may still be rolled back (range test or a candidate's trial)."""
+        return self._s["phase"] in (Phase.RANGE_TEST, Phase.TRIAL)
+
+    @property
+    def awaiting_validation(self) -> bool:
+        """True between an :class:`Evaluate` action and :meth:`tell_validation`."""
+        return bool(self._s["awaiting_validation"])
+
+    @property
+    def search_range(self) -> tuple[float, float] | None:
+        """The learning-rate interval searched (None until the range test has found it)."""
+        r = self._s["search_range"]
+        return None if r is None else (float(r[0]), float(r[1]))
+
+    @property
+    def finished(self) -> bool:
+        """True once ``total_steps`` steps have been told."""
+        return self.total_steps is not None and self.step >= self.total_steps
+
+    @property
+    def failure(self) -> str | None:
+        """Set when training kept diverging beyond ``Config.max_rollbacks``."""
+        return self._s["failure"]
+
+    @property
+    def needs_finite_check(self) -> bool:
+        """Whether the next :meth:`tell_loss` will commit the model's state to a snapshot.
+
+        The executor should then pass ``model_finite`` (are all parameters finite after the
+        step?) so that a non-finite model is never committed.
+        """
+        s, phase = self._s, self._s["phase"]
+        if phase == Phase.RANGE_TEST:
+            return s["range_test"] is not None and _range_checkpoint_due(s["range_test"])
+        if phase == Phase.TRIAL:
+            t, plan = s["trial"], s["plan"]
+            return bool(self.config.keep_winner) and t["steps"] + 1 >= plan["trial_steps"]
+        if phase == Phase.EXPLOIT:
+            return s["step"] + 1 >= s["exploit"]["end_step"]
+        if phase == Phase.FINAL:
+            return s["step"] + 1 >= s["final"]["end_step"]
+        return False
+
+    @property
+    def quiet_steps(self) -> int:
+        """How many upcoming steps can be told later, in one batch (:meth:`tell_losses`).
+
+        Within that many steps the controller will change nothing but the learning rate (as
+        :meth:`planned_lr` says) unless a loss is abnormal (non-finite, exploding, above the
+        divergence bound). An executor may therefore buffer that many losses without reading
+        them (no device synchronisation) and tell them all at the step after.
+        """
+        s, phase = self._s, self._s["phase"]
+        if s["awaiting_validation"]:
+            return 0
+        if phase == Phase.RANGE_TEST:
+            rt = s["range_test"]
+            done, every = len(rt["losses"]), rt["every"]
+            to_checkpoint = every - (done % every) - 1
+            return max(0, min(to_checkpoint, len(rt["lrs"]) - done - 1))
+        if phase == Phase.TRIAL:
+            t, plan = s["trial"], s["plan"]
+            if plan["mode"] == "validation":
+                return max(0, plan["val_every"] - (t["steps"] % plan["val_every"]) - 1)
+            left = plan["trial_steps"] - t["steps"] - 1
+            check = self._early_stop_step(plan)
+            if check is not None and t["steps"] < check:
+                left = min(left, check - t["steps"] - 1)
+            return max(0, left)
+        if phase == Phase.EXPLOIT:
+            e = s["exploit"]
+            left = e["end_step"] - s["step"] - 1
+            check = self._guard_step(e)
+            if check is not None and e["done"] < check:
+                left = min(left, check - e["done"] - 1)
+            return max(0, left)
+        if phase == Phase.FINAL:
+            return max(0, s["final"]["end_step"] - s["step"] - 1)
+        return 1 << 30
+
+    def planned_lr(self, ahead: int) -> float:
+        """Learning rate of the training step ``ahead`` steps after the next one.
+
+        Exact within :attr:`quiet_steps` (the range test's sweep and the final decay change it
+        every step); ``planned_lr(0)`` is :attr:`lr`.
+        """
+        s, phase = self._s, self._s["phase"]
+        if phase == Phase.RANGE_TEST:
+            rt = s["range_test"]
+            return float(rt["lrs"][min(len(rt["losses"]) + ahead, len(rt["lrs"]) - 1)])
+        if phase == Phase.FINAL and s["final"]["decay"]:
+            return self._final_lr(s["step"] + ahead)
+        return float(s["lr"])
+
+    def tell_losses(
+        self, losses: list[float], *, model_finite: bool | Callable[[], bool] = True
+    ) -> tuple[Action, ...]:
+        """Tells the losses of several steps at once (see :attr:`quiet_steps`).
+
+        If an abnormal loss ends a phase before the last one, the steps after it were spent on
+        a state that is now abandoned: they are counted as spent and the actions that roll back
+        are returned.
+
+        Args:
+            losses: One loss per step, oldest first.
+            model_finite: Whether the parameters are finite after the last step, or a callable
+                that says so (called only when a snapshot will be committed).
+        """
+        actions: tuple[Action, ...] = ()
+        for i, loss in enumerate(losses):
+            last = i == len(losses) - 1
+            finite = True
+            if last and self.needs_finite_check:
+                finite = model_finite() if callable(model_finite) else bool(model_finite)
+            actions = self.tell_loss(loss, model_finite=finite)
+            if not last and any(not isinstance(a, SetLR) for a in actions):
+                self._waste(len(losses) - i - 1)
+                return actions
+        return actions
+
+    def _waste(self, steps: int) -> None:
+        """Counts ``steps`` already taken on an abandoned state as spent."""
+        s = self._s
+        s["step"] += steps
+        self._emit("wasted", steps=steps, phase=s["phase"])
+        if s["phase"] == Phase.TRIAL:
+            s["trial"]["start_step"] = s["step"]
+        elif s["phase"] == Phase.EXPLOIT:
+            e = s["exploit"]
+            e["start_step"] = s["step"]
+            e["end_step"] = max(e["end_step"], s["step"] + 1)
+        elif s["phase"] == Phase.FINAL:
+            f = s["final"]
+            f["start_step"] = s["step"]
+            f["end_step"] = max(f["end_step"], s["step"] + 1)
+
+    def pop_events(self) -> list[dict[str, Any]]:
+        """Events recorded since the last call (JSON-safe dicts with an ``"event"`` key)."""
+        events, self._events = self._events, []
+        return events
+
+    # ================================================================== protocol
+    def start(self) -> tuple[Action, ...]:
+        """Actions to carry out before the first training step.
+
+        Raises:
+            RuntimeError: If called twice.
+        """
+        if self._s["started"]:
+            raise RuntimeError("StageController.start() was already called")
+        self._s["started"] = True
+        self._emit(
+            "start",
+            config=self.config.to_dict(),
+            total_steps=self.total_steps,
+            lr_range=self._s["search_range"],
+        )
+        if self._s["search_range"] is None:
+            if self.total_steps is not None and self.total_steps < _MIN_SEARCH_BUDGET:
+                return self._begin_final()
+            return self._begin_range_test()
+        return self._begin_stage()
+
+    def tell_loss(self, loss: float, *, model_finite: bool = True) -> tuple[Action, ...]:
+        """Records the loss of the training step just taken; returns the actions to carry out.
+
+        Args:
+            loss: The step's training loss (non-finite values are handled as divergence).
+            model_finite: Whether every parameter is finite after the step; only consulted when
+                :attr:`needs_finite_check` was True.
+
+        Raises:
+            RuntimeError: If :meth:`start` was not called, or a validation value is awaited.
+        """
+        s = self._s
+        if not s["started"]:
+            raise RuntimeError("call StageController.start() before telling losses")
+        if s["awaiting_validation"]:
+            raise RuntimeError("a validation loss was requested: call tell_validation() first")
+        loss = float(loss)
+        s["step"] += 1
+        phase = s["phase"]
+        if phase == Phase.RANGE_TEST:
+            return self._range_test_tell(loss, model_finite)
+        if phase == Phase.TRIAL:
+            return self._trial_tell(loss, model_finite)
+        if phase == Phase.EXPLOIT:
+            return self._exploit_tell(loss, model_finite)
+        return self._final_tell(loss, model_finite)
+
+    def tell_validation(self, value: float) -> tuple[Action, ...]:
+        """Records the validation loss asked for by an :class:`Evaluate` action.
+
+        Raises:
+            RuntimeError: If no validation loss was requested.
+        """
+        s = self._s
+        if not s["awaiting_validation"]:
+            raise RuntimeError("no validation loss was requested")
+        s["awaiting_validation"] = False
+        t = s["trial"]
+        if not _finite(value):
+            return self._end_trial(diverged="non-finite validation loss")
+        t["evals"] += 1
+        t["x"].append(float(t["evals"]))
+        t["y"].append(float(value))
+        if t["steps"] >= s["plan"]["trial_steps"]:
+            return self._end_trial()
+        return ()
+
+    def abort_trial(self, reason: str) -> tuple[Action, ...]:
+        """Rolls back and restarts the running trial (e.g. after the validation function raised).
+
+        Outside a trial this only clears a pending validation request.
+
+        Returns:
+            The actions restoring a consistent state.
+        """
+        s = self._s
+        s["awaiting_validation"] = False
+        if s["phase"] == Phase.TRIAL:
+            t = s["trial"]
+            self._emit("rollback", phase=Phase.TRIAL, reason=reason, restored=STAGE, lr=t["lr"])
+            t.update(start_step=s["step"], steps=0, x=[], y=[], tail=[], evals=0)
+            return (Restore(STAGE), SetLR(t["lr"]))
+        if s["phase"] == Phase.RANGE_TEST:
+            self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=STAGE)
+            rt = s["range_test"]
+            rt.update(losses=[], checkpoints=[], start_step=s["step"])
+            s["lr"] = rt["lrs"][0]
+            return (Restore(STAGE), SetLR(rt["lrs"][0]))
+        return ()
+
+    # ================================================================== range test
+    def _begin_range_test(self) -> tuple[Action, ...]:
+        s, cfg = self._s, self.config
+        n = range_test_length(cfg, self.total_steps)
+        if self.total_steps is not None:
+            n = max(10, min(n, self.total_steps // 3))
+        lo, hi = cfg.range_test_bounds
+        lrs = sweep_lrs(lo, hi, n)
+        decades = math.log10(hi / lo)
+        s["phase"] = Phase.RANGE_TEST
+        s["range_test"] = {
+            "lrs": lrs,
+            "losses": [],
+            "checkpoints": [],
+            "start_step": s["step"],
+            "every": max(1, int(round(n / decades))),
+        }
+        s["lr"] = lrs[0]
+        return (Snapshot(STAGE), SetLR(lrs[0]))
+
+    def _range_test_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
+        s = self._s
+        rt = s["range_test"]
+        checkpoint_due = _range_checkpoint_due(rt)
+        rt["losses"].append(loss if _finite(loss) else None)
+        losses = [math.inf if v is None else v for v in rt["losses"]]
+        if (
+            not _finite(loss)
+            or (checkpoint_due and not model_finite)
+            or divergence_index(losses) is not None
+            or len(losses) >= len(rt["lrs"])
+        ):
+            return self._finish_range_test()
+        actions: list[Action] = []
+        if checkpoint_due:
+            used = [c[0] for c in rt["checkpoints"]]
+            slot = RANGE_SLOTS[len(used) % 2]
+            rt["checkpoints"] = [c for c in rt["checkpoints"] if c[0] != slot]
+            rt["checkpoints"].append([slot, len(losses), rt["lrs"][len(losses) - 1]])
+            actions.append(Snapshot(slot))
+        s["lr"] = rt["lrs"][len(losses)]
+        actions.append(SetLR(s["lr"]))
+        return tuple(actions)
+
+    def _finish_range_test(self) -> tuple[Action, ...]:
+        s, cfg = self._s, self.config
+        rt = s["range_test"]
+        losses = [math.inf if v is None else v for v in rt["losses"]]
+        suggestion = suggest_range(rt["lrs"], losses, decades=cfg.range_decades)
+        s["search_range"] = [suggestion.low, suggestion.high]
+        # Resume from the latest checkpoint taken at least one decade below the high end (the
+        # sweep's progress up to there is a warm-up), or from the start.
+        resume_slot, resume_steps = STAGE, 0
+        for slot, steps_done, lr_at in sorted(rt["checkpoints"], key=lambda c: c[1]):
+            if lr_at <= suggestion.high / 10.0 and steps_done <= suggestion.stop_index:
+                resume_slot, resume_steps = slot, steps_done
+        kept = [v for v in losses[:resume_steps] if math.isfinite(v)]
+        s["recent"] = kept[-4:]
+        start = rt["start_step"]
+        self._emit(
+            "range_test",
+            start=start,
+            end=s["step"],
+            lrs=rt["lrs"][: len(losses)],
+            losses=rt["losses"],
+            low=suggestion.low,
+            high=suggestion.high,
+            diverged_lr=suggestion.diverged_lr,
+            best_lr=suggestion.best_lr,
+            resume_steps=resume_steps,
+        )
+        self._emit(
+            "segment",
+            kind="range_test",
+            start=start,
+            end=s["step"],
+            lr=rt["lrs"][0],
+            lr_end=rt["lrs"][len(losses) - 1],
+            committed=False,
+        )
+        if resume_steps:
+            self._emit(
+                "segment",
+                kind="warmup",
+                start=start,
+                end=start + resume_steps,
+                lr=rt["lrs"][0],
+                lr_end=rt["lrs"][resume_steps - 1],
+                committed=True,
+                virtual=True,
+            )
+        actions: list[Action] = [Restore(resume_slot)]
+        actions += [Discard(slot) for slot in RANGE_SLOTS]
+        s["range_test"] = None
+        return tuple(actions) + self._begin_stage()
+
+    # ================================================================== stages
+    def _remaining(self) -> int | None:
+        if self.total_steps is None:
+            return None
+        return self.total_steps - self._s["step"] - decay_length(self.config, self.total_steps)
+
+    def _mode(self) -> str:
+        cfg = self.config
+        if not self.validation or cfg.objective == "train":
+            return "train"
+        if cfg.objective == "validation":
+            return "validation"
+        return "validation" if self._s["stages_at_max"] >= 1 else "train"
+
+    def _begin_stage(self) -> tuple[Action, ...]:
+        s, cfg = self._s, self.config
+        remaining = self._remaining()
+        plan = plan_stage(cfg, s["nominal_tau"], s["tau_max"], remaining)
+        if plan is None:
+            return self._begin_final()
+        s["stage"] += 1
+        mode = self._mode()
+        trial_steps = plan.trial_steps
+        val_every = None
+        if mode == "validation":
+            # Evaluate every val_every steps; a trial ends on an evaluation.
+            val_every = max(1, trial_steps // cfg.val_points)
+            trial_steps = (trial_steps // val_every) * val_every
+        horizon = plan.tau if val_every is None else plan.tau / val_every
+        low, high = s["search_range"]
+        if cfg.trust_region is not None and s["last_lr"] is not None:
+            low, high = _trust_region(low, high, s["last_lr"], cfg.trust_region)
+        reference = float(np.median(s["recent"][-8:])) if s["recent"] else None
+        previous = [r for r in s["results"] if not r["diverged"]]
+        prev_reference = s["stage_reference"]
+        s["plan"] = {
+            "trial_steps": trial_steps,
+            "candidates": plan.candidates,
+            "tau": plan.tau,
+            "mode": mode,
+            "val_every": val_every,
+            "horizon": horizon,
+            "start_step": s["step"],
+            "search_low": low,
+            "search_high": high,
+        }
+        s["stage_reference"] = reference
+        s["stage_spread"] = _robust_std(s["recent"][-16:]) if len(s["recent"]) >= 4 else None
+        s["results"] = []
+        s["winner"] = None
+        s["exploit"] = None
+        self._searcher = self._new_searcher(low, high)
+        if cfg.warm_start and previous and prev_reference is not None:
+            for r in previous:
+                self._searcher.add_prior(r["lr"], r["value"] - prev_reference)
+        self._emit(
+            "stage",
+            stage=s["stage"],
+            tau=plan.tau,
+            trial_steps=trial_steps,
+            candidates=plan.candidates,
+            mode=mode,
+            val_every=val_every,
+            search_range=[low, high],
+            reference_loss=reference,
+        )
+        return (Snapshot(STAGE),) + self._begin_trial()
+
+    def _new_searcher(
+        self, low: float, high: float, rng: np.random.Generator | None | bool = True
+    ) -> BayesSearcher:
+        """A searcher over [low, high]; its generator is spawned from the controller's unless
+        ``rng`` is None (the caller then loads the searcher's own state)."""
+        cfg = self.config
+        return BayesSearcher(
+            low,
+            high,
+            acquisition=cfg.acquisition,
+            kappa=cfg.kappa,
+            xi=cfg.xi,
+            initial_random=cfg.initial_random,
+            restarts=cfg.gp_restarts,
+            diverged_value=cfg.diverged_value,
+            rng=spawn(self._rng) if rng is True else None,
+        )
+
+    def _begin_trial(self) -> tuple[Action, ...]:
+        s = self._s
+        assert self._searcher is not None
+        lr = self._searcher.ask()
+        s["phase"] = Phase.TRIAL
+        s["trial"] = {
+            "index": len(s["results"]),
+            "lr": lr,
+            "start_step": s["step"],
+            "steps": 0,
+            "x": [],
+            "y": [],
+            "tail": [],
+            "evals": 0,
+        }
+        s["lr"] = lr
+        return (SetLR(lr),)
+
+    def _forecaster(self, mode: str) -> Forecaster:
+        trimming = Trimming.for_training_loss() if mode == "train" else Trimming.for_validation_loss()
+        if self.config.forecaster == "paper":
+            return PaperExponentialForecaster(trimming)
+        return ExponentialForecaster()
+
+    def _trial_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
+        s, cfg = self._s, self.config
+        t, plan = s["trial"], s["plan"]
+        finite_check = cfg.keep_winner and t["steps"] + 1 >= plan["trial_steps"]
+        t["steps"] += 1
+        if not _finite(loss):
+            return self._end_trial(diverged="non-finite loss")
+        if s["stage_reference"] is None:
+            s["stage_reference"] = loss
+        if s["initial_loss"] is None:
+            s["initial_loss"] = loss
+        reference = s["stage_reference"]
+        if abs(loss) > _EXPLODED * max(abs(reference), 1.0):
+            return self._end_trial(diverged=f"loss exploded to {loss:.4g}")
+        t["tail"] = (t["tail"] + [loss])[-3:]
+        factor = cfg.divergence_factor
+        if factor is not None and reference > 0:
+            # Compare a short running mean with the start level plus its noise, so that one
+            # unlucky batch late in training (tiny losses, large relative noise) is no divergence.
+            bound = factor * (reference + 3.0 * (s["stage_spread"] or 0.0))
+            recent = sum(t["tail"]) / len(t["tail"])
+            if recent > bound:
+                return self._end_trial(
+                    diverged=f"loss {recent:.4g} > {factor:g} x stage start {reference:.4g}"
+                )
+        if finite_check and not model_finite:
+            return self._end_trial(diverged="non-finite parameters")
+        if plan["mode"] == "train":
+            t["x"].append(float(t["steps"] - 1))
+            t["y"].append(loss)
+        elif t["steps"] % plan["val_every"] == 0:
+            s["awaiting_validation"] = True
+            return (Evaluate(),)
+        if t["steps"] >= plan["trial_steps"]:
+            return self._end_trial()
+        if self._should_stop_early(t, plan):
+            return self._end_trial(early_stopped=True)
+        return ()
+
+    def _early_stop_step(self, plan: dict[str, Any]) -> int | None:
+        """The trial step at which early stopping is considered (None when it is off)."""
+        frac = self.config.early_stop_fraction
+        if frac is None or plan["mode"] != "train":
+            return None
+        step = max(4, int(math.ceil(frac * plan["trial_steps"])))
+        return step if step < plan["trial_steps"] else None
+
+    def _should_stop_early(self, t: dict[str, Any], plan: dict[str, Any]) -> bool:
+        if t["steps"] != self._early_stop_step(plan):
+            return False
+        best = self._best_result()
+        if best is None:
+            return False
+        fit = self._forecaster("train").fit(t["x"], t["y"], horizon=plan["horizon"])
+        optimistic = fit.predict(plan["horizon"]) - 2.0 * fit.noise
+        return optimistic > best["value"]
+
+    def _best_result(self, exclude: list[float] | None = None) -> dict[str, Any] | None:
+        exclude = exclude or []
+        healthy = [
+            r for r in self._s["results"] if not r["diverged"] and r["lr"] not in exclude
+        ]
+        if not healthy:
+            return None
+        return min(healthy, key=lambda r: r["value"])
+
+    def _end_trial(
+        self, *, diverged: str | None = None, early_stopped: bool = False
+    ) -> tuple[Action, ...]:
+        s, cfg = self._s, self.config
+        t, plan = s["trial"], s["plan"]
+        s["awaiting_validation"] = False
+        fit: CurveFit | None = None
+        value: float | None = None
+        if diverged is None and not t["y"]:
+            diverged = "no observation"
+        if diverged is None:
+            fit = self._forecaster(plan["mode"]).fit(t["x"], t["y"], horizon=plan["horizon"])
+            value = fit.predict(plan["horizon"])
+            initial = s["initial_loss"]
+            if plan["mode"] == "validation" and initial is not None and max(t["y"]) >= initial:
+                value = float(t["y"][-1])  # the reference code's divergence fallback
+        best_before = self._best_result()
+        result = {
+            "index": t["index"],
+            "lr": t["lr"],
+            "value": value,
+            "diverged": diverged is not None,
+            "reason": diverged,
+            "early_stopped": early_stopped,
+            "steps": t["steps"],
+            "start_step": t["start_step"],
+            "level": float(np.median(t["tail"])) if t["tail"] else None,
+        }
+        s["results"].append(result)
+        assert self._searcher is not None
+        told = value
+        if value is not None and cfg.warm_start and s["stage_reference"] is not None:
+            told = value - s["stage_reference"]
+        self._searcher.tell(t["lr"], told, diverged=diverged is not None)
+        y = t["y"]
+        self._emit(
+            "candidate",
+            stage=s["stage"],
+            index=t["index"],
+            lr=t["lr"],
+            start=t["start_step"],
+            end=s["step"],
+            steps=t["steps"],
+            mode=plan["mode"],
+            losses=_summary(y),
+            forecast=value,
+            fit=None if fit is None else fit.to_dict(),
+            diverged=diverged is not None,
+            reason=diverged,
+            early_stopped=early_stopped,
+        )
+        self._emit(
+            "segment", kind="trial", start=t["start_step"], end=s["step"], lr=t["lr"], committed=False
+        )
+        is_best = value is not None and (best_before is None or value < best_before["value"])
+        last = len(s["results"]) >= plan["candidates"]
+        actions: list[Action] = []
+        if cfg.keep_winner and is_best and not early_stopped:
+            s["winner"] = {"index": t["index"], "steps": t["steps"], "live": last}
+            if not last:
+                actions.append(Snapshot(WINNER))
+                s["winner_slot"] = True
+        if not last:
+            actions.append(Restore(STAGE))
+            return tuple(actions) + self._begin_trial()
+        return tuple(actions) + self._decide()
+
+    def _choose(self, exclude: list[float]) -> dict[str, Any] | None:
+        s, cfg = self._s, self.config
+        healthy = [r for r in s["results"] if not r["diverged"] and r["lr"] not in exclude]
+        if not healthy:
+            return None
+        if cfg.select == "posterior" and len(healthy) >= 3 and self._searcher is not None:
+            u = np.array([self._searcher.to_unit(r["lr"]) for r in healthy])
+            mean, _ = self._searcher.posterior(u)
+            return healthy[int(np.argmin(mean))]
+        return min(healthy, key=lambda r: r["value"])
+
+    def _fallback_lr(self) -> float:
+        """A learning rate well below everything that diverged in this stage."""
+        s = self._s
+        tried = [r["lr"] for r in s["results"]]
+        if s["exploit"] is not None:
+            tried.append(s["exploit"]["lr"])
+        return min(tried) / 10.0
+
+    def _decide(self) -> tuple[Action, ...]:
+        s = self._s
+        plan = s["plan"]
+        chosen = self._choose([])
+        actions: list[Action] = []
+        winner = s["winner"]
+        from_winner = 0
+        if chosen is None:
+            lr = self._fallback_lr()
+            low, high = s["search_range"]
+            width = high / low
+            s["search_range"] = [lr * 10.0 / width, lr * 10.0]
+            actions.append(Restore(STAGE))
+            reason = "every candidate diverged"
+        else:
+            lr = chosen["lr"]
+            reason = None
+            if winner is not None and winner["index"] == chosen["index"]:
+                from_winner = winner["steps"]
+                if not winner["live"]:
+                    actions.append(Restore(WINNER))
+            else:
+                actions.append(Restore(STAGE))
+        if s["winner_slot"]:
+            actions.append(Discard(WINNER))
+        s["winner"] = None
+        s["winner_slot"] = False
+        length = max(plan["tau"] - from_winner, 0)
+        reference = s["stage_reference"]
+        if from_winner and chosen is not None and chosen.get("level") is not None:
+            reference = chosen["level"]
+        s["exploit"] = {
+            "reference": reference,
+            "lr": lr,
+            "start_step": s["step"],
+            "end_step": s["step"] + length,
+            "kept_steps": from_winner,
+            "excluded": [],
+            "losses": [],
+            "done": 0,
+        }
+        s["phase"] = Phase.EXPLOIT
+        s["lr"] = lr
+        self._emit(
+            "decision",
+            stage=s["stage"],
+            lr=lr,
+            forecast=None if chosen is None else chosen["value"],
+            exploit_steps=length,
+            kept_winner_steps=from_winner,
+            reason=reason,
+            candidates=[[r["lr"], r["value"]] for r in s["results"]],
+        )
+        if from_winner:
+            self._emit(
+                "segment",
+                kind="kept_trial",
+                start=s["step"] - from_winner,
+                end=s["step"],
+                lr=lr,
+                committed=True,
+                virtual=True,
+            )
+        actions.append(SetLR(lr))
+        if length == 0:
+            return tuple(actions) + self._end_stage()
+        return tuple(actions)
+
+    def _exploit_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
+        s = self._s
+        e = s["exploit"]
+        stage_end = s["step"] >= e["end_step"]
+        if not _finite(loss) or (stage_end and not model_finite):
+            return self._rollback_exploit("non-finite loss" if not _finite(loss) else "non-finite parameters")
+        e["losses"] = (e["losses"] + [loss])[-_RECENT:]
+        e["done"] += 1
+        check = self._guard_step(e)
+        if (stage_end or e["done"] == check) and self._stage_got_worse(e):
+            if stage_end:
+                return self._fail_stage(e)
+            return self._rollback_exploit(
+                f"loss rose above the stage start with lr {e['lr']:.3g}", ceiling=True
+            )
+        if not stage_end:
+            return ()
+        return self._end_stage()
+
+    def _guard_step(self, e: dict[str, Any]) -> int | None:
+        """The exploit step at which the stage guard looks before the end (None: only at the end)."""
+        if self.config.stage_guard is None:
+            return None
+        length = e["end_step"] - e["start_step"]
+        return length // 2 if length >= 2 * _GUARD_WINDOW else None
+
+    def _stage_got_worse(self, e: dict[str, Any]) -> bool:
+        """Whether the exploit phase's recent losses are clearly above where it started.
+
+        It started at the stage's start level, or, when it continues the kept winner, at the
+        level the winner's trial had reached.
+        """
+        z = self.config.stage_guard
+        reference = e.get("reference")
+        if z is None or reference is None or len(e["losses"]) < 4:
+            return False
+        window = np.asarray(e["losses"][-_GUARD_WINDOW:], dtype=float)
+        spread = self._s.get("stage_spread") or 0.0
+        # A robust spread of the window: a spike is a symptom, not noise to allow for.
+        noise = max(spread, _robust_std(e["losses"][-_GUARD_WINDOW:]))
+        margin = max(0.02 * abs(reference), z * noise / math.sqrt(len(window)))
+        return float(np.mean(window)) > reference + margin
+
+    def _fail_stage(self, e: dict[str, Any]) -> tuple[Action, ...]:
+        """The stage ended worse than it started: roll it back and search lower from now on."""
+        s = self._s
+        self._register_rollback(Phase.EXPLOIT, f"the stage ended above its start with lr {e['lr']:.3g}")
+        self._lower_ceiling(e["lr"])
+        self._emit(
+            "segment", kind="exploit", start=e["start_step"], end=s["step"], lr=e["lr"], committed=False
+        )
+        e["start_step"] = s["step"]
+        s["rollbacks"] = 0
+        actions: tuple[Action, ...] = (Restore(STAGE),)
+        return actions + self._advance_stage(last_lr=None)
+
+    def _lower_ceiling(self, failed_lr: float) -> None:
+        """Keeps later searches below a learning rate that made a stage worse."""
+        s = self._s
+        low, high = s["search_range"]
+        if failed_lr / 2.0 < high:
+            new_high = failed_lr / 2.0
+            s["search_range"] = [new_high * low / high, new_high]
+            self._emit("ceiling", lr=failed_lr, search_range=s["search_range"])
+
+    def _end_stage(self) -> tuple[Action, ...]:
+        s = self._s
+        e = s["exploit"]
+        s["rollbacks"] = 0
+        for loss in e["losses"]:  # the stage is committed: its losses become the new reference
+            self._record_committed(loss)
+        if s["step"] > e["start_step"]:
+            self._emit(
+                "segment",
+                kind="exploit",
+                start=e["start_step"],
+                end=s["step"],
+                lr=e["lr"],
+                committed=True,
+            )
+        return self._advance_stage(last_lr=e["lr"])
+
+    def _advance_stage(self, last_lr: float | None) -> tuple[Action, ...]:
+        s = self._s
+        if last_lr is not None:
+            s["last_lr"] = last_lr
+        if s["nominal_tau"] >= s["tau_max"]:
+            s["stages_at_max"] += 1
+        s["nominal_tau"] = min(int(round(s["nominal_tau"] * self.config.tau_growth)), s["tau_max"])
+        return self._begin_stage()
+
+    def _record_committed(self, loss: float) -> None:
+        recent = self._s["recent"]
+        recent.append(loss)
+        if len(recent) > _RECENT:
+            del recent[0]
+
+    def _register_rollback(self, phase: str, reason: str) -> bool:
+        """Counts a rollback; returns True (and records the failure) past the allowed number."""
+        s = self._s
+        s["rollbacks"] += 1
+        self._emit("rollback", phase=phase, reason=reason, restored=STAGE, lr=s["lr"])
+        if s["rollbacks"] > self.config.max_rollbacks:
+            s["failure"] = (
+                f"training diverged {s['rollbacks']} times in a row ({reason}); the last "
+                f"learning rate was {s['lr']:.3g}. The model was restored to the last finite state."
+            )
+            return True
+        return False
+
+    def _rollback_exploit(self, reason: str, *, ceiling: bool = False) -> tuple[Action, ...]:
+        s = self._s
+        e = s["exploit"]
+        self._register_rollback(Phase.EXPLOIT, reason)
+        if ceiling:
+            self._lower_ceiling(e["lr"])
+        self._emit(
+            "segment", kind="exploit", start=e["start_step"], end=s["step"], lr=e["lr"], committed=False
+        )
+        e["excluded"].append(e["lr"])
+        e["excluded"] += [r["lr"] for r in s["results"] if ceiling and r["lr"] >= e["lr"]]
+        chosen = self._choose(e["excluded"])
+        lr = chosen["lr"] if chosen is not None else self._fallback_lr()
+        remaining = max(e["end_step"] - s["step"], 1)
+        e.update(
+            reference=s["stage_reference"],
+            lr=lr,
+            start_step=s["step"],
+            end_step=s["step"] + remaining,
+            kept_steps=0,
+            losses=[],
+            done=0,
+        )
+        s["lr"] = lr
+        self._emit("decision", stage=s["stage"], lr=lr, forecast=None if chosen is None else chosen["value"], exploit_steps=remaining, kept_winner_steps=0, reason=f"rollback: {reason}", candidates=[])
+        return (Restore(STAGE), SetLR(lr))
+
+    # ================================================================== final phase
+    def _begin_final(self) -> tuple[Action, ...]:
+        s = self._s
+        assert self.total_steps is not None
+        remaining = max(self.total_steps - s["step"], 0)
+        if s["last_lr"] is not None:
+            lr0 = s["last_lr"]
+        elif s["search_range"] is not None:
+            low, high = s["search_range"]
+            lr0 = math.sqrt(low * high)
+        elif s["default_lr"] is not None:
+            lr0 = s["default_lr"]
+        else:
+            lr0 = math.sqrt(self.config.range_test_bounds[0] * self.config.range_test_bounds[1])
+        decay = decay_length(self.config, self.total_steps) > 0
+        s["final"] = {
+            "start_step": s["step"],
+            "end_step": s["step"] + remaining,
+            "lr0": lr0,
+            "decay": decay,
+        }
+        s["phase"] = Phase.FINAL if remaining > 0 else Phase.DONE
+        s["lr"] = self._final_lr()
+        self._emit("final", start=s["step"], end=s["step"] + remaining, lr=lr0, decay=decay)
+        if remaining == 0:
+            self._emit("done", lr=s["lr"])
+        return (Snapshot(STAGE), SetLR(s["lr"]))
+
+    def _final_lr(self, step: int | None = None) -> float:
+        """The final phase's learning rate for the step after ``step`` (default: now)."""
+        s = self._s
+        f = s["final"]
+        if not f["decay"]:
+            return float(f["lr0"])
+        step = s["step"] if step is None else step
+        length = max(f["end_step"] - f["start_step"], 1)
+        done = min(max(step - f["start_step"], 0), length - 1)
+        return float(f["lr0"]) * (length - done) / length
+
+    def _final_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
+        s = self._s
+        f = s["final"]
+        at_end = s["phase"] == Phase.FINAL and s["step"] >= f["end_step"]
+        if not _finite(loss) or (at_end and not model_finite):
+            self._register_rollback(s["phase"], "non-finite loss" if not _finite(loss) else "non-finite parameters")
+            f["lr0"] = float(f["lr0"]) / 2.0
+            if s["phase"] == Phase.FINAL:
+                f["start_step"] = s["step"]
+            s["lr"] = self._final_lr()
+            return (Restore(STAGE), SetLR(s["lr"]))
+        self._record_committed(loss)
+        if s["phase"] == Phase.DONE:
+            if self.total_steps is not None and not s["overrun_reported"]:
+                s["overrun_reported"] = True
+                self._emit("overrun", total_steps=self.total_steps, lr=s["lr"])
+            return ()
+        if at_end:
+            s["rollbacks"] = 0
+            self._emit(
+                "segment",
+                kind="decay" if f["decay"] else "hold",
+                start=f["start_step"],
+                end=s["step"],
+                lr=f["lr0"],
+                lr_end=s["lr"],
+                committed=True,
+            )
+            s["phase"] = Phase.DONE
+            self._emit("done", step=s["step"], lr=s["lr"])
+            return (Snapshot(STAGE),)
+        s["lr"] = self._final_lr()
+        return (SetLR(s["lr"]),) if f["decay"] else ()
+
+    # ================================================================== events
+    def _emit(self, event: str, **fields: Any) -> None:
+        record = {"event": event, "step": self._s["step"]}
+        record.update(fields)
+        self._events.append(record)
+
+    # ================================================================== state
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe, versioned state; :meth:`load_state_dict` continues exactly from it."""
+        return {
+            "version": self.VERSION,
+            "config": self.config.to_dict(),
+            "total_steps": self.total_steps,
+            "validation": self.validation,
+            "state": copy.deepcopy(self._s),
+            "searcher": None if self._searcher is None else self._searcher.state_dict(),
+            "rng": rng_state(self._rng),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`'s output.
+
+        The saved config and budget replace the constructor's: a resumed run continues with the
+        settings it started with.
+
+        Raises:
+            StateDictError: If the state is of another version or misses keys.
+        """
+        from autolrs.exceptions import StateDictError
+
+        if not isinstance(state, dict):
+            raise StateDictError(f"controller state must be a dict, got {type(state).__name__}")
+        version = state.get("version")
+        if version != self.VERSION:
+            raise StateDictError(
+                f"controller state has version {version!r}; this autolrs reads version "
+                f"{self.VERSION}. Resume with the autolrs release that wrote it."
+            )
+        missing = [k for k in ("config", "total_steps", "state", "searcher", "rng") if k not in state]
+        if missing:
+            raise StateDictError(f"controller state misses key(s) {missing}")
+        inner = state["state"]
+        missing_inner = sorted(set(self._s) - set(inner))
+        if missing_inner:
+            raise StateDictError(f"controller state misses field(s) {missing_inner}")
+        try:
+            config = Config.from_dict(state["config"])
+        except (TypeError, ValueError) as err:
+            raise StateDictError(f"controller state holds an invalid config: {err}") from err
+        self.config = config
+        self.total_steps = state["total_steps"]
+        self.validation = bool(state.get("validation", self.validation))
+        self._s = copy.deepcopy(inner)
+        self._rng = rng_from_state(state["rng"])
+        if state["searcher"] is None:
+            self._searcher = None
+        else:
+            plan = self._s["plan"]
+            self._searcher = self._new_searcher(plan["search_low"], plan["search_high"], rng=None)
+            self._searcher.load_state_dict(state["searcher"])
+        self._events = []
+
+
+def _range_checkpoint_due(rt: dict[str, Any]) -> bool:
+    """Whether the range test's next step ends at a checkpoint."""
+    return (len(rt["losses"]) + 1) % rt["every"] == 0
+
+
+def _trust_region(low: float, high: float, center: float, factor: float) -> tuple[float, float]:
+    """``[center / factor, center * factor]`` clipped to ``[low, high]`` (never empty)."""
+    lo, hi = max(low, center / factor), min(high, center * factor)
+    if lo >= hi:  # the previous choice lies outside the range: search next to the nearest end
+        if center <= low:
+            lo, hi = low, min(high, low * factor * factor)
+        else:
+            lo, hi = max(low, high / (factor * factor)), high
+    return lo, hi
+
+
+def _robust_std(values: list[float]) -> float:
+    """Standard deviation estimated from the median absolute deviation."""
+    arr = np.asarray(values, dtype=float)
+    return 1.4826 * float(np.median(np.abs(arr - np.median(arr))))
+
+
+def _summary(y: list[float]) -> dict[str, Any]:
+    if not y:
+        return {"n": 0}
+    arr = np.asarray(y, dtype=float)
+    return {
+        "n": int(arr.size),
+        "first": float(arr[0]),
+        "last": float(arr[-1]),
+        "min": float(arr.min()),
+        "mean": float(arr.mean()),
+    }

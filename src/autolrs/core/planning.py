@@ -1,0 +1,96 @@
+"""Stage lengths: the paper's doubling schedule, fitted inside a step budget when one is known."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autolrs.core.config import Config
+
+__all__ = [
+    "StagePlan",
+    "decay_length",
+    "first_tau",
+    "plan_stage",
+    "range_test_length",
+    "trial_steps_for",
+]
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """How one stage is spent.
+
+    Attributes:
+        trial_steps: tau', steps per candidate.
+        candidates: k, candidates tried.
+        tau: Steps the stage's model advances with the chosen learning rate (the exploit phase;
+            with ``keep_winner`` the winner's trial steps count towards it).
+    """
+
+    trial_steps: int
+    candidates: int
+    tau: int
+
+    @property
+    def search_steps(self) -> int:
+        """Steps spent on trials."""
+        return self.trial_steps * self.candidates
+
+
+def first_tau(config: Config, total_steps: int | None) -> int:
+    """The first stage's tau: ``config.tau``, or ``tau_fraction * total_steps`` with a budget."""
+    if total_steps is None:
+        return config.tau
+    return max(config.min_trial_steps, int(round(config.tau_fraction * total_steps)))
+
+
+def range_test_length(config: Config, total_steps: int | None) -> int:
+    """Steps of the learning-rate range test (at most ``range_test_fraction`` of the budget)."""
+    if total_steps is None:
+        return config.range_test_steps
+    return max(20, min(config.range_test_steps, int(round(config.range_test_fraction * total_steps))))
+
+
+def decay_length(config: Config, total_steps: int | None) -> int:
+    """Steps reserved at the end of the budget for the final decay (0 without a budget)."""
+    if total_steps is None or config.final_decay_fraction <= 0:
+        return 0
+    return int(round(config.final_decay_fraction * total_steps))
+
+
+def trial_steps_for(config: Config, tau: int) -> int:
+    """tau' for a given tau."""
+    return max(config.min_trial_steps, int(round(tau * config.trial_fraction)))
+
+
+def plan_stage(
+    config: Config, nominal_tau: int, tau_max: int, remaining: int | None
+) -> StagePlan | None:
+    """The next stage's plan, fitted inside ``remaining`` steps.
+
+    A stage that would leave less than half of the following stage's length is stretched to
+    absorb the leftover; a stage that does not fit has its exploit phase shortened; when not
+    even the trials and one trial's worth of exploitation fit, no stage is planned (None) and
+    the caller spends the rest without searching.
+
+    Args:
+        config: The method's settings.
+        nominal_tau: tau of this stage under the doubling schedule.
+        tau_max: The largest tau.
+        remaining: Steps left for stages, or None when there is no budget.
+    """
+    trial = trial_steps_for(config, nominal_tau)
+    k = config.candidates
+    tau = nominal_tau
+    if remaining is None:
+        return StagePlan(trial, k, tau)
+    if remaining < k * trial + trial:
+        return None
+    if k * trial + tau > remaining:
+        return StagePlan(trial, k, remaining - k * trial)
+    leftover = remaining - (k * trial + tau)
+    next_tau = min(int(round(nominal_tau * config.tau_growth)), tau_max)
+    next_length = k * trial_steps_for(config, next_tau) + next_tau
+    if leftover < next_length / 2:
+        tau += leftover
+    return StagePlan(trial, k, tau)

@@ -1,0 +1,145 @@
+"""Where the controller's events go: the ``autolrs`` logger and, optionally, a JSONL file.
+
+Each event is a JSON-safe dict with an ``"event"`` key (``start``, ``range_test``, ``stage``,
+``candidate``, ``decision``, ``segment``, ``rollback``, ``final``, ``done``, ``overrun``,
+``resume``) and the ``"step"`` at which it happened. ``autolrs plot`` reads the JSONL file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable
+from typing import IO, Any
+
+__all__ = ["EventLog", "describe", "read_events"]
+
+logger = logging.getLogger("autolrs")
+
+_LEVELS = {
+    "rollback": logging.WARNING,
+    "overrun": logging.WARNING,
+    "stage": logging.INFO,
+    "decision": logging.INFO,
+    "range_test": logging.INFO,
+    "final": logging.INFO,
+    "done": logging.INFO,
+    "resume": logging.INFO,
+    "start": logging.DEBUG,
+    "candidate": logging.DEBUG,
+    "segment": logging.DEBUG,
+}
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def describe(event: dict[str, Any]) -> str:
+    """A one-line human description of an event."""
+    kind = event.get("event")
+    step = event.get("step")
+    if kind == "range_test":
+        return (
+            f"step {step}: range test over {len(event['lrs'])} steps -> search lr in "
+            f"[{event['low']:.3g}, {event['high']:.3g}] (diverged at {_fmt(event['diverged_lr'])})"
+        )
+    if kind == "stage":
+        return (
+            f"step {step}: stage {event['stage']}: {event['candidates']} candidates x "
+            f"{event['trial_steps']} steps, then {event['tau']} steps; {event['mode']} loss; "
+            f"lr in [{event['search_range'][0]:.3g}, {event['search_range'][1]:.3g}]"
+        )
+    if kind == "candidate":
+        status = f"diverged ({event['reason']})" if event["diverged"] else (
+            f"forecast {_fmt(event['forecast'])}"
+        )
+        return f"step {step}: stage {event['stage']} candidate {event['index']}: lr {event['lr']:.3g} {status}"
+    if kind == "decision":
+        extra = f" ({event['reason']})" if event.get("reason") else ""
+        return (
+            f"step {step}: stage {event['stage']}: chose lr {event['lr']:.3g} "
+            f"(forecast {_fmt(event['forecast'])}) for {event['exploit_steps']} steps{extra}"
+        )
+    if kind == "rollback":
+        return f"step {step}: rolled back during {event['phase']}: {event['reason']}"
+    if kind == "final":
+        what = "linear decay" if event["decay"] else "constant"
+        return f"step {step}: final phase to step {event['end']}: {what} from lr {event['lr']:.3g}"
+    if kind == "overrun":
+        return (
+            f"step {step}: training continues past total_steps={event['total_steps']}; "
+            f"holding lr {event['lr']:.3g}"
+        )
+    return f"step {step}: {kind}"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class EventLog:
+    """Sends events to the ``autolrs`` logger and appends them to a JSONL file.
+
+    Args:
+        path: JSONL file to append to, or None for the logger only.
+        enabled: False silences both (e.g. on non-zero ranks of a distributed run).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, enabled: bool = True) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.enabled = enabled
+        self._file: IO[str] | None = None
+
+    def emit(self, events: Iterable[dict[str, Any]]) -> None:
+        """Logs and records each event."""
+        if not self.enabled:
+            return
+        for event in events:
+            level = _LEVELS.get(str(event.get("event")), logging.DEBUG)
+            if logger.isEnabledFor(level):
+                logger.log(level, "%s", describe(event))
+            if self.path is not None:
+                if self._file is None:
+                    directory = os.path.dirname(os.path.abspath(self.path))
+                    os.makedirs(directory, exist_ok=True)
+                    self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+                record = dict(event)
+                record.setdefault("time", time.time())
+                self._file.write(json.dumps(_json_safe(record)) + "\n")
+                self._file.flush()
+
+    def close(self) -> None:
+        """Closes the file (it reopens on the next event)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Reads a JSONL event file written by :class:`EventLog`.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If a line is not JSON (the message names the line).
+    """
+    events = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{os.fspath(path)} line {number} is not JSON: {err}") from err
+    return events

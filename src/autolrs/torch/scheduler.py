@@ -1,0 +1,501 @@
+"""``AutoLRS``: the learning-rate scheduler users add to a PyTorch training loop."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import torch
+
+from autolrs.core.actions import Action, Discard, Evaluate, Restore, SetLR, Snapshot
+from autolrs.core.config import Config
+from autolrs.core.controller import StageController
+from autolrs.events import EventLog
+from autolrs.exceptions import AutoLRSWarning, DivergenceError, StateDictError
+from autolrs.torch.replay import ReplayBuffer
+from autolrs.torch.snapshot import SnapshotStore
+
+__all__ = ["AutoLRS"]
+
+T = TypeVar("T")
+_VERSION = 1
+
+
+class AutoLRS:
+    """Finds the learning rate of each stage of training on the fly (Jin et al., ICLR 2021).
+
+    Training is cut into stages. At the start of a stage autolrs snapshots the model and
+    optimizer, tries a few learning rates proposed by Bayesian optimisation for a short trial
+    each (rolling back to the snapshot between them), forecasts from each trial's loss curve
+    the loss the stage would end with, and trains the stage with the best one. No learning rate,
+    bounds or schedule need to be chosen: the optimizer's own learning rate is ignored.
+
+    Args:
+        model: The model being trained.
+        optimizer: Its optimizer (any ``torch.optim.Optimizer``). Per-group learning-rate
+            ratios at construction are kept: the largest group gets the chosen rate.
+        total_steps: Optimizer steps the run will take, trials included. Stages are then
+            planned to end inside it (never in the middle of a trial). None: the paper's
+            absolute stage lengths, repeated until you stop.
+        lr_range: ``(low, high)`` interval to search. None (default): a short learning-rate
+            range test at the start finds it (its steps count as training steps).
+        val_fn: Callable returning a validation loss (float or 0-d tensor) of the current
+            model. Used when the config judges trials by validation loss; otherwise the
+            training loss is the objective. It must not change the weights. The model's
+            train/eval mode is restored after each call.
+        config: The method's settings; default ``Config()``, the paper's ``Config.paper()``.
+        seed: Seed of the search (same seed, same losses -> same decisions).
+        log_file: Path of a JSONL file receiving every event (stage, candidate, decision,
+            rollback); ``autolrs plot`` draws it.
+        extra_state: Other objects with ``state_dict``/``load_state_dict`` that a rollback must
+            rewind with the model (e.g. ``torch.amp.GradScaler``, an EMA).
+        snapshot_device: Where snapshots live: None (default) keeps each tensor on its own
+            device; ``"cpu"`` copies them to host memory (saves accelerator memory).
+        sync_every: At most this many steps between reads of the buffered losses (one device
+            synchronisation each). None: 1 on CPU, 16 on accelerators. A non-finite loss is
+            then noticed up to ``sync_every - 1`` steps late; the steps in between are counted
+            as spent and rolled back.
+
+    Raises:
+        TypeError: If ``model``, ``optimizer``, ``val_fn``, ``config`` or an ``extra_state``
+            entry has the wrong type.
+        ValueError: If ``total_steps``, ``lr_range`` or ``sync_every`` is invalid, or the
+            optimizer has no parameters.
+
+    Example:
+        >>> import torch
+        >>> from autolrs import AutoLRS
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> sched = AutoLRS(model, opt, total_steps=200, seed=0)
+        >>> x, y = torch.randn(64, 4), torch.randn(64, 1)
+        >>> for _ in range(200):
+        ...     loss = torch.nn.functional.mse_loss(model(x), y)
+        ...     opt.zero_grad(); loss.backward(); opt.step()
+        ...     sched.step(loss)
+        >>> sched.finished
+        True
+
+    Warning:
+        When resuming, construct ``AutoLRS`` with the same arguments, then call
+        :meth:`load_state_dict`; load the model's and optimizer's own state dicts as usual.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        total_steps: int | None = None,
+        lr_range: tuple[float, float] | None = None,
+        val_fn: Callable[[], Any] | None = None,
+        config: Config | None = None,
+        seed: int | None = None,
+        log_file: str | os.PathLike[str] | None = None,
+        extra_state: Sequence[Any] = (),
+        snapshot_device: str | torch.device | None = None,
+        sync_every: int | None = None,
+    ) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if not any(len(g["params"]) for g in optimizer.param_groups):
+            raise ValueError("optimizer has no parameters: pass it the model's parameters")
+        if val_fn is not None and not callable(val_fn):
+            raise TypeError(f"val_fn must be callable or None, got {type(val_fn).__name__}")
+        if config is not None and not isinstance(config, Config):
+            raise TypeError(f"config must be an autolrs.Config, got {type(config).__name__}")
+        if isinstance(extra_state, (str, bytes)) or not isinstance(extra_state, Iterable):
+            raise TypeError("extra_state must be a sequence of objects with state_dict()")
+        extra = list(extra_state)
+        for obj in extra:
+            if not (callable(getattr(obj, "state_dict", None)) and callable(
+                getattr(obj, "load_state_dict", None)
+            )):
+                raise TypeError(
+                    f"extra_state entries need state_dict() and load_state_dict(); "
+                    f"{type(obj).__name__} has not"
+                )
+        if sync_every is not None and (
+            isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1
+        ):
+            raise ValueError(f"sync_every must be an integer >= 1 or None, got {sync_every!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        self.model = model
+        self.optimizer = optimizer
+        self.val_fn = val_fn
+        self._controller = StageController(
+            config,
+            total_steps=total_steps,
+            lr_range=lr_range,
+            validation=val_fn is not None,
+            seed=seed,
+        )
+        self._store = SnapshotStore(model, optimizer, extra, device=snapshot_device)
+        self._replay = ReplayBuffer()
+        self._log = EventLog(log_file)
+        self.events: list[dict[str, Any]] = []
+        lrs = [_lr_value(g["lr"]) for g in optimizer.param_groups]
+        top = max(lrs)
+        self._ratios = [lr / top if top > 0 else 1.0 for lr in lrs]
+        if sync_every is None:
+            on_cpu = all(p.device.type == "cpu" for g in optimizer.param_groups for p in g["params"])
+            sync_every = 1 if on_cpu else 16
+        self.sync_every = sync_every
+        self._pending: list[float | torch.Tensor] = []
+        self._window = 0
+        self._applied: list[float] = []
+        self._optimizer_steps = 0
+        self._optimizer_steps_seen = 0
+        self._warned: set[str] = set()
+        # A GradScaler legitimately skips optimizer.step() on overflow.
+        self._has_scaler = any("Scaler" in type(obj).__name__ for obj in extra)
+        self._applied_target: float | None = None
+        self._hooks = (
+            optimizer.register_step_pre_hook(self._enforce_lr),
+            optimizer.register_step_post_hook(self._count_optimizer_step),
+        )
+        self._execute(self._controller.start())
+        self._after_sync()
+
+    # ------------------------------------------------------------------ public
+    def step(self, loss: float | torch.Tensor) -> None:
+        """Reports the loss of the training step just taken; call it after ``optimizer.step()``.
+
+        May roll the model and optimizer back to a snapshot and sets the learning rate of the
+        next step.
+
+        Args:
+            loss: The step's training loss: a Python number or a 0-d tensor (it is detached;
+                on accelerators it is read only every ``sync_every`` steps).
+
+        Raises:
+            TypeError: If ``loss`` is not a number or a 0-d tensor.
+            DivergenceError: If training kept diverging after ``Config.max_rollbacks``
+                consecutive rollbacks (the model is restored to its last finite state first).
+        """
+        value = _loss_value(loss)
+        self._check_wiring()
+        self._pending.append(value)
+        if len(self._pending) > self._window:
+            self._sync()
+        else:
+            self._set_lr(self._controller.planned_lr(len(self._pending)))
+
+    def get_last_lr(self) -> list[float]:
+        """The learning rate of each parameter group, as the next step will use it."""
+        return [_lr_value(g["lr"]) for g in self.optimizer.param_groups]
+
+    @property
+    def in_trial(self) -> bool:
+        """True while a candidate is being tried (its weights may still be rolled back)."""
+        return self._controller.in_trial
+
+    @property
+    def finished(self) -> bool:
+        """True once ``total_steps`` steps were taken."""
+        return self._controller.step + len(self._pending) >= (
+            self._controller.total_steps or math.inf
+        )
+
+    @property
+    def stage(self) -> int:
+        """Index of the current stage (1-based; 0 during the range test)."""
+        return self._controller.stage
+
+    @property
+    def phase(self) -> str:
+        """``"range_test"``, ``"trial"``, ``"exploit"``, ``"final"`` or ``"done"``."""
+        return self._controller.phase
+
+    @property
+    def lr_range(self) -> tuple[float, float] | None:
+        """The interval searched (found by the range test when none was given)."""
+        return self._controller.search_range
+
+    @property
+    def config(self) -> Config:
+        """The method's settings."""
+        return self._controller.config
+
+    @property
+    def steps_taken(self) -> int:
+        """Optimizer steps reported so far (trials included)."""
+        return self._controller.step + len(self._pending)
+
+    @property
+    def snapshot_bytes(self) -> int:
+        """Memory held by the live snapshots."""
+        return self._store.nbytes()
+
+    @property
+    def decisions(self) -> list[dict[str, Any]]:
+        """One entry per stage decision: step, stage, chosen lr and its forecast."""
+        return [
+            {k: e[k] for k in ("step", "stage", "lr", "forecast", "exploit_steps", "reason")}
+            for e in self.events
+            if e["event"] == "decision"
+        ]
+
+    def wrap(self, iterable: Iterable[T]) -> Iterator[T]:
+        """Yields batches from ``iterable``, replaying them to every candidate of a stage.
+
+        The batches drawn by a stage's first candidate are recorded and given again, in the
+        same order, to every later candidate and to the exploit phase, so that candidates are
+        compared on the same data (common random numbers). Replayed batches do not consume
+        ``iterable``. The iteration also ends once ``total_steps`` steps were taken.
+
+        Batches must not be modified in place by the training loop. Recorded batches are
+        kept in memory (about tau' of them).
+
+        Args:
+            iterable: A data loader or any iterable of batches (iterated once per call).
+        """
+        iterator = iter(iterable)
+        while not self.finished:
+            batch = self._replay.next()
+            if ReplayBuffer.is_empty(batch):
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    return
+                if self._controller.phase == "trial":
+                    self._replay.record(batch)
+            yield batch
+
+    def finish(self) -> None:
+        """Leaves the model in a committed state, for a run that stops early.
+
+        Tells the buffered losses; if a candidate is still being tried, restores the last
+        committed weights (the stage snapshot) and its learning rate. Safe to call twice.
+        """
+        if self._pending:
+            self._sync()
+        if self._controller.in_trial:
+            self._execute(self._controller.abort_trial("finish() called during a trial"))
+            self._after_sync()
+        self._log.close()
+
+    def __enter__(self) -> AutoLRS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly, for ``torch.save``.
+
+        ``{"version", "controller": <JSON-safe>, "snapshots": <tensors>, "replay": <batches>,
+        "lr_ratios"}``. The snapshot tensors are shared with the live ones (``torch.save``
+        copies them); buffered losses are told first.
+        """
+        if self._pending:
+            self._sync()
+        return {
+            "version": _VERSION,
+            "controller": self._controller.state_dict(),
+            "snapshots": self._store.state_dict(),
+            "replay": self._replay.state_dict(),
+            "lr_ratios": list(self._ratios),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resumes from :meth:`state_dict`'s output.
+
+        The controller continues with the config and budget it was saved with (a warning names
+        any difference from the constructor's config). The learning rate is set to the saved
+        run's current one.
+
+        Raises:
+            StateDictError: If ``state`` is not an autolrs state dict of this version.
+        """
+        if not isinstance(state, dict):
+            raise StateDictError(f"state must be a dict from AutoLRS.state_dict(), got {type(state).__name__}")
+        if state.get("version") != _VERSION:
+            raise StateDictError(
+                f"AutoLRS state has version {state.get('version')!r}; this release reads "
+                f"version {_VERSION}"
+            )
+        missing = [k for k in ("controller", "snapshots", "replay", "lr_ratios") if k not in state]
+        if missing:
+            raise StateDictError(f"AutoLRS state misses key(s) {missing}")
+        if len(state["lr_ratios"]) != len(self.optimizer.param_groups):
+            raise StateDictError(
+                f"the saved run had {len(state['lr_ratios'])} parameter groups, this optimizer "
+                f"has {len(self.optimizer.param_groups)}"
+            )
+        before = self._controller.config
+        self._controller.load_state_dict(state["controller"])
+        diff = before.diff(self._controller.config)
+        if diff:
+            warnings.warn(
+                f"resuming with the saved config; it differs from the constructor's in {diff}",
+                AutoLRSWarning,
+                stacklevel=2,
+            )
+        self._store.load_state_dict(state["snapshots"])
+        self._replay.load_state_dict(state["replay"])
+        self._ratios = [float(r) for r in state["lr_ratios"]]
+        self._pending = []
+        self._applied = []
+        self._set_lr(self._controller.lr)
+        self._after_sync()
+        self._emit([{"event": "resume", "step": self._controller.step}])
+
+    # ------------------------------------------------------------------ internals
+    def _count_optimizer_step(self, *_: Any) -> None:
+        self._optimizer_steps += 1
+
+    def remove_hooks(self) -> None:
+        """Detaches AutoLRS from the optimizer's step hooks (e.g. before deleting it)."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = ()
+
+    def _check_wiring(self) -> None:
+        if self._optimizer_steps == self._optimizer_steps_seen and not self._has_scaler:
+            self._warn_once(
+                "no-step",
+                "AutoLRS.step() was called but optimizer.step() was not called since the last "
+                "one; call sched.step(loss) once after every optimizer.step() (a GradScaler "
+                "that skips a step is fine: the step still counts).",
+            )
+        self._optimizer_steps_seen = self._optimizer_steps
+
+    def _enforce_lr(self, *_: Any) -> None:
+        """Optimizer pre-step hook: the step must use AutoLRS' learning rate."""
+        if self._applied and any(
+            not math.isclose(_lr_value(g["lr"]), lr, rel_tol=1e-9, abs_tol=0.0)
+            for g, lr in zip(self.optimizer.param_groups, self._applied)
+        ):
+            self._warn_once(
+                "wiring",
+                "the learning rate was changed by something other than AutoLRS (another LR "
+                "scheduler?); remove it: AutoLRS sets the learning rate itself and overrides it.",
+            )
+            self._set_lr(self._applied_target, force=True)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, AutoLRSWarning, stacklevel=3)
+
+    def _read_pending(self) -> list[float]:
+        tensors = [v for v in self._pending if isinstance(v, torch.Tensor)]
+        values_iter = iter(torch.stack(tensors).double().cpu().tolist() if tensors else [])
+        values = [next(values_iter) if isinstance(v, torch.Tensor) else v for v in self._pending]
+        self._pending = []
+        return values
+
+    def _sync(self) -> None:
+        values = self._read_pending()
+        actions = self._controller.tell_losses(values, model_finite=self._store.model_finite)
+        self._execute(actions)
+        self._after_sync()
+        failure = self._controller.failure
+        if failure is not None:
+            raise DivergenceError(failure)
+
+    def _after_sync(self) -> None:
+        self._window = min(self._controller.quiet_steps, self.sync_every - 1)
+        self._emit(self._controller.pop_events())
+
+    def _emit(self, events: list[dict[str, Any]]) -> None:
+        if events:
+            self.events.extend(events)
+            self._log.emit(events)
+
+    def _execute(self, actions: Iterable[Action]) -> None:
+        pending = list(actions)
+        while pending:
+            action = pending.pop(0)
+            if isinstance(action, SetLR):
+                self._set_lr(action.lr)
+            elif isinstance(action, Snapshot):
+                self._store.save(action.slot)
+                self._replay.on_snapshot(action.slot)
+            elif isinstance(action, Restore):
+                self._store.restore(action.slot)
+                self._replay.on_restore(action.slot)
+                self._applied = []  # the optimizer's param groups now hold the snapshot's rates
+            elif isinstance(action, Discard):
+                self._store.discard(action.slot)
+            elif isinstance(action, Evaluate):
+                pending = list(self._controller.tell_validation(self._evaluate()))
+            else:  # pragma: no cover - the controller emits only the actions above
+                raise TypeError(f"unknown action {action!r}")
+
+    def _evaluate(self) -> float:
+        assert self.val_fn is not None
+        was_training = self.model.training
+        try:
+            value = self.val_fn()
+            result = _validation_value(value)
+        except BaseException as err:
+            self.model.train(was_training)
+            # Never leave the model in a candidate's state: roll back, then let the error out.
+            self._execute(self._controller.abort_trial(f"val_fn raised {type(err).__name__}"))
+            self._after_sync()
+            raise
+        self.model.train(was_training)
+        return result
+
+    def _set_lr(self, lr: float | None, *, force: bool = False) -> None:
+        if lr is None:
+            return
+        new = [lr * ratio for ratio in self._ratios]
+        self._applied_target = lr
+        if not force and new == self._applied:
+            return
+        for group, value in zip(self.optimizer.param_groups, new):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
+        self._applied = new
+
+
+def _lr_value(lr: Any) -> float:
+    return float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
+
+
+def _loss_value(loss: Any) -> float | torch.Tensor:
+    if isinstance(loss, torch.Tensor):
+        if loss.dim() != 0:
+            raise TypeError(
+                f"loss must be a Python number or a 0-d tensor, got a tensor of shape "
+                f"{tuple(loss.shape)}; reduce it first (e.g. loss.mean())"
+            )
+        if loss.is_complex() or loss.dtype == torch.bool:
+            raise TypeError(f"loss must be a real number, got a {loss.dtype} tensor")
+        return loss.detach()
+    if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
+        raise TypeError(
+            f"loss must be a Python number or a 0-d tensor, got {type(loss).__name__} "
+            f"({loss!r:.40})"
+        )
+    return float(loss)
+
+
+def _validation_value(value: Any) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(
+                f"val_fn must return a number or a 0-d tensor, got a tensor of shape "
+                f"{tuple(value.shape)}"
+            )
+        return float(value.detach().reshape(()).item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"val_fn must return a number (the validation loss), got {type(value).__name__}"
+        )
+    return float(value)

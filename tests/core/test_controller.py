@@ -1,0 +1,344 @@
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from autolrs import Config
+from autolrs.core import Discard, Evaluate, Restore, SetLR, Snapshot, StageController
+from autolrs.core.actions import STAGE, WINNER
+from autolrs.testing import NoisyQuadratic, drive
+
+PAPER = Config.paper()
+DEFAULT = Config()
+
+
+def stages(events):
+    return [e for e in events if e["event"] == "stage"]
+
+
+def candidates(events):
+    return [e for e in events if e["event"] == "candidate"]
+
+
+# ------------------------------------------------------------------ phases and stage lengths
+def test_paper_stage_lengths_without_budget_double_up_to_tau_max():
+    ctrl = StageController(PAPER, lr_range=(1e-3, 1.0), seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 2000 + 4000 + 8000 + 10)
+    plans = [(e["trial_steps"], e["candidates"], e["tau"]) for e in stages(rec.events)]
+    assert plans[:4] == [(100, 10, 1000), (200, 10, 2000), (400, 10, 4000), (800, 10, 8000)][: len(plans)]
+    assert len(plans) == 4  # 2000 + 4000 + 8000 steps, then the 4th stage starts
+    cands = candidates(rec.events)
+    assert [c["steps"] for c in cands[:10]] == [100] * 10
+    assert all(c["mode"] == "train" for c in cands)
+
+
+def test_paper_switches_to_validation_loss_after_a_stage_at_tau_max():
+    cfg = Config.paper(tau=10, min_trial_steps=2)  # tau 10 -> 80 in four stages
+    ctrl = StageController(cfg, lr_range=(1e-3, 1.0), validation=True, seed=0)
+    # stages: 20, 40, 80, 160 steps; then stage 5 uses validation loss
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 20 + 40 + 80 + 160 + 100)
+    modes = [e["mode"] for e in stages(rec.events)]
+    assert modes[:4] == ["train"] * 4 and modes[4] == "validation"
+    stage5 = [c for c in candidates(rec.events) if c["stage"] == 5]
+    assert stage5 and rec.evaluations >= 1
+    # trial of 8 steps, val_every = max(1, 8 // 16) = 1: one evaluation per step
+    assert stages(rec.events)[4]["val_every"] == 1
+
+
+def test_training_loss_is_used_when_no_validation_function_exists():
+    cfg = Config.paper(tau=10, min_trial_steps=2)
+    ctrl = StageController(cfg, lr_range=(1e-3, 1.0), validation=False, seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 400)
+    assert {e["mode"] for e in stages(rec.events)} == {"train"}
+    assert rec.evaluations == 0
+
+
+@pytest.mark.parametrize("config", [PAPER, DEFAULT], ids=["paper", "default"])
+@pytest.mark.parametrize("total", [150, 600, 1500, 4000])
+@pytest.mark.parametrize("lr_range", [None, (1e-3, 1.0)])
+def test_budget_is_used_exactly_and_never_ends_in_a_trial(config, total, lr_range):
+    ctrl = StageController(config, total_steps=total, lr_range=lr_range, seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), total)
+    assert ctrl.step == total
+    assert ctrl.finished and not ctrl.in_trial
+    assert ctrl.phase == "done"
+    # every stage finishes its search before the budget ends
+    for stage in stages(rec.events):
+        searched = [c for c in candidates(rec.events) if c["stage"] == stage["stage"]]
+        assert len(searched) == stage["candidates"]
+    assert not rec.in_trial[-1]
+
+
+def test_paper_budget_rule_scales_stages_to_the_budget():
+    # tau0 = budget / 30 and four doubling stages fill it exactly (BENCHMARK.md's rule).
+    ctrl = StageController(PAPER, total_steps=1500, lr_range=(1e-3, 1.0), seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 1500)
+    plans = [(e["trial_steps"], e["tau"]) for e in stages(rec.events)]
+    assert plans == [(5, 50), (10, 100), (20, 200), (40, 400)]
+
+
+def test_range_test_finds_an_interval_and_counts_its_steps():
+    ctrl = StageController(DEFAULT, total_steps=1000, seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 1000)
+    rt = [e for e in rec.events if e["event"] == "range_test"][0]
+    # SGD on this problem diverges above lr = 2: the interval must lie below and reach far down.
+    assert rt["high"] <= 5.0 and rt["low"] < 0.05
+    assert rt["end"] - rt["start"] <= 0.05 * 1000 + 1
+    assert rec.in_trial[: rt["end"]] == [True] * rt["end"]
+    assert ctrl.search_range == (rt["low"], rt["high"])
+
+
+# ------------------------------------------------------------------ actions
+def test_each_candidate_starts_from_the_stage_snapshot():
+    ctrl = StageController(PAPER, lr_range=(1e-3, 1.0), seed=0)
+    first = ctrl.start()
+    assert first[0] == Snapshot(STAGE) and isinstance(first[1], SetLR)
+    problem = NoisyQuadratic(seed=1)
+    problem.snapshot(STAGE)
+    rec = drive(ctrl, problem, 100 * 10 + 1, start=False)
+    restores = [a for a in rec.actions if isinstance(a, Restore)]
+    assert len(restores) == 10  # before candidates 2..10 and before exploiting
+    assert all(r.slot == STAGE for r in restores)
+
+
+def test_keep_winner_continues_the_best_candidate():
+    cfg = Config(keep_winner=True, candidates=4)
+    ctrl = StageController(cfg, total_steps=2000, lr_range=(1e-3, 1.0), seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 2000)
+    decisions = [e for e in rec.events if e["event"] == "decision"]
+    stage_list = stages(rec.events)
+    assert any(d["kept_winner_steps"] > 0 for d in decisions)
+    for d, s in zip(decisions, stage_list):
+        assert d["exploit_steps"] + d["kept_winner_steps"] == s["tau"]
+    slots = {a.slot for a in rec.actions if isinstance(a, (Snapshot, Restore, Discard))}
+    assert slots <= {STAGE, WINNER}
+
+
+def test_non_finite_loss_in_a_trial_aborts_it_at_once():
+    ctrl = StageController(PAPER, lr_range=(1e-3, 1.0), seed=0)
+    ctrl.start()
+    for _ in range(10):
+        assert ctrl.tell_loss(1.0) == ()
+    actions = ctrl.tell_loss(math.nan)
+    assert Restore(STAGE) in actions and isinstance(actions[-1], SetLR)
+    cand = candidates(ctrl.pop_events())[0]
+    assert cand["diverged"] and cand["steps"] == 11 and "non-finite" in cand["reason"]
+
+
+def test_divergence_factor_aborts_exploding_trials():
+    cfg = Config(divergence_factor=2.0)
+    ctrl = StageController(cfg, lr_range=(1e-3, 1.0), seed=0)
+    ctrl.start()
+    ctrl.tell_loss(1.0)  # the stage's reference level
+    for loss in (2.9, 1.0, 1.0, 2.5):  # one bad batch is not a divergence ...
+        assert ctrl.tell_loss(loss) == ()
+    actions = ctrl.tell_loss(2.6)  # ... a running mean of 3 above 2x the start is
+    assert Restore(STAGE) in actions
+    cand = candidates(ctrl.pop_events())[0]
+    assert cand["diverged"] and cand["steps"] == 6
+
+
+def test_exploit_divergence_rolls_back_and_excludes_that_rate():
+    cfg = Config.paper(tau=100, min_trial_steps=2, candidates=3)
+    ctrl = StageController(cfg, lr_range=(1e-3, 1.0), seed=0)
+    ctrl.start()
+    losses = iter([1.0 - 0.001 * i for i in range(1000)])
+    while ctrl.phase == "trial":
+        ctrl.tell_loss(next(losses))
+    first_lr = ctrl.lr
+    for _ in range(5):
+        ctrl.tell_loss(next(losses))
+    actions = ctrl.tell_loss(math.inf)
+    assert actions[0] == Restore(STAGE) and isinstance(actions[1], SetLR)
+    assert actions[1].lr != first_lr and ctrl.phase == "exploit"
+    events = ctrl.pop_events()
+    assert [e for e in events if e["event"] == "rollback"][0]["phase"] == "exploit"
+
+
+def test_repeated_divergence_sets_a_failure_after_max_rollbacks():
+    cfg = Config.paper(tau=20, min_trial_steps=2, candidates=2, max_rollbacks=2)
+    ctrl = StageController(cfg, lr_range=(1e-3, 1.0), seed=0)
+    ctrl.start()
+    while ctrl.phase == "trial":
+        ctrl.tell_loss(1.0)
+    for _ in range(3):
+        assert ctrl.failure is None
+        ctrl.tell_loss(math.nan)
+    assert ctrl.failure is not None and "3 times" in ctrl.failure
+
+
+def test_non_finite_model_is_never_committed():
+    cfg = Config.paper(tau=20, min_trial_steps=2, candidates=2)
+    ctrl = StageController(cfg, lr_range=(1e-3, 1.0), seed=0)
+    ctrl.start()
+    while not ctrl.needs_finite_check:
+        ctrl.tell_loss(1.0)
+    assert ctrl.phase == "exploit"
+    actions = ctrl.tell_loss(1.0, model_finite=False)
+    assert actions[0] == Restore(STAGE) and Snapshot(STAGE) not in actions
+
+
+def test_validation_requests_and_tell_validation():
+    cfg = Config(objective="validation", val_points=4, tau=40, min_trial_steps=2, candidates=2)
+    ctrl = StageController(cfg, lr_range=(1e-3, 1.0), validation=True, seed=0)
+    ctrl.start()
+    asked = 0
+    for _ in range(4):
+        actions = ctrl.tell_loss(1.0)
+        if actions and isinstance(actions[-1], Evaluate):
+            asked += 1
+            with pytest.raises(RuntimeError, match="tell_validation"):
+                ctrl.tell_loss(1.0)
+            ctrl.tell_validation(0.9 - 0.01 * asked)
+    assert asked == 4  # trial of 4 steps, one evaluation per step
+    with pytest.raises(RuntimeError, match="no validation"):
+        ctrl.tell_validation(1.0)
+
+
+def test_non_finite_validation_loss_marks_the_trial_diverged():
+    cfg = Config(objective="validation", val_points=4, tau=40, min_trial_steps=2, candidates=2)
+    ctrl = StageController(cfg, lr_range=(1e-3, 1.0), validation=True, seed=0)
+    ctrl.start()
+    ctrl.tell_loss(1.0)
+    actions = ctrl.tell_validation(math.nan)
+    assert Restore(STAGE) in actions
+    assert candidates(ctrl.pop_events())[0]["reason"] == "non-finite validation loss"
+
+
+# ------------------------------------------------------------------ batching (deferred reads)
+@pytest.mark.parametrize("config", [PAPER, DEFAULT], ids=["paper", "default"])
+@pytest.mark.parametrize("lr_range", [None, (1e-3, 0.5)], ids=["range-test", "stable-range"])
+def test_batched_tells_make_the_same_decisions(config, lr_range):
+    # Telling losses in batches changes nothing as long as no loss is abnormal inside a batch.
+    # With the range test, trials may diverge (the interval can reach past lr=2 on this
+    # problem); the decisions up to the first abnormal loss must then agree.
+    problem_a, problem_b = NoisyQuadratic(seed=4), NoisyQuadratic(seed=4)
+    a = StageController(config, total_steps=800, lr_range=lr_range, seed=3)
+    rec_a = drive(a, problem_a, 800)
+    b = StageController(config, total_steps=800, lr_range=lr_range, seed=3)
+    b_actions = list(b.start())
+    lr = [x for x in b_actions if isinstance(x, SetLR)][-1].lr
+    for act in b_actions:
+        if isinstance(act, Snapshot):
+            problem_b.snapshot(act.slot)
+    buffered: list[float] = []
+    window = min(b.quiet_steps, 7)
+    lrs_b = []
+    for _ in range(800):
+        lrs_b.append(lr)
+        buffered.append(problem_b.train_step(lr))
+        if len(buffered) > window:
+            actions = b.tell_losses(buffered, model_finite=problem_b.finite)
+            buffered = []
+            for act in actions:
+                if isinstance(act, SetLR):
+                    lr = act.lr
+                elif isinstance(act, Snapshot):
+                    problem_b.snapshot(act.slot)
+                elif isinstance(act, Restore):
+                    problem_b.restore(act.slot)
+            window = min(b.quiet_steps, 7)
+        else:
+            lr = b.planned_lr(len(buffered))
+    abnormal = [
+        e["start"] for e in rec_a.events if e["event"] == "candidate" and e["diverged"]
+    ]
+    if abnormal:  # after an abnormal loss inside a batch, spent steps differ by design
+        cut = min(abnormal)
+        assert lrs_b[:cut] == rec_a.lrs[:cut]
+    else:
+        assert lrs_b == rec_a.lrs
+        assert b.state_dict()["state"] == a.state_dict()["state"]
+    if lr_range is not None:
+        assert not abnormal
+
+
+def test_abnormal_loss_in_a_batch_counts_the_rest_as_spent():
+    ctrl = StageController(PAPER, lr_range=(1e-3, 1.0), seed=0)
+    ctrl.start()
+    assert ctrl.quiet_steps == 99
+    actions = ctrl.tell_losses([1.0, 1.0, math.nan, 1.0, 1.0])
+    assert Restore(STAGE) in actions
+    assert ctrl.step == 5
+    events = ctrl.pop_events()
+    assert [e["steps"] for e in events if e["event"] == "wasted"] == [2]
+    assert ctrl._s["trial"]["start_step"] == 5  # the next candidate starts after the waste
+
+
+# ------------------------------------------------------------------ state and determinism
+@pytest.mark.parametrize("config", [PAPER, DEFAULT], ids=["paper", "default"])
+@pytest.mark.parametrize("cut", [37, 140, 333])
+def test_resumed_controller_makes_identical_decisions(config, cut):
+    total = 900
+    full = StageController(config, total_steps=total, seed=5)
+    rec_full = drive(full, NoisyQuadratic(seed=2), total)
+
+    first = StageController(config, total_steps=total, seed=5)
+    problem = NoisyQuadratic(seed=2)
+    rec = drive(first, problem, cut)
+    state = json.loads(json.dumps(first.state_dict()))  # must be JSON-safe
+    resumed = StageController(Config(), total_steps=123, seed=99)  # overwritten by the state
+    resumed.load_state_dict(state)
+    rec = drive(resumed, problem, total - cut, start=False, record=rec)
+    assert rec.lrs == rec_full.lrs
+    assert resumed.state_dict()["state"] == full.state_dict()["state"]
+
+
+def test_same_seed_same_sequence_different_seed_may_differ():
+    def lrs(seed):
+        return drive(StageController(DEFAULT, total_steps=600, seed=seed), NoisyQuadratic(seed=1), 600).lrs
+
+    assert lrs(11) == lrs(11)
+    assert lrs(11) != lrs(12)
+
+
+def test_state_dict_version_and_keys_are_checked():
+    from autolrs import StateDictError
+
+    ctrl = StageController(seed=0)
+    ctrl.start()
+    state = ctrl.state_dict()
+    with pytest.raises(StateDictError, match="version"):
+        ctrl.load_state_dict({**state, "version": 99})
+    with pytest.raises(StateDictError, match="misses key"):
+        ctrl.load_state_dict({k: v for k, v in state.items() if k != "rng"})
+    broken = json.loads(json.dumps(state))
+    del broken["state"]["phase"]
+    with pytest.raises(StateDictError, match="phase"):
+        ctrl.load_state_dict(broken)
+
+
+# ------------------------------------------------------------------ arguments
+@pytest.mark.parametrize(
+    "lr_range",
+    [(1.0, 0.1), (0.0, 1.0), (-1.0, 1.0), (1e-3, math.inf), (1e-3,), "0.1", (1e-3, "a"), 5],
+)
+def test_bad_lr_range_raises_value_error_naming_it(lr_range):
+    with pytest.raises(ValueError, match="lr_range"):
+        StageController(lr_range=lr_range)
+
+
+@pytest.mark.parametrize("total", [0, -5, 2.5, math.inf, math.nan, "100", True])
+def test_bad_total_steps_raises_value_error_naming_it(total):
+    with pytest.raises(ValueError, match="total_steps"):
+        StageController(total_steps=total)
+
+
+def test_tiny_budgets_still_finish_cleanly():
+    for total in (1, 2, 5, 20, 60):
+        ctrl = StageController(DEFAULT, total_steps=total, seed=0)
+        drive(ctrl, NoisyQuadratic(seed=1), total)
+        assert ctrl.step == total and not ctrl.in_trial
+
+
+def test_protocol_misuse_is_reported():
+    ctrl = StageController(seed=0)
+    with pytest.raises(RuntimeError, match="start"):
+        ctrl.tell_loss(1.0)
+    ctrl.start()
+    with pytest.raises(RuntimeError, match="already"):
+        ctrl.start()
+    with pytest.raises(TypeError, match="Config"):
+        StageController(config={"tau": 3})
