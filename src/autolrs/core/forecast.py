@@ -31,6 +31,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize
 from scipy.interpolate import UnivariateSpline
 
+from autolrs.core._threads import single_threaded_blas
+
 __all__ = [
     "CurveFit",
     "ExponentialForecaster",
@@ -258,6 +260,10 @@ class PaperExponentialForecaster(Forecaster):
         self.trimming = trimming or Trimming.for_training_loss()
 
     def fit(self, x: ArrayLike, y: ArrayLike, *, horizon: float) -> CurveFit:
+        with single_threaded_blas():
+            return self._fit(x, y, horizon)
+
+    def _fit(self, x: ArrayLike, y: ArrayLike, horizon: float) -> CurveFit:
         xs, ys = _prepare(x, y)
         if len(ys) < 4:
             return _constant_fit(float(np.mean(ys)), ys, "too few points")
@@ -337,6 +343,10 @@ class ExponentialForecaster(Forecaster):
         self.grid = int(grid)
 
     def fit(self, x: ArrayLike, y: ArrayLike, *, horizon: float) -> CurveFit:
+        with single_threaded_blas():
+            return self._fit(x, y, horizon)
+
+    def _fit(self, x: ArrayLike, y: ArrayLike, horizon: float) -> CurveFit:
         xs, ys = _prepare(x, y)
         nonneg = bool(np.all(ys >= 0))
         if len(ys) < 4:

@@ -22,6 +22,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from autolrs.core._rng import rng_from_state, rng_state
+from autolrs.core._threads import single_threaded_blas
 
 __all__ = ["BayesSearcher", "Observation", "Searcher", "expected_improvement", "lower_confidence_bound"]
 
@@ -156,6 +157,10 @@ class BayesSearcher(Searcher):
         return [o for o in self.observations if not o.prior]
 
     def ask(self) -> float:
+        with single_threaded_blas():
+            return self._ask()
+
+    def _ask(self) -> float:
         if len(self.evaluated) < self.initial_random:
             return self.from_unit(float(self._rng.uniform(0.0, 1.0)))
         mean, std = self.posterior(_GRID)
@@ -231,10 +236,11 @@ class BayesSearcher(Searcher):
 
     def posterior(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """GP posterior mean and standard deviation at normalised positions ``u``."""
-        gp = self._fit()
-        if gp is None:
-            return np.zeros_like(u, dtype=float), np.ones_like(u, dtype=float)
-        mean, std = gp.predict(np.asarray(u, dtype=float).reshape(-1, 1), return_std=True)
+        with single_threaded_blas():
+            gp = self._fit()
+            if gp is None:
+                return np.zeros_like(u, dtype=float), np.ones_like(u, dtype=float)
+            mean, std = gp.predict(np.asarray(u, dtype=float).reshape(-1, 1), return_std=True)
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
     # ------------------------------------------------------------------ results

@@ -16,6 +16,7 @@ from autolrs.core.config import Config
 from autolrs.core.controller import StageController
 from autolrs.events import EventLog
 from autolrs.exceptions import AutoLRSWarning, DivergenceError, StateDictError
+from autolrs.torch.distributed import Collective
 from autolrs.torch.replay import ReplayBuffer
 from autolrs.torch.snapshot import SnapshotStore
 
@@ -32,7 +33,8 @@ class AutoLRS:
     optimizer, tries a few learning rates proposed by Bayesian optimisation for a short trial
     each (rolling back to the snapshot between them), forecasts from each trial's loss curve
     the loss the stage would end with, and trains the stage with the best one. No learning rate,
-    bounds or schedule need to be chosen: the optimizer's own learning rate is ignored.
+    bounds or schedule need to be chosen: the optimizer's own learning rate is ignored (except by
+    runs too short to search, under 30 steps without ``lr_range``, which keep it).
 
     Args:
         model: The model being trained.
@@ -56,9 +58,17 @@ class AutoLRS:
         snapshot_device: Where snapshots live: None (default) keeps each tensor on its own
             device; ``"cpu"`` copies them to host memory (saves accelerator memory).
         sync_every: At most this many steps between reads of the buffered losses (one device
-            synchronisation each). None: 1 on CPU, 16 on accelerators. A non-finite loss is
-            then noticed up to ``sync_every - 1`` steps late; the steps in between are counted
-            as spent and rolled back.
+            synchronisation each). None: 1 on CPU, 16 on accelerators, and under
+            ``torch.distributed`` only where the controller may act (once per trial). A
+            non-finite loss is then noticed late; the steps in between are counted as spent and
+            rolled back.
+        process_group: Under ``torch.distributed``, the group whose ranks train together
+            (default: the world). Construct ``AutoLRS`` identically on every rank: losses are
+            averaged over the ranks, rank 0 decides, every rank rolls back its own snapshot.
+            ``val_fn``, ``finish()`` and ``state_dict()`` must then be called on every rank.
+        tensorboard: A ``torch.utils.tensorboard.SummaryWriter`` or a log directory: the
+            learning rate, each candidate's forecast and each decision are written as scalars
+            (needs the ``tensorboard`` package: ``pip install "autolrs[tensorboard]"``).
 
     Raises:
         TypeError: If ``model``, ``optimizer``, ``val_fn``, ``config`` or an ``extra_state``
@@ -99,6 +109,8 @@ class AutoLRS:
         extra_state: Sequence[Any] = (),
         snapshot_device: str | torch.device | None = None,
         sync_every: int | None = None,
+        process_group: Any = None,
+        tensorboard: Any = None,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -121,7 +133,7 @@ class AutoLRS:
             )):
                 raise TypeError(
                     f"extra_state entries need state_dict() and load_state_dict(); "
-                    f"{type(obj).__name__} has not"
+                    f"a {type(obj).__name__} has not"
                 )
         if sync_every is not None and (
             isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1
@@ -132,23 +144,26 @@ class AutoLRS:
         self.model = model
         self.optimizer = optimizer
         self.val_fn = val_fn
+        lrs = [_lr_value(g["lr"]) for g in optimizer.param_groups]
+        top = max(lrs)
+        self._ratios = [lr / top if top > 0 else 1.0 for lr in lrs]
         self._controller = StageController(
             config,
             total_steps=total_steps,
             lr_range=lr_range,
             validation=val_fn is not None,
             seed=seed,
+            default_lr=top if top > 0 else None,
         )
         self._store = SnapshotStore(model, optimizer, extra, device=snapshot_device)
         self._replay = ReplayBuffer()
-        self._log = EventLog(log_file)
+        self._comm = Collective(process_group)
+        self._log = EventLog(log_file, enabled=self._comm.is_leader)
+        self._tensorboard = _summary_writer(tensorboard) if self._comm.is_leader else None
         self.events: list[dict[str, Any]] = []
-        lrs = [_lr_value(g["lr"]) for g in optimizer.param_groups]
-        top = max(lrs)
-        self._ratios = [lr / top if top > 0 else 1.0 for lr in lrs]
         if sync_every is None:
             on_cpu = all(p.device.type == "cpu" for g in optimizer.param_groups for p in g["params"])
-            sync_every = 1 if on_cpu else 16
+            sync_every = (1 << 30) if self._comm.enabled else (1 if on_cpu else 16)
         self.sync_every = sync_every
         self._pending: list[float | torch.Tensor] = []
         self._window = 0
@@ -163,7 +178,8 @@ class AutoLRS:
             optimizer.register_step_pre_hook(self._enforce_lr),
             optimizer.register_step_post_hook(self._count_optimizer_step),
         )
-        self._execute(self._controller.start())
+        self._quiet = 0
+        self._execute(self._leader(self._controller.start))
         self._after_sync()
 
     # ------------------------------------------------------------------ public
@@ -184,11 +200,14 @@ class AutoLRS:
         """
         value = _loss_value(loss)
         self._check_wiring()
+        if self._tensorboard is not None:
+            self._tensorboard.add_scalar("autolrs/lr", self._applied_target or 0.0, self.steps_taken)
         self._pending.append(value)
         if len(self._pending) > self._window:
             self._sync()
-        else:
-            self._set_lr(self._controller.planned_lr(len(self._pending)))
+        # Whatever happened since the last step (a rollback, or a framework's own scheduler that
+        # steps after optimizer.step()), the next step uses autolrs' learning rate.
+        self._set_lr(self._controller.planned_lr(len(self._pending)))
 
     def get_last_lr(self) -> list[float]:
         """The learning rate of each parameter group, as the next step will use it."""
@@ -230,6 +249,11 @@ class AutoLRS:
     def steps_taken(self) -> int:
         """Optimizer steps reported so far (trials included)."""
         return self._controller.step + len(self._pending)
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Calls of ``optimizer.step()`` seen since construction (a step hook counts them)."""
+        return self._optimizer_steps
 
     @property
     def snapshot_bytes(self) -> int:
@@ -280,9 +304,11 @@ class AutoLRS:
         if self._pending:
             self._sync()
         if self._controller.in_trial:
-            self._execute(self._controller.abort_trial("finish() called during a trial"))
+            self._execute(self._leader(lambda: self._controller.abort_trial("finish() called during a trial")))
             self._after_sync()
         self._log.close()
+        if self._tensorboard is not None:
+            self._tensorboard.flush()
 
     def __enter__(self) -> AutoLRS:
         return self
@@ -333,12 +359,19 @@ class AutoLRS:
                 f"the saved run had {len(state['lr_ratios'])} parameter groups, this optimizer "
                 f"has {len(self.optimizer.param_groups)}"
             )
-        before = self._controller.config
+        before, budget = self._controller.config, self._controller.total_steps
         self._controller.load_state_dict(state["controller"])
         diff = before.diff(self._controller.config)
         if diff:
             warnings.warn(
                 f"resuming with the saved config; it differs from the constructor's in {diff}",
+                AutoLRSWarning,
+                stacklevel=2,
+            )
+        if budget != self._controller.total_steps:
+            warnings.warn(
+                f"resuming with the saved total_steps={self._controller.total_steps} (the stages were "
+                f"planned for it), not the constructor's {budget}",
                 AutoLRSWarning,
                 stacklevel=2,
             )
@@ -396,9 +429,31 @@ class AutoLRS:
         self._pending = []
         return values
 
+    def _leader(self, decide: Callable[[], tuple[Action, ...]]) -> tuple[Action, ...]:
+        """Runs a controller call on rank 0 and hands its outcome to every rank."""
+        if not self._comm.enabled:
+            return decide()
+        payload = None
+        if self._comm.is_leader:
+            actions = decide()
+            payload = (actions, self._controller.state_dict(), self._controller.pop_events())
+        actions, state, events = self._comm.broadcast(payload)
+        if self._comm.is_leader:
+            self._emit(events)
+        else:
+            self._controller.load_state_dict(state)
+            self.events.extend(events)
+        return actions
+
     def _sync(self) -> None:
-        values = self._read_pending()
-        actions = self._controller.tell_losses(values, model_finite=self._store.model_finite)
+        values = self._comm.mean(self._read_pending())
+        if self._comm.enabled:
+            # Only where the controller may commit a snapshot is every rank's model checked.
+            at_boundary = len(values) > self._quiet
+            finite = self._comm.all_true(self._store.model_finite()) if at_boundary else True
+            actions = self._leader(lambda: self._controller.tell_losses(values, model_finite=finite))
+        else:
+            actions = self._controller.tell_losses(values, model_finite=self._store.model_finite)
         self._execute(actions)
         self._after_sync()
         failure = self._controller.failure
@@ -406,13 +461,16 @@ class AutoLRS:
             raise DivergenceError(failure)
 
     def _after_sync(self) -> None:
-        self._window = min(self._controller.quiet_steps, self.sync_every - 1)
+        self._quiet = self._controller.quiet_steps
+        self._window = min(self._quiet, self.sync_every - 1)
         self._emit(self._controller.pop_events())
 
     def _emit(self, events: list[dict[str, Any]]) -> None:
         if events:
             self.events.extend(events)
             self._log.emit(events)
+            if self._tensorboard is not None:
+                _write_scalars(self._tensorboard, events)
 
     def _execute(self, actions: Iterable[Action]) -> None:
         pending = list(actions)
@@ -430,31 +488,41 @@ class AutoLRS:
             elif isinstance(action, Discard):
                 self._store.discard(action.slot)
             elif isinstance(action, Evaluate):
-                pending = list(self._controller.tell_validation(self._evaluate()))
+                value = self._evaluate()
+                pending = list(self._leader(lambda: self._controller.tell_validation(value)))
             else:  # pragma: no cover - the controller emits only the actions above
                 raise TypeError(f"unknown action {action!r}")
 
     def _evaluate(self) -> float:
+        """Calls val_fn on every rank; on failure anywhere, rolls back, then raises."""
         assert self.val_fn is not None
         was_training = self.model.training
+        error: BaseException | None = None
+        value = math.nan
         try:
-            value = self.val_fn()
-            result = _validation_value(value)
-        except BaseException as err:
+            value = _validation_value(self.val_fn())
+        except BaseException as err:  # noqa: BLE001 - re-raised below, after the rollback
+            error = err
+        finally:
             self.model.train(was_training)
+        if not self._comm.all_true(error is None):
             # Never leave the model in a candidate's state: roll back, then let the error out.
-            self._execute(self._controller.abort_trial(f"val_fn raised {type(err).__name__}"))
+            reason = f"val_fn raised {type(error).__name__}" if error else "val_fn raised on another rank"
+            self._execute(self._leader(lambda: self._controller.abort_trial(reason)))
             self._after_sync()
-            raise
-        self.model.train(was_training)
-        return result
+            if error is not None:
+                raise error
+            raise RuntimeError("val_fn raised on another rank; the trial was rolled back")
+        return self._comm.mean([value])[0]
 
     def _set_lr(self, lr: float | None, *, force: bool = False) -> None:
         if lr is None:
             return
         new = [lr * ratio for ratio in self._ratios]
         self._applied_target = lr
-        if not force and new == self._applied:
+        if not force and new == self._applied and all(
+            _lr_value(g["lr"]) == v for g, v in zip(self.optimizer.param_groups, new)
+        ):
             return
         for group, value in zip(self.optimizer.param_groups, new):
             if isinstance(group["lr"], torch.Tensor):
@@ -499,3 +567,35 @@ def _validation_value(value: Any) -> float:
             f"val_fn must return a number (the validation loss), got {type(value).__name__}"
         )
     return float(value)
+
+
+def _summary_writer(target: Any) -> Any:
+    """A SummaryWriter for ``target`` (a writer, a log directory, or None)."""
+    if target is None:
+        return None
+    if hasattr(target, "add_scalar"):
+        return target
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError(
+            'tensorboard logging needs the tensorboard package; install it with: '
+            'pip install "autolrs[tensorboard]"'
+        ) from err
+    return SummaryWriter(log_dir=str(target))
+
+
+def _write_scalars(writer: Any, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        kind, step = event.get("event"), event.get("step", 0)
+        if kind == "candidate":
+            writer.add_scalar("autolrs/candidate_lr", event["lr"], step)
+            if event.get("forecast") is not None:
+                writer.add_scalar("autolrs/candidate_forecast", event["forecast"], step)
+        elif kind == "decision":
+            writer.add_scalar("autolrs/chosen_lr", event["lr"], step)
+            if event.get("forecast") is not None:
+                writer.add_scalar("autolrs/chosen_forecast", event["forecast"], step)
+            writer.add_scalar("autolrs/stage", event.get("stage", 0), step)
+        elif kind == "rollback":
+            writer.add_scalar("autolrs/rollbacks", 1.0, step)

@@ -10,11 +10,16 @@ from collections.abc import Callable
 
 from autolrs.bench.workloads.base import Split, Workload
 from autolrs.bench.workloads.digits import make_digits
+from autolrs.bench.workloads.fashion import make_fashion_cnn, make_fashion_resnet
+from autolrs.bench.workloads.shakespeare import make_shakespeare_char
 
 __all__ = ["WORKLOADS", "Split", "Workload", "get_workload"]
 
 WORKLOADS: dict[str, Callable[[], Workload]] = {
     "digits": make_digits,
+    "fashion-cnn": make_fashion_cnn,
+    "fashion-resnet": make_fashion_resnet,
+    "shakespeare-char": make_shakespeare_char,
 }
 
 

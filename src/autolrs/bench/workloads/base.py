@@ -120,7 +120,7 @@ def evaluate_classifier(
     accuracy: bool,
 ) -> dict[str, float]:
     """Mean loss over ``split`` (weighted by batch size) and, optionally, top-1 accuracy."""
-    total_loss, total_correct, count = 0.0, 0.0, 0
+    total_loss, total_correct, count, targets = 0.0, 0.0, 0, 0
     for start in range(0, len(split), batch_size):
         xb = split.x[start : start + batch_size]
         yb = split.y[start : start + batch_size]
@@ -129,8 +129,9 @@ def evaluate_classifier(
         if accuracy:
             logits = model(xb)
             total_correct += float((logits.argmax(-1) == yb).float().sum())
+            targets += yb.numel()
         count += n
     out = {"loss": total_loss / count}
     if accuracy:
-        out["accuracy"] = total_correct / count
+        out["accuracy"] = total_correct / max(targets, 1)
     return out

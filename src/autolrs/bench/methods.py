@@ -1,0 +1,351 @@
+"""The methods compared by ``autolrs bench``: one configuration each, shared by all workloads.
+
+A method is a function of a :class:`~autolrs.bench.harness.RunContext` that trains the
+workload's model and reports every optimizer step with ``ctx.step``. Adding one is one function
+and a :func:`register` line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autolrs.bench.harness import BudgetSpent, RunContext
+from autolrs.core.config import Config
+from autolrs.torch.scheduler import AutoLRS
+
+__all__ = ["METHODS", "MethodSpec", "cosine_factor", "register", "wsd_factor"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method.
+
+    Attributes:
+        name: Registry name.
+        run: ``ctx -> None``.
+        description: One line for reports.
+        tuned: True for the oracle (reported apart from the no-tuning methods).
+        requires: Modules it imports (from the ``bench`` extra).
+    """
+
+    name: str
+    run: Callable[[RunContext], None]
+    description: str
+    tuned: bool = False
+    requires: tuple[str, ...] = ()
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(
+    name: str, description: str, *, tuned: bool = False, requires: tuple[str, ...] = ()
+) -> Callable[[Callable[[RunContext], None]], Callable[[RunContext], None]]:
+    """Decorator adding a method to :data:`METHODS`."""
+
+    def wrap(fn: Callable[[RunContext], None]) -> Callable[[RunContext], None]:
+        METHODS[name] = MethodSpec(name, fn, description, tuned, requires)
+        return fn
+
+    return wrap
+
+
+# --------------------------------------------------------------------------- schedules
+def cosine_factor(total: int, warmup: int = 0) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to zero at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def wsd_factor(total: int, warmup: int, cooldown: float = 0.2) -> Callable[[int], float]:
+    """Warm-up, stable, then a linear cool-down to zero over the last ``cooldown`` share."""
+    decay_start = int(round(total * (1.0 - cooldown)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if step < decay_start:
+            return 1.0
+        return max(0.0, (total - step) / max(1, total - decay_start))
+
+    return factor
+
+
+def _warmup(budget: int) -> int:
+    return max(1, int(round(0.02 * budget)))
+
+
+def _effective_lr(group: dict[str, Any]) -> float:
+    """The step size an adaptive-LR optimizer really uses (d * lr for D-Adaptation/Prodigy)."""
+    return float(group["lr"]) * float(group.get("d", 1.0))
+
+
+def _train_plain(
+    ctx: RunContext,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    factor: Callable[[int], float] | None,
+    steps: int | None = None,
+    batches: Iterator[Any] | None = None,
+) -> None:
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor) if factor is not None else None
+    batches = batches if batches is not None else ctx.batches()
+    taken = 0
+    for batch in batches:
+        lr = _effective_lr(opt.param_groups[0])
+        loss = ctx.workload.loss(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if schedule is not None:
+            schedule.step()
+        ctx.step(model, loss.detach(), lr)
+        taken += 1
+        if steps is not None and taken >= steps:
+            raise BudgetSpent
+
+
+# --------------------------------------------------------------------------- autolrs
+def _run_autolrs(ctx: RunContext, config: Config) -> None:
+    work = ctx.workload
+    model = ctx.model()
+    opt = work.make_optimizer(model.parameters(), lr=work.default_lr)
+    val_seconds = [0.0]
+
+    def val_fn() -> float:
+        start = time.perf_counter()
+        value = work.evaluate(model, "holdout")["loss"]
+        val_seconds[0] += time.perf_counter() - start
+        return value
+
+    sched = AutoLRS(model, opt, total_steps=ctx.budget, val_fn=val_fn, config=config, seed=ctx.seed)
+    step_seconds = 0.0
+    ctx.result.extra["autolrs"] = {}
+    try:
+        for batch in sched.wrap(ctx.batches()):
+            lr = opt.param_groups[0]["lr"]
+            loss = work.loss(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            before_val = val_seconds[0]
+            start = time.perf_counter()
+            sched.step(loss)
+            step_seconds += time.perf_counter() - start - (val_seconds[0] - before_val)
+            ctx.step(model, loss.detach(), lr, committed=not sched.in_trial, survives=True)
+    finally:
+        ctx.result.extra["autolrs"] = {
+            "decisions": [[d["step"], d["lr"]] for d in sched.decisions],
+            "lr_range": list(sched.lr_range) if sched.lr_range else None,
+            "controller_seconds": step_seconds,
+            "val_seconds": val_seconds[0],
+            "val_calls": sum(1 for e in sched.events if e["event"] == "candidate" and e["mode"] == "validation"),
+            "rollbacks": sum(1 for e in sched.events if e["event"] == "rollback"),
+            "candidates": [
+                [e["stage"], e["lr"], e["start"], e["end"], e["forecast"], e["diverged"]]
+                for e in sched.events
+                if e["event"] == "candidate"
+            ],
+            "range_test": next(
+                ([e["start"], e["end"], e["low"], e["high"]] for e in sched.events if e["event"] == "range_test"),
+                None,
+            ),
+        }
+
+
+@register("autolrs", "autolrs default: Config(), total_steps and val_fn only")
+def autolrs_default(ctx: RunContext) -> None:
+    _run_autolrs(ctx, Config())
+
+
+@register("autolrs-paper", "autolrs Config.paper(): the reference method, stages scaled to the budget")
+def autolrs_paper(ctx: RunContext) -> None:
+    _run_autolrs(ctx, Config.paper())
+
+
+# --------------------------------------------------------------------------- baselines
+@register("oracle", "best of the tuned warm-up+cosine grid (over the step hint H)", tuned=True)
+def oracle(ctx: RunContext) -> None:
+    lr = ctx.workload.extra.get("oracle_lr")
+    if lr is None:
+        raise ValueError(
+            f"no oracle learning rate for {ctx.workload.name}: run `autolrs bench --set-targets` first"
+        )
+    model = ctx.model()
+    opt = ctx.workload.make_optimizer(model.parameters(), lr=lr)
+    hint = ctx.workload.step_hint
+    _train_plain(ctx, model, opt, cosine_factor(hint, _warmup(hint)), steps=hint)
+
+
+@register("naive", "the optimizer's default lr (SGD 0.1 / AdamW 1e-3), 2% warm-up + cosine")
+def naive(ctx: RunContext) -> None:
+    model = ctx.model()
+    opt = ctx.workload.make_optimizer(model.parameters(), lr=ctx.workload.default_lr)
+    _train_plain(ctx, model, opt, cosine_factor(ctx.budget, _warmup(ctx.budget)))
+
+
+@register("wsd", "warm-up, stable, 20% linear cool-down; the naive default's peak")
+def wsd(ctx: RunContext) -> None:
+    model = ctx.model()
+    opt = ctx.workload.make_optimizer(model.parameters(), lr=ctx.workload.default_lr)
+    _train_plain(ctx, model, opt, wsd_factor(ctx.budget, _warmup(ctx.budget)))
+
+
+def _recalibrate_batchnorm(ctx: RunContext, model: nn.Module, batches: int = 20) -> None:
+    """Recomputes BatchNorm statistics for the current weights (charged as the method's)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    start = time.perf_counter()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the recalibration batches
+    stream = ctx.workload.batches(ctx.seed + 7919)
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            x, _ = next(stream)
+            model(x)
+    model.train(was_training)
+    for m in norms:
+        m.momentum = 0.1
+    ctx.add_charge(time.perf_counter() - start)
+
+
+@register(
+    "schedulefree",
+    "Schedule-Free AdamW (AlgoPerf self-tuning settings): lr 2.5e-3, betas (0.9, 0.9955), 2% warm-up",
+    requires=("schedulefree",),
+)
+def schedule_free(ctx: RunContext) -> None:
+    import schedulefree
+
+    model = ctx.model()
+    opt = schedulefree.AdamWScheduleFree(
+        model.parameters(),
+        lr=2.5e-3,
+        betas=(0.9, 0.9955),
+        weight_decay=ctx.workload.weight_decay,
+        warmup_steps=_warmup(ctx.budget),
+    )
+    opt.train()
+
+    def prepare() -> None:
+        opt.eval()
+        _recalibrate_batchnorm(ctx, model)
+
+    ctx.prepare_eval = prepare
+    ctx.finish_eval = opt.train
+    _train_plain(ctx, model, opt, None)
+
+
+@register("prodigy", "Prodigy: lr 1.0, safeguard warm-up, bias correction, cosine decay", requires=("prodigyopt",))
+def prodigy(ctx: RunContext) -> None:
+    from prodigyopt import Prodigy
+
+    model = ctx.model()
+    opt = Prodigy(
+        model.parameters(),
+        lr=1.0,
+        weight_decay=ctx.workload.weight_decay,
+        safeguard_warmup=True,
+        use_bias_correction=True,
+    )
+    _train_plain(ctx, model, opt, cosine_factor(ctx.budget))
+
+
+@register("dadapt", "D-Adaptation Adam: lr 1.0, decoupled weight decay, cosine decay", requires=("dadaptation",))
+def dadapt(ctx: RunContext) -> None:
+    from dadaptation import DAdaptAdam
+
+    model = ctx.model()
+    opt = DAdaptAdam(model.parameters(), lr=1.0, weight_decay=ctx.workload.weight_decay, decouple=True)
+    _train_plain(ctx, model, opt, cosine_factor(ctx.budget))
+
+
+def _criterion(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
+
+
+def steepest_slope(lrs: list[float], losses: list[float], skip_start: int = 10, skip_end: int = 5) -> float | None:
+    """torch-lr-finder's suggestion: the rate where the (smoothed) loss falls fastest."""
+    if len(lrs) < skip_start + skip_end + 2:
+        return None
+    lrs, losses = lrs[skip_start:-skip_end], losses[skip_start:-skip_end]
+    arr = np.asarray(losses, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        return None
+    return float(lrs[int(np.gradient(arr).argmin())])
+
+
+@register(
+    "lrfinder-onecycle",
+    "LR range test (torch-lr-finder, 100-step exponential sweep, steepest slope) + OneCycleLR",
+    requires=("torch_lr_finder",),
+)
+def lrfinder_onecycle(ctx: RunContext) -> None:
+    from torch_lr_finder import LRFinder, TrainDataLoaderIter
+
+    class _Stream(TrainDataLoaderIter):
+        def __init__(self, batches: Iterator[Any]) -> None:  # noqa: D107 - no DataLoader here
+            self.data_loader = None
+            self._iterator = batches
+            self.auto_reset = False
+
+        def __next__(self) -> Any:
+            return next(self._iterator)
+
+    work = ctx.workload
+    model = ctx.model()
+    opt = work.make_optimizer(model.parameters(), lr=1e-7)
+    batches = ctx.batches()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        finder = LRFinder(model, opt, _criterion)
+        finder.range_test(_Stream(batches), start_lr=1e-7, end_lr=10, num_iter=100, step_mode="exp")
+    sweep = len(finder.history["lr"])
+    suggestion = steepest_slope(finder.history["lr"], finder.history["loss"])
+    finder.reset()
+    ctx.skip(sweep, lrs=finder.history["lr"])
+    max_lr = suggestion if suggestion is not None else work.default_lr
+    ctx.result.extra["lrfinder"] = {"sweep_steps": sweep, "suggested_lr": suggestion, "max_lr": max_lr}
+    opt = work.make_optimizer(model.parameters(), lr=max_lr)
+    remaining = ctx.budget - sweep
+    onecycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=remaining)
+    for batch in batches:
+        lr = opt.param_groups[0]["lr"]
+        loss = work.loss(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if onecycle.last_epoch + 1 < remaining:
+            onecycle.step()
+        ctx.step(model, loss.detach(), lr)
+
+
+def grid_cosine(lr: float) -> Callable[[RunContext], None]:
+    """The target-setting method: warm-up (2%) + cosine over the step hint at peak ``lr``."""
+
+    def run(ctx: RunContext) -> None:
+        model = ctx.model()
+        opt = ctx.workload.make_optimizer(model.parameters(), lr=lr)
+        hint = ctx.workload.step_hint
+        _train_plain(ctx, model, opt, cosine_factor(hint, _warmup(hint)), steps=hint)
+
+    return run

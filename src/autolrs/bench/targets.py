@@ -1,0 +1,149 @@
+"""Target setting: a tuned warm-up + cosine grid per workload fixes the score to reach.
+
+For each workload, warm-up (2 %) + cosine over the step hint H is trained at >= 7 log-spaced
+peak learning rates (a third of a decade apart, centred on the optimizer's default; extended
+by one point when the best lies on an edge), with 2 seeds. A run's score is its best score-split
+loss; the best peak by median score is the oracle; the target is its median score x 1.01.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from autolrs.bench.harness import RunResult, _json_restore, _json_safe, run_method, steps_to_target, write_jsonl
+from autolrs.bench.methods import grid_cosine
+from autolrs.bench.workloads import get_workload
+
+__all__ = ["TARGETS_PATH", "load_targets", "set_targets", "versions", "machine"]
+
+TARGETS_PATH = os.path.join("benchmarks", "targets.json")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    out = {"python": platform.python_version()}
+    for name in ("autolrs", "torch", "numpy", "scipy", "sklearn", "schedulefree", "prodigyopt", "dadaptation", "torch_lr_finder"):
+        try:
+            module = __import__(name)
+            out[name] = str(getattr(module, "__version__", "?"))
+        except ImportError:
+            out[name] = "missing"
+    return out
+
+
+def machine() -> str:
+    """A one-line description of this machine."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), torch threads {torch.get_num_threads()}, {platform.system()} {platform.release()}"
+
+
+def load_targets(path: str = TARGETS_PATH) -> dict[str, Any]:
+    """The committed targets, or an empty dict when the file does not exist."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return _json_restore(json.load(f))
+
+
+def _grid(default: float, extra_low: int = 0, extra_high: int = 0) -> list[float]:
+    return [default * 10 ** (k / 3) for k in range(-3 - extra_low, 4 + extra_high)]
+
+
+def set_targets(
+    workloads: list[str],
+    *,
+    seeds: int = 2,
+    path: str = TARGETS_PATH,
+    log: Callable[[str], None] = print,
+    command: str = "",
+    runs_path: str | None = None,
+) -> dict[str, Any]:
+    """Runs the grid on each workload and writes the targets file (merged with existing ones)."""
+    data = load_targets(path)
+    data.setdefault("workloads", {})
+    for name in workloads:
+        work = get_workload(name)
+        results: dict[float, list[RunResult]] = {}
+        low_ext = high_ext = 0
+        grid = _grid(work.default_lr)
+        started = time.perf_counter()
+        while True:
+            for lr in grid:
+                if lr in results:
+                    continue
+                results[lr] = []
+                for seed in range(seeds):
+                    res = run_method(grid_cosine(lr), work, f"grid-{lr:.3g}", seed, budget=work.budget)
+                    results[lr].append(res)
+                    if runs_path:
+                        write_jsonl(runs_path, [res])
+                    best = min((s for _, s in res.curve), default=math.inf)
+                    log(f"  {name} lr={lr:.3g} seed={seed}: best score {best:.4f} ({time.perf_counter() - started:.0f}s)")
+            medians = {lr: _median_best(rs) for lr, rs in results.items()}
+            best_lr = min(medians, key=medians.get)
+            ordered = sorted(results)
+            if best_lr == ordered[0] and low_ext < 2:
+                low_ext += 1
+                grid = _grid(work.default_lr, low_ext, high_ext)
+                continue
+            if best_lr == ordered[-1] and high_ext < 2:
+                high_ext += 1
+                grid = _grid(work.default_lr, low_ext, high_ext)
+                continue
+            break
+        target = medians[best_lr] * 1.01
+        oracle_steps = [steps_to_target(r.curve, target) for r in results[best_lr]]
+        data["workloads"][name] = {
+            "description": work.description,
+            "score": "mean cross-entropy on the score split (lower is better); target = oracle median best x 1.01",
+            "step_hint": work.step_hint,
+            "budget": work.budget,
+            "seeds": seeds,
+            "grid": [
+                {"lr": lr, "best_scores": [min(s for _, s in r.curve) for r in rs], "median_best": medians[lr]}
+                for lr, rs in sorted(results.items())
+            ],
+            "oracle": {"lr": best_lr, "median_best_score": medians[best_lr]},
+            "target": target,
+            "oracle_steps_to_target": float(np.median(oracle_steps)),
+            "seconds": time.perf_counter() - started,
+        }
+        log(f"{name}: oracle lr {best_lr:.3g}, target {target:.4f}")
+    data.update(
+        {
+            "version": 1,
+            "command": command or " ".join(sys.argv),
+            "versions": versions(),
+            "machine": machine(),
+            "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(_json_safe(data), f, indent=1, allow_nan=False, default=str)
+        f.write("\n")
+    return data
+
+
+def _median_best(runs: list[RunResult]) -> float:
+    bests = [min((s for _, s in r.curve), default=math.inf) for r in runs]
+    return float(np.median(bests))

@@ -1,0 +1,140 @@
+"""AutoLRSCallback with a real lightning.Trainer on CPU, single process and ddp."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from autolrs import AutoLRSWarning, Config
+from autolrs.integrations.lightning import AutoLRSCallback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Regression(L.LightningModule):
+    def __init__(self, scheduler: bool = False) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))
+        self.scheduler = scheduler
+        self.used: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return {"loss": nn.functional.mse_loss(self.net(x), y)}
+
+    def on_before_optimizer_step(self, optimizer):
+        self.used.append(optimizer.param_groups[0]["lr"])
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+        if self.scheduler:
+            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 10)}
+        return opt
+
+
+def loader():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(640, 8, generator=g)
+    y = torch.tanh(x[:, :1] * x[:, 1:2]) + 0.05 * torch.randn(640, 1, generator=g)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=False)
+
+
+def trainer(tmp_path, callback, max_steps=200, **kwargs):
+    return L.Trainer(
+        max_steps=max_steps, accelerator="cpu", devices=1, callbacks=[callback], default_root_dir=str(tmp_path),
+        logger=False, enable_progress_bar=False, enable_model_summary=False, **kwargs,
+    )
+
+
+def fit(tmp_path, max_steps=200, ckpt_path=None, **kwargs):
+    torch.manual_seed(0)
+    module = Regression()
+    callback = AutoLRSCallback(seed=0, config=Config(candidates=4))
+    trainer(tmp_path, callback, max_steps, **kwargs).fit(module, loader(), ckpt_path=ckpt_path)
+    return module, callback
+
+
+def test_lightning_trains_with_autolrs(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AutoLRSWarning)
+        module, callback = fit(tmp_path)
+    assert len(module.used) == 200 and len(set(module.used)) > 10
+    assert callback.sched.decisions and not callback.sched.in_trial
+    assert callback.sched.steps_taken == 200
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+    module, callback = fit(tmp_path, max_steps=100, accumulate_grad_batches=2)
+    assert len(module.used) == 100 and callback.sched.steps_taken == 100
+
+
+def test_checkpoint_resume_restores_the_search_state(tmp_path):
+    full, _ = fit(tmp_path / "full")
+    # 40 batches per epoch: a checkpoint at the end of epoch 2 (step 80), in the middle of a search
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), every_n_epochs=1, save_top_k=-1)
+    torch.manual_seed(0)
+    module = Regression()
+    # the interrupted run plans for 200 steps but stops at 80
+    callback = AutoLRSCallback(seed=0, config=Config(candidates=4), total_steps=200)
+    L.Trainer(max_steps=80, accelerator="cpu", devices=1, callbacks=[callback, ckpt], default_root_dir=str(tmp_path),
+              logger=False, enable_progress_bar=False, enable_model_summary=False).fit(module, loader())
+    path = os.path.join(tmp_path / "ckpt", sorted(os.listdir(tmp_path / "ckpt"))[-1])
+    saved = torch.load(path, weights_only=False)
+    (key,) = [k for k in saved["callbacks"] if "AutoLRSCallback" in k]
+    state = saved["callbacks"][key]["autolrs"]
+    assert state["controller"]["state"]["step"] == 80 and state["snapshots"]["slots"]
+    first, callback_a = fit(tmp_path / "resume-a", ckpt_path=path)
+    second, callback_b = fit(tmp_path / "resume-b", ckpt_path=path)
+    # the search continues from the checkpoint: the first resumed step uses the rate the
+    # uninterrupted run used there, and two resumes from one checkpoint decide identically.
+    # (Lightning itself replays one batch when resuming from an end-of-epoch checkpoint, so
+    # the data, not autolrs, make later steps differ from the uninterrupted run.)
+    assert first.used[0] == full.used[80]
+    assert first.used == second.used and len(first.used) == 120
+    assert callback_a.sched.decisions == callback_b.sched.decisions
+    assert callback_a.sched.steps_taken == 200 and not callback_a.sched.in_trial
+    assert any(e["event"] == "resume" and e["step"] == 80 for e in callback_a.sched.events)
+
+
+def test_an_lr_scheduler_in_configure_optimizers_is_reported(tmp_path):
+    module = Regression(scheduler=True)
+    with pytest.warns(AutoLRSWarning, match="remove the LR scheduler"):
+        trainer(tmp_path, AutoLRSCallback(seed=0), max_steps=20).fit(module, loader())
+
+
+def test_ddp_strategy_with_two_cpu_processes(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "lightning_module.py"), "--steps", "150",
+         "--strategy", "ddp", "--devices", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = sorted(line for line in out.stdout.splitlines() if line.startswith("rank "))
+    assert len(lines) == 2
+    rank0, rank1 = (line.split(":", 1)[1] for line in lines)
+    assert rank0 == rank1  # identical schedules and identical models on both ranks
+
+
+def test_missing_lightning_names_the_extra():
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'lightning':\n"
+        "            raise ImportError('blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "try:\n"
+        "    import autolrs.integrations.lightning\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert 'pip install "autolrs[lightning]"' in out.stdout, out.stderr
