@@ -8,7 +8,6 @@ replaces it.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 
+from autolrs.bench.methods import cosine_factor
 from autolrs.bench.workloads.digits import make_digits
 from autolrs.torch.scheduler import AutoLRS
 
@@ -34,16 +34,6 @@ class DemoResult:
     seconds: float
     schedule: str
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 def run_demo(steps: int = 600, seed: int = 0, out_dir: str = "autolrs-demo") -> list[DemoResult]:
@@ -106,7 +96,7 @@ def run_demo(steps: int = 600, seed: int = 0, out_dir: str = "autolrs-demo") -> 
 
     results.append(train("autolrs (no lr given)", True, None))
     results.append(train("AdamW 1e-3 fixed", False, None))
-    results.append(train("AdamW 1e-3 warm-up+cosine", False, _warmup_cosine(steps, max(1, steps // 50))))
+    results.append(train("AdamW 1e-3 warm-up+cosine", False, cosine_factor(steps, max(1, steps // 50))))
     try:
         from autolrs.plot import plot_run
 

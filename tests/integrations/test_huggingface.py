@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import warnings
 
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+from tests.helpers import import_error_without
 
 from autolrs import AutoLRSWarning, Config
 from autolrs.integrations.huggingface import STATE_FILE, AutoLRSCallback
@@ -120,17 +120,4 @@ def test_a_model_without_a_loss_output_needs_logging_every_step(tmp_path):
 
 
 def test_missing_transformers_names_the_extra():
-    code = (
-        "import sys, importlib.abc\n"
-        "class Block(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'transformers':\n"
-        "            raise ImportError('blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "try:\n"
-        "    import autolrs.integrations.huggingface\n"
-        "except ImportError as err:\n"
-        "    print(err)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert 'pip install "autolrs[hf]"' in out.stdout, out.stderr
+    assert 'pip install "autolrs[hf]"' in import_error_without("transformers", "autolrs.integrations.huggingface")

@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers import import_error_without
+
 from autolrs import AutoLRSWarning, Config
 from autolrs.integrations.lightning import AutoLRSCallback
 
@@ -124,17 +126,4 @@ def test_ddp_strategy_with_two_cpu_processes(tmp_path):
 
 
 def test_missing_lightning_names_the_extra():
-    code = (
-        "import sys, importlib.abc\n"
-        "class Block(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'lightning':\n"
-        "            raise ImportError('blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "try:\n"
-        "    import autolrs.integrations.lightning\n"
-        "except ImportError as err:\n"
-        "    print(err)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert 'pip install "autolrs[lightning]"' in out.stdout, out.stderr
+    assert 'pip install "autolrs[lightning]"' in import_error_without("lightning", "autolrs.integrations.lightning")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from tests.reliability.faults import KINDS, run_with_faults
 

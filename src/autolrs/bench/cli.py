@@ -26,8 +26,19 @@ def add_bench_parser(sub: Any) -> None:
     what.add_argument("--suite", choices=sorted(SUITES), default="quick", help="tier to run (default quick)")
     what.add_argument("--set-targets", action="store_true", help="run the tuned cosine grid, write targets.json")
     what.add_argument("--report", metavar="DIR", help="rewrite the report of the runs in DIR")
+    what.add_argument(
+        "--recompute-targets",
+        action="store_true",
+        help="rebuild targets.json from the stored grid runs (benchmarks/results/targets-runs.jsonl)",
+    )
     bench.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), help="override the tier's workloads")
-    bench.add_argument("--methods", nargs="+", choices=sorted(METHODS), help="override the tier's methods")
+    bench.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="METHOD",
+        help=f"override the tier's methods: {', '.join(sorted(METHODS))}, or an ablation variant "
+        "such as autolrs:keep_winner=False or autolrs-paper:forecaster='robust'",
+    )
     bench.add_argument("--seeds", type=int, help="override the tier's number of seeds")
     bench.add_argument("--out", help="output folder (default benchmarks/results/<suite>)")
     bench.add_argument("--targets", default=os.path.join("benchmarks", "targets.json"), help="targets file")
@@ -41,7 +52,7 @@ def _bench(args: argparse.Namespace) -> int:
     from autolrs.bench.harness import read_jsonl
     from autolrs.bench.report import write_report
     from autolrs.bench.suite import SUITES, run_suite
-    from autolrs.bench.targets import load_targets, set_targets
+    from autolrs.bench.targets import load_targets, set_targets  # noqa: F401 - used below
 
     command = "autolrs " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("autolrs") else " ".join(sys.argv)
     if args.set_targets:
@@ -55,6 +66,12 @@ def _bench(args: argparse.Namespace) -> int:
             command=command,
             runs_path=runs_path,
         )
+        print(f"wrote {args.targets}")
+        return 0
+    if args.recompute_targets:
+        from autolrs.bench.targets import recompute_targets
+
+        recompute_targets(args.targets)
         print(f"wrote {args.targets}")
         return 0
     if args.report:

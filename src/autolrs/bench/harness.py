@@ -21,12 +21,27 @@ from torch import nn
 
 from autolrs.bench.workloads.base import Batch, Workload
 
-__all__ = ["RunContext", "RunResult", "eval_steps", "steps_to_target"]
+__all__ = ["RunContext", "RunResult", "eval_steps", "median_curve", "steps_to_target"]
 
 
 def eval_steps(budget: int, points: int = 50) -> list[int]:
     """The steps at which the harness scores: every ``budget / points`` steps."""
     return sorted({max(1, int(round(budget * k / points))) for k in range(1, points + 1)})
+
+
+def median_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """The median over runs of the score at each scoring step (steps common to all runs)."""
+    if not curves:
+        return []
+    common = set.intersection(*(set(s for s, _ in c) for c in curves))
+    by_step = [dict(c) for c in curves]
+    out = []
+    for step in sorted(common):
+        values = sorted(d[step] for d in by_step)
+        n = len(values)
+        mid = values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+        out.append((step, mid))
+    return out
 
 
 def steps_to_target(curve: list[tuple[int, float]], target: float | None) -> float:
@@ -107,6 +122,9 @@ def _json_restore(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_restore(v) for v in value]
     return value
+
+
+_MAX_LR_POINTS = 300
 
 
 class BudgetSpent(Exception):
@@ -253,6 +271,10 @@ class RunContext:
             res.seconds_to_target = dict(res.seconds).get(int(res.steps_to_target), math.inf)
         res.seconds_per_step = self._charged / max(res.steps, 1)
         res.extra["charged_seconds"] = self._charged
+        if len(res.lrs) > _MAX_LR_POINTS:  # keep files small: a smooth schedule needs few points
+            stride = len(res.lrs) / _MAX_LR_POINTS
+            keep = sorted({int(i * stride) for i in range(_MAX_LR_POINTS)} | {len(res.lrs) - 1})
+            res.lrs = [res.lrs[i] for i in keep]
         return res
 
 

@@ -23,7 +23,7 @@ from autolrs.bench.harness import BudgetSpent, RunContext
 from autolrs.core.config import Config
 from autolrs.torch.scheduler import AutoLRS
 
-__all__ = ["METHODS", "MethodSpec", "cosine_factor", "register", "wsd_factor"]
+__all__ = ["METHODS", "MethodSpec", "cosine_factor", "register", "resolve_method", "wsd_factor"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,49 @@ def _run_autolrs(ctx: RunContext, config: Config) -> None:
 @register("autolrs", "autolrs default: Config(), total_steps and val_fn only")
 def autolrs_default(ctx: RunContext) -> None:
     _run_autolrs(ctx, Config())
+
+
+def _parse_value(text: str) -> Any:
+    import ast
+
+    if text in ("None", "none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def resolve_method(name: str) -> MethodSpec:
+    """A registered method, or an autolrs variant named ``BASE:field=value,field=value``.
+
+    ``BASE`` is ``autolrs`` (the default config) or ``autolrs-paper`` (the paper preset), e.g.
+    ``autolrs:keep_winner=False`` or ``autolrs-paper:forecaster='robust'``: one switch toggled
+    from a preset, for ablations.
+
+    Raises:
+        ValueError: If the name is neither registered nor a valid variant.
+    """
+    if name in METHODS:
+        return METHODS[name]
+    base, sep, spec = name.partition(":")
+    if not sep or base not in ("autolrs", "autolrs-paper"):
+        raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)} or autolrs[-paper]:field=value,...")
+    overrides = {}
+    for item in spec.split(","):
+        field, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"variant {name!r}: expected field=value, got {item!r}")
+        overrides[field.strip()] = _parse_value(value.strip())
+    preset = Config.paper() if base == "autolrs-paper" else Config()
+    config = Config.from_dict({**preset.to_dict(), **overrides})  # validates the fields
+
+    def run(ctx: RunContext) -> None:
+        _run_autolrs(ctx, config)
+
+    spec_ = MethodSpec(name, run, f"{base} with {overrides}")
+    METHODS[name] = spec_
+    return spec_
 
 
 @register("autolrs-paper", "autolrs Config.paper(): the reference method, stages scaled to the budget")

@@ -10,13 +10,24 @@ from typing import Any
 
 import numpy as np
 
-from autolrs.bench.harness import RunResult, _json_safe
+from autolrs.bench.harness import RunResult, _json_safe, median_curve, steps_to_target
 from autolrs.bench.methods import METHODS
 
 __all__ = ["summarize", "write_report"]
 
 TIE = 0.05  # steps to target within 5 % of each other: a tie
 REFERENCE = "autolrs"
+
+
+def _tuned(method: str) -> bool:
+    spec = METHODS.get(method)
+    return bool(spec and spec.tuned)
+
+
+def _order(methods: set[str]) -> list[str]:
+    """Registered methods in registry order, then variants alphabetically."""
+    known = [m for m in METHODS if m in methods]
+    return known + sorted(methods - set(known))
 
 
 def _median(values: list[float]) -> float:
@@ -41,15 +52,21 @@ def summarize(results: list[RunResult], targets: dict[str, Any]) -> dict[str, An
         naive = by_method.get("naive", [])
         naive_sps = _median([r.seconds_per_step for r in naive]) if naive else math.nan
         rows = {}
+        target = targets.get(workload, {}).get("target")
         for method, runs in by_method.items():
             budget = max(r.budget for r in runs)
-            steps = [r.steps_to_target for r in runs]
+            # Steps to target are read off the median (over seeds) score curve, the way the
+            # target itself is defined; "reached" counts the seeds that reach it on their own.
+            median_steps = steps_to_target(median_curve([r.curve for r in runs]), target)
+            at = int(median_steps) if math.isfinite(median_steps) else None
+            seconds = [dict(r.seconds).get(at, math.inf) for r in runs] if at else [math.inf]
             rows[method] = {
                 "seeds": len(runs),
                 "budget": budget,
-                "steps_to_target": float(np.median(steps)),  # inf (not reached) counts as worst
-                "reached": sum(math.isfinite(s) for s in steps),
-                "seconds_to_target": float(np.median([r.seconds_to_target for r in runs])),
+                "steps_to_target": median_steps,
+                "reached": sum(math.isfinite(r.steps_to_target) for r in runs),
+                "seeds_steps_to_target": [r.steps_to_target for r in runs],
+                "seconds_to_target": float(np.median(seconds)),
                 "final_score": _median([r.final_score for r in runs]),
                 "final_accuracy": _median([r.final_accuracy for r in runs]) if runs[0].final_accuracy is not None else None,
                 "seconds_per_step": _median([r.seconds_per_step for r in runs]),
@@ -93,7 +110,7 @@ def summarize(results: list[RunResult], targets: dict[str, Any]) -> dict[str, An
             else:
                 verdict = "loss"
             out["speedups"].setdefault(method, {})[key] = {"speedup": bounded, "verdict": verdict}
-    for method, per in out["speedups"].items():
+    for per in out["speedups"].values():
         values = [v["speedup"] for k, v in per.items() if " x" not in k]
         verdicts = [v["verdict"] for k, v in per.items() if " x" not in k]
         per["_geomean"] = float(math.exp(np.mean(np.log(values)))) if values else math.nan
@@ -125,11 +142,11 @@ def write_report(
         "",
         "Steps to target count every optimizer step a method takes (autolrs' trials and range test, "
         "the LR finder's sweep); the harness's scoring is not charged. Medians over seeds; "
-        f"`>B` means the target was not reached within the budget B. Target = the tuned cosine "
+        "`>B` means the target was not reached within the budget B. Target = the tuned cosine "
         "grid's best median score x 1.01 (`benchmarks/targets.json`).",
         "",
     ]
-    methods_order = [m for m in METHODS if any(m in d["methods"] for d in summary["workloads"].values())]
+    methods_order = _order({m for d in summary["workloads"].values() for m in d["methods"]})
     workloads = list(summary["workloads"])
     lines.append("## Steps to target (median)")
     lines.append("")
@@ -143,7 +160,7 @@ def write_report(
         sp = summary["speedups"].get(method, {})
         geo = sp.get("_geomean")
         rec = sp.get("_record")
-        tuned = " (tuned)" if METHODS[method].tuned else ""
+        tuned = " (tuned)" if _tuned(method) else ""
         lines.append(
             f"| {method}{tuned} | "
             + " | ".join(cells)
@@ -214,7 +231,7 @@ def _figures(results: list[RunResult], summary: dict[str, Any], out_dir: str) ->
         if float(r.extra.get("budget_factor", 1.0)) == 1.0:
             by_workload[r.workload].append(r)
     colors = plt.get_cmap("tab10")
-    order = list(METHODS)
+    order = _order({r.method for r in results})
     for workload, runs in by_workload.items():
         seed0 = {r.method: r for r in sorted(runs, key=lambda r: r.seed, reverse=True)}
         fig, (ax_lr, ax_score) = plt.subplots(2, 1, figsize=(10, 8), sharex=True)
@@ -250,7 +267,7 @@ def _figures(results: list[RunResult], summary: dict[str, Any], out_dir: str) ->
         plt.close(fig)
         figures[workload] = [name]
     base_keys = [k for k in summary["workloads"] if " x" not in k]
-    methods = sorted({m for k in base_keys for m in summary["workloads"][k]["methods"] if not METHODS.get(m, None) or not METHODS[m].tuned})
+    methods = _order({m for k in base_keys for m in summary["workloads"][k]["methods"] if not _tuned(m)})
     if base_keys and methods:
         taus = np.logspace(0, 1, 200)
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -261,7 +278,7 @@ def _figures(results: list[RunResult], summary: dict[str, Any], out_dir: str) ->
                 if method not in rows:
                     continue
                 best = min(
-                    (r["steps_to_target"] for m, r in rows.items() if not METHODS.get(m) or not METHODS[m].tuned),
+                    (r["steps_to_target"] for m, r in rows.items() if not _tuned(m)),
                     default=math.inf,
                 )
                 ours = rows[method]["steps_to_target"]

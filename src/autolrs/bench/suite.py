@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autolrs.bench.harness import RunResult, read_jsonl, run_method, write_jsonl
-from autolrs.bench.methods import METHODS
+from autolrs.bench.methods import METHODS, resolve_method
 from autolrs.bench.targets import load_targets, machine, versions
 from autolrs.bench.workloads import get_workload
 
@@ -77,8 +77,7 @@ def run_suite(
         ImportError: If a method's package is missing (names the install command).
     """
     for method in suite.methods:
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; known: {sorted(METHODS)}")
+        resolve_method(method)
         missing = _missing_requirements(method)
         if missing:
             raise ImportError(

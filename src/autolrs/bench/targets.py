@@ -17,13 +17,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from autolrs.bench.harness import RunResult, _json_restore, _json_safe, run_method, steps_to_target, write_jsonl
+from autolrs.bench.harness import (
+    RunResult,
+    _json_restore,
+    _json_safe,
+    median_curve,
+    read_jsonl,
+    run_method,
+    steps_to_target,
+    write_jsonl,
+)
 from autolrs.bench.methods import grid_cosine
 from autolrs.bench.workloads import get_workload
 
-__all__ = ["TARGETS_PATH", "load_targets", "set_targets", "versions", "machine"]
+__all__ = ["TARGETS_PATH", "load_targets", "machine", "recompute_targets", "set_targets", "summarize_grid", "versions"]
 
 TARGETS_PATH = os.path.join("benchmarks", "targets.json")
 
@@ -93,6 +100,7 @@ def set_targets(
                 results[lr] = []
                 for seed in range(seeds):
                     res = run_method(grid_cosine(lr), work, f"grid-{lr:.3g}", seed, budget=work.budget)
+                    res.extra["lr"] = lr
                     results[lr].append(res)
                     if runs_path:
                         write_jsonl(runs_path, [res])
@@ -110,24 +118,16 @@ def set_targets(
                 grid = _grid(work.default_lr, low_ext, high_ext)
                 continue
             break
-        target = medians[best_lr] * 1.01
-        oracle_steps = [steps_to_target(r.curve, target) for r in results[best_lr]]
-        data["workloads"][name] = {
-            "description": work.description,
-            "score": "mean cross-entropy on the score split (lower is better); target = oracle median best x 1.01",
-            "step_hint": work.step_hint,
-            "budget": work.budget,
-            "seeds": seeds,
-            "grid": [
-                {"lr": lr, "best_scores": [min(s for _, s in r.curve) for r in rs], "median_best": medians[lr]}
-                for lr, rs in sorted(results.items())
-            ],
-            "oracle": {"lr": best_lr, "median_best_score": medians[best_lr]},
-            "target": target,
-            "oracle_steps_to_target": float(np.median(oracle_steps)),
-            "seconds": time.perf_counter() - started,
-        }
-        log(f"{name}: oracle lr {best_lr:.3g}, target {target:.4f}")
+        entry = summarize_grid(results)
+        entry.update(
+            description=work.description,
+            step_hint=work.step_hint,
+            budget=work.budget,
+            seeds=seeds,
+            seconds=time.perf_counter() - started,
+        )
+        data["workloads"][name] = entry
+        log(f"{name}: oracle lr {entry['oracle']['lr']:.3g}, target {entry['target']:.4f}")
     data.update(
         {
             "version": 1,
@@ -145,5 +145,46 @@ def set_targets(
 
 
 def _median_best(runs: list[RunResult]) -> float:
-    bests = [min((s for _, s in r.curve), default=math.inf) for r in runs]
-    return float(np.median(bests))
+    """A config's score: the lowest point of its median (over seeds) score curve."""
+    return min((v for _, v in median_curve([r.curve for r in runs])), default=math.inf)
+
+
+def summarize_grid(results: dict[float, list[RunResult]]) -> dict[str, Any]:
+    """Oracle, target and oracle steps-to-target of a grid of runs (``lr -> runs``)."""
+    medians = {lr: _median_best(rs) for lr, rs in results.items()}
+    best_lr = min(medians, key=medians.get)
+    target = medians[best_lr] * 1.01
+    return {
+        "score": "mean cross-entropy on the score split (lower is better); a config's score is the "
+        "lowest point of its median (over seeds) score curve; target = the oracle's score x 1.01",
+        "grid": [
+            {"lr": lr, "best_scores": [min(s for _, s in r.curve) for r in rs], "median_best": medians[lr]}
+            for lr, rs in sorted(results.items())
+        ],
+        "oracle": {"lr": best_lr, "median_best_score": medians[best_lr]},
+        "target": target,
+        "oracle_steps_to_target": steps_to_target(median_curve([r.curve for r in results[best_lr]]), target),
+    }
+
+
+def recompute_targets(path: str = TARGETS_PATH, runs_path: str | None = None) -> dict[str, Any]:
+    """Rebuilds every workload's oracle and target from the stored grid runs, without training.
+
+    The grid runs are appended to ``benchmarks/results/targets-runs.jsonl`` by :func:`set_targets`.
+    """
+    data = load_targets(path)
+    runs_path = runs_path or os.path.join(os.path.dirname(os.path.abspath(path)), "results", "targets-runs.jsonl")
+    runs = read_jsonl(runs_path)
+    for name, info in data.get("workloads", {}).items():
+        grid: dict[float, list[RunResult]] = {}
+        for r in runs:
+            if r.workload == name:
+                lr = float(r.extra.get("lr", r.method.removeprefix("grid-")))
+                key = next((k for k in grid if math.isclose(k, lr, rel_tol=2e-3)), lr)
+                grid.setdefault(key, []).append(r)
+        if grid:
+            info.update(summarize_grid(grid))
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(_json_safe(data), f, indent=1, allow_nan=False, default=str)
+        f.write("\n")
+    return data

@@ -39,6 +39,9 @@ class Config:
             (paper: 0.1).
         min_trial_steps: Lower bound on tau' (a forecast needs a few points).
         candidates: Learning rates tried per stage, k (paper: 10).
+        later_candidates: Learning rates tried in every stage after the first (None: as
+            ``candidates``; paper: None). Fewer candidates later cut the search's cost once the
+            first stage has located the good region.
         tau_growth: Factor by which tau (and tau') grow after each stage (paper: 2).
         tau_max_factor: tau stops growing at this multiple of the first stage's tau (paper: 8,
             i.e. 1000 -> 8000).
@@ -52,6 +55,8 @@ class Config:
             re-centred (paper: False, a fresh GP every stage).
         trust_region: After the first stage, search only ``[lr/trust_region, lr*trust_region]``
             around the previous stage's learning rate, clipped to the range (paper: None).
+        start_at_previous: After the first stage, the first candidate is the previous stage's
+            learning rate instead of a random draw (paper: False).
         select: Which learning rate a stage exploits: ``"observed"`` (argmin of the candidates'
             forecasts; paper) or ``"posterior"`` (the candidate with the lowest GP posterior
             mean, which discounts a single lucky forecast).
@@ -104,6 +109,7 @@ class Config:
     trial_fraction: float = 0.1
     min_trial_steps: int = 10
     candidates: int = 6
+    later_candidates: int | None = None
     tau_growth: float = 2.0
     tau_max_factor: float = 8.0
     # Search.
@@ -114,6 +120,7 @@ class Config:
     gp_restarts: int = 2
     warm_start: bool = False
     trust_region: float | None = None
+    start_at_previous: bool = False
     select: Selection = "observed"
     diverged_value: DivergedValue = "worst"
     # Objective and forecast.
@@ -149,6 +156,8 @@ class Config:
         _positive_int(self, "tau")
         _positive_int(self, "min_trial_steps", minimum=2)
         _positive_int(self, "candidates", minimum=2)
+        if self.later_candidates is not None:
+            _positive_int(self, "later_candidates", minimum=2)
         _positive_int(self, "initial_random", minimum=1)
         _positive_int(self, "gp_restarts", minimum=0)
         _positive_int(self, "val_points", minimum=3)
@@ -203,6 +212,8 @@ class Config:
             tau_fraction=1.0 / 30.0,
             trial_fraction=0.1,
             candidates=10,
+            later_candidates=None,
+            start_at_previous=False,
             tau_growth=2.0,
             tau_max_factor=8.0,
             acquisition="lcb",

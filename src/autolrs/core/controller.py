@@ -558,7 +558,8 @@ class StageController:
     def _begin_stage(self) -> tuple[Action, ...]:
         s, cfg = self._s, self.config
         remaining = self._remaining()
-        plan = plan_stage(cfg, s["nominal_tau"], s["tau_max"], remaining)
+        k = cfg.later_candidates if s["stage"] >= 1 and cfg.later_candidates else cfg.candidates
+        plan = plan_stage(cfg, s["nominal_tau"], s["tau_max"], remaining, k)
         if plan is None:
             return self._begin_final()
         s["stage"] += 1
@@ -630,7 +631,16 @@ class StageController:
     def _begin_trial(self) -> tuple[Action, ...]:
         s = self._s
         assert self._searcher is not None
-        lr = self._searcher.ask()
+        previous = s["last_lr"]
+        if (
+            self.config.start_at_previous
+            and not s["results"]
+            and previous is not None
+            and self._searcher.low <= previous <= self._searcher.high
+        ):
+            lr = float(previous)  # the natural baseline: carry on as before
+        else:
+            lr = self._searcher.ask()
         s["phase"] = Phase.TRIAL
         s["trial"] = {
             "index": len(s["results"]),

@@ -64,7 +64,11 @@ def trial_steps_for(config: Config, tau: int) -> int:
 
 
 def plan_stage(
-    config: Config, nominal_tau: int, tau_max: int, remaining: int | None
+    config: Config,
+    nominal_tau: int,
+    tau_max: int,
+    remaining: int | None,
+    candidates: int | None = None,
 ) -> StagePlan | None:
     """The next stage's plan, fitted inside ``remaining`` steps.
 
@@ -78,9 +82,10 @@ def plan_stage(
         nominal_tau: tau of this stage under the doubling schedule.
         tau_max: The largest tau.
         remaining: Steps left for stages, or None when there is no budget.
+        candidates: Candidates of this stage (default ``config.candidates``).
     """
     trial = trial_steps_for(config, nominal_tau)
-    k = config.candidates
+    k = config.candidates if candidates is None else candidates
     tau = nominal_tau
     if remaining is None:
         return StagePlan(trial, k, tau)

@@ -489,7 +489,7 @@ class AutoLRS:
                 self._store.discard(action.slot)
             elif isinstance(action, Evaluate):
                 value = self._evaluate()
-                pending = list(self._leader(lambda: self._controller.tell_validation(value)))
+                pending = list(self._leader(lambda v=value: self._controller.tell_validation(v)))
             else:  # pragma: no cover - the controller emits only the actions above
                 raise TypeError(f"unknown action {action!r}")
 

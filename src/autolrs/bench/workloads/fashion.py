@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,40 +123,41 @@ def _cross_entropy(model: nn.Module, batch: Batch) -> torch.Tensor:
     return nn.functional.cross_entropy(model(x), y)
 
 
-def make_fashion_cnn() -> Workload:
-    """The ``fashion-cnn`` workload: SGD momentum 0.9, weight decay 5e-4, batch 128."""
+def _fashion(name: str, description: str, step_hint: int, build: Callable[[int], nn.Module], **extra: Any) -> Workload:
     train, holdout, score = load_fashion()
     return Workload(
-        name="fashion-cnn",
-        description="Fashion-MNIST, CNN 16/32 + fc128, SGD m=0.9 wd 5e-4, batch 128",
+        name=name,
+        description=description,
         optimizer="sgd",
         weight_decay=5e-4,
         batch_size=128,
-        step_hint=2000,
+        step_hint=step_hint,
         default_lr=0.1,
         train=train,
         holdout=Split(holdout.x[:1000], holdout.y[:1000]),
         score=score,
-        build_model=lambda seed: FashionCNN(),
+        build_model=build,
         loss=_cross_entropy,
+        extra=dict(extra),
+    )
+
+
+def make_fashion_cnn() -> Workload:
+    """The ``fashion-cnn`` workload: SGD momentum 0.9, weight decay 5e-4, batch 128."""
+    return _fashion(
+        "fashion-cnn",
+        "Fashion-MNIST, CNN 16/32 + fc128, SGD m=0.9 wd 5e-4, batch 128",
+        2000,
+        lambda seed: FashionCNN(),
     )
 
 
 def make_fashion_resnet() -> Workload:
     """The ``fashion-resnet`` workload: ResNet-8 with BatchNorm, SGD momentum 0.9, batch 128."""
-    train, holdout, score = load_fashion()
-    return Workload(
-        name="fashion-resnet",
-        description="Fashion-MNIST, ResNet-8 with BatchNorm, SGD m=0.9 wd 5e-4, batch 128",
-        optimizer="sgd",
-        weight_decay=5e-4,
-        batch_size=128,
-        step_hint=900,
-        default_lr=0.1,
-        train=train,
-        holdout=Split(holdout.x[:1000], holdout.y[:1000]),
-        score=score,
-        build_model=lambda seed: ResNet8(),
-        loss=_cross_entropy,
-        extra={"batchnorm": True},
+    return _fashion(
+        "fashion-resnet",
+        "Fashion-MNIST, ResNet-8 with BatchNorm, SGD m=0.9 wd 5e-4, batch 128",
+        900,
+        lambda seed: ResNet8(),
+        batchnorm=True,
     )
