@@ -27,7 +27,10 @@ def test_paper_stage_lengths_without_budget_double_up_to_tau_max():
     ctrl = StageController(PAPER, lr_range=(1e-3, 1.0), seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 2000 + 4000 + 8000 + 10)
     plans = [(e["trial_steps"], e["candidates"], e["tau"]) for e in stages(rec.events)]
-    assert plans[:4] == [(100, 10, 1000), (200, 10, 2000), (400, 10, 4000), (800, 10, 8000)][: len(plans)]
+    assert (
+        plans[:4]
+        == [(100, 10, 1000), (200, 10, 2000), (400, 10, 4000), (800, 10, 8000)][: len(plans)]
+    )
     assert len(plans) == 4  # 2000 + 4000 + 8000 steps, then the 4th stage starts
     cands = candidates(rec.events)
     assert [c["steps"] for c in cands[:10]] == [100] * 10
@@ -242,9 +245,7 @@ def test_batched_tells_make_the_same_decisions(config, lr_range):
             window = min(b.quiet_steps, 7)
         else:
             lr = b.planned_lr(len(buffered))
-    abnormal = [
-        e["start"] for e in rec_a.events if e["event"] == "candidate" and e["diverged"]
-    ]
+    abnormal = [e["start"] for e in rec_a.events if e["event"] == "candidate" and e["diverged"]]
     if abnormal:  # after an abnormal loss inside a batch, spent steps differ by design
         cut = min(abnormal)
         assert lrs_b[:cut] == rec_a.lrs[:cut]
@@ -288,7 +289,9 @@ def test_resumed_controller_makes_identical_decisions(config, cut):
 
 def test_same_seed_same_sequence_different_seed_may_differ():
     def lrs(seed):
-        return drive(StageController(DEFAULT, total_steps=600, seed=seed), NoisyQuadratic(seed=1), 600).lrs
+        return drive(
+            StageController(DEFAULT, total_steps=600, seed=seed), NoisyQuadratic(seed=1), 600
+        ).lrs
 
     assert lrs(11) == lrs(11)
     assert lrs(11) != lrs(12)
@@ -342,3 +345,101 @@ def test_protocol_misuse_is_reported():
         ctrl.start()
     with pytest.raises(TypeError, match="Config"):
         StageController(config={"tau": 3})
+
+
+# ------------------------------------------------------------------ improvement switches
+def test_anneal_fraction_decays_each_trial_and_scores_after_the_decay():
+    cfg = Config(candidates=3, tau=100, min_trial_steps=10, anneal_fraction=0.3)
+    ctrl = StageController(cfg, total_steps=1500, lr_range=(1e-3, 1.0), seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 1500)
+    cands = candidates(rec.events)
+    assert cands
+    first = cands[0]
+    start = first["start"]
+    n = first["steps"]
+    anneal = stages(rec.events)[0]["anneal_steps"]
+    assert 2 <= anneal < n
+    lrs = rec.lrs[start : start + n]
+    constant = n - anneal
+    assert all(v == pytest.approx(first["lr"]) for v in lrs[:constant])
+    decay = lrs[constant:]
+    assert all(a > b for a, b in zip(decay, decay[1:]))  # strictly decreasing to the end
+    assert decay[-1] == pytest.approx(first["lr"] / (anneal + 1))
+    # the score is the mean of the post-anneal losses, not an extrapolation
+    last = max(2, anneal // 2)
+    assert first["forecast"] == pytest.approx(sum(rec.losses[start + n - last : start + n]) / last)
+
+
+def test_planned_lr_matches_the_annealed_trial_rates():
+    cfg = Config(candidates=2, tau=60, min_trial_steps=10, anneal_fraction=0.5)
+    ctrl = StageController(cfg, total_steps=800, lr_range=(1e-3, 1.0), seed=0)
+    problem = NoisyQuadratic(seed=1)
+    lr = ctrl.lr
+
+    def execute(actions):
+        nonlocal lr
+        for a in actions:
+            if isinstance(a, SetLR):
+                lr = a.lr
+            elif isinstance(a, (Snapshot, Restore, Discard)):
+                getattr(problem, type(a).__name__.lower())(a.slot)
+
+    execute(ctrl.start())
+    checked = 0
+    while not ctrl.finished:
+        if ctrl.in_trial and ctrl.quiet_steps >= 3:
+            ahead = [ctrl.planned_lr(i) for i in range(3)]
+            actual = []
+            for _ in range(3):
+                actual.append(lr)
+                execute(ctrl.tell_loss(problem.train_step(lr)))
+            assert actual == pytest.approx(ahead)
+            checked += 1
+        else:
+            execute(ctrl.tell_loss(problem.train_step(lr)))
+    assert checked > 10
+
+
+def test_trust_region_keeps_later_candidates_near_the_previous_choice():
+    cfg = Config(candidates=4, trust_region=3.0)
+    ctrl = StageController(cfg, total_steps=3000, lr_range=(1e-4, 10.0), seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
+    decisions = [e for e in rec.events if e["event"] == "decision"]
+    assert len(decisions) >= 2
+    for prev, stage in zip(decisions, stages(rec.events)[1:]):
+        chosen = prev["lr"]
+        low, high = stage["search_range"]
+        assert low >= chosen / 3.0 * (1 - 1e-9) and high <= chosen * 3.0 * (1 + 1e-9)
+        for c in candidates(rec.events):
+            if c["stage"] == stage["stage"]:
+                assert low * (1 - 1e-9) <= c["lr"] <= high * (1 + 1e-9)
+
+
+def test_later_candidates_and_start_at_previous():
+    cfg = Config(candidates=5, later_candidates=2, start_at_previous=True)
+    ctrl = StageController(cfg, total_steps=3000, lr_range=(1e-3, 1.0), seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
+    counts = [s["candidates"] for s in stages(rec.events)]
+    assert counts[0] == 5 and len(counts) >= 2 and set(counts[1:]) == {2}
+    # Each stage opens with the previous stage's rate, unless that stage was rolled back.
+    previous, checked = None, 0
+    for e in rec.events:
+        if e["event"] == "decision":
+            previous = e["lr"]
+        elif e["event"] == "rollback":
+            previous = None
+        elif e["event"] == "candidate" and e["index"] == 0 and previous is not None:
+            assert e["lr"] == pytest.approx(previous)
+            checked += 1
+    assert checked >= 2
+
+
+def test_range_headroom_scales_the_search_range():
+    from autolrs.core.range_test import suggest_range
+
+    lrs = [10 ** (-5 + 0.05 * i) for i in range(100)]
+    losses = [1.0 + (math.log10(lr) + 2) ** 2 for lr in lrs]  # lowest at 1e-2, no divergence
+    a = suggest_range(lrs, losses, decades=3.0, headroom=0.5)
+    b = suggest_range(lrs, losses, decades=3.0, headroom=1.0)
+    assert b.high == pytest.approx(2 * a.high)
+    assert b.high / b.low == pytest.approx(1e3)

@@ -23,15 +23,26 @@ def add_bench_parser(sub: Any) -> None:
         description="Runs a benchmark tier (or sets the targets) and writes a Markdown report.",
     )
     what = bench.add_mutually_exclusive_group()
-    what.add_argument("--suite", choices=sorted(SUITES), default="quick", help="tier to run (default quick)")
-    what.add_argument("--set-targets", action="store_true", help="run the tuned cosine grid, write targets.json")
+    what.add_argument(
+        "--suite", choices=sorted(SUITES), default="quick", help="tier to run (default quick)"
+    )
+    what.add_argument(
+        "--set-targets", action="store_true", help="run the tuned cosine grid, write targets.json"
+    )
     what.add_argument("--report", metavar="DIR", help="rewrite the report of the runs in DIR")
+    what.add_argument(
+        "--forecast-study",
+        action="store_true",
+        help="measure how well trial scores predict a stage's best rate (ablation-forecast.md)",
+    )
     what.add_argument(
         "--recompute-targets",
         action="store_true",
         help="rebuild targets.json from the stored grid runs (benchmarks/results/targets-runs.jsonl)",
     )
-    bench.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), help="override the tier's workloads")
+    bench.add_argument(
+        "--workloads", nargs="+", choices=sorted(WORKLOADS), help="override the tier's workloads"
+    )
     bench.add_argument(
         "--methods",
         nargs="+",
@@ -41,7 +52,9 @@ def add_bench_parser(sub: Any) -> None:
     )
     bench.add_argument("--seeds", type=int, help="override the tier's number of seeds")
     bench.add_argument("--out", help="output folder (default benchmarks/results/<suite>)")
-    bench.add_argument("--targets", default=os.path.join("benchmarks", "targets.json"), help="targets file")
+    bench.add_argument(
+        "--targets", default=os.path.join("benchmarks", "targets.json"), help="targets file"
+    )
     bench.add_argument("--threads", type=int, help="torch threads per run (default: torch's)")
     bench.set_defaults(func=_bench)
 
@@ -54,10 +67,16 @@ def _bench(args: argparse.Namespace) -> int:
     from autolrs.bench.suite import SUITES, run_suite
     from autolrs.bench.targets import load_targets, set_targets  # noqa: F401 - used below
 
-    command = "autolrs " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("autolrs") else " ".join(sys.argv)
+    command = (
+        "autolrs " + " ".join(sys.argv[1:])
+        if sys.argv and sys.argv[0].endswith("autolrs")
+        else " ".join(sys.argv)
+    )
     if args.set_targets:
         workloads = args.workloads or list(SUITES["standard"].workloads)
-        runs_path = os.path.join(os.path.dirname(os.path.abspath(args.targets)), "results", "targets-runs.jsonl")
+        runs_path = os.path.join(
+            os.path.dirname(os.path.abspath(args.targets)), "results", "targets-runs.jsonl"
+        )
         set_targets(
             workloads,
             seeds=args.seeds or 2,
@@ -67,6 +86,18 @@ def _bench(args: argparse.Namespace) -> int:
             runs_path=runs_path,
         )
         print(f"wrote {args.targets}")
+        return 0
+    if args.forecast_study:
+        from autolrs.bench.forecast_study import run_study, write_study
+
+        workloads = args.workloads or ["digits", "fashion-cnn"]
+        studies = [
+            run_study(w, log=lambda m: print(m, file=sys.stderr, flush=True)) for w in workloads
+        ]
+        path = os.path.join(
+            args.out or os.path.join("benchmarks", "results"), "ablation-forecast.md"
+        )
+        print(write_study(studies, path, command))
         return 0
     if args.recompute_targets:
         from autolrs.bench.targets import recompute_targets
@@ -95,7 +126,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.seeds:
         suite = replace(suite, seeds=args.seeds)
     out = args.out or os.path.join("benchmarks", "results", suite.name)
-    results = run_suite(suite, out, targets_path=args.targets, command=command, threads=args.threads)
+    results = run_suite(
+        suite, out, targets_path=args.targets, command=command, threads=args.threads
+    )
     header = _last_header(os.path.join(out, "runs.jsonl"))
     text = write_report(
         results,

@@ -155,7 +155,9 @@ def _run_autolrs(ctx: RunContext, config: Config) -> None:
             "lr_range": list(sched.lr_range) if sched.lr_range else None,
             "controller_seconds": step_seconds,
             "val_seconds": val_seconds[0],
-            "val_calls": sum(1 for e in sched.events if e["event"] == "candidate" and e["mode"] == "validation"),
+            "val_calls": sum(
+                1 for e in sched.events if e["event"] == "candidate" and e["mode"] == "validation"
+            ),
             "rollbacks": sum(1 for e in sched.events if e["event"] == "rollback"),
             "candidates": [
                 [e["stage"], e["lr"], e["start"], e["end"], e["forecast"], e["diverged"]]
@@ -163,7 +165,11 @@ def _run_autolrs(ctx: RunContext, config: Config) -> None:
                 if e["event"] == "candidate"
             ],
             "range_test": next(
-                ([e["start"], e["end"], e["low"], e["high"]] for e in sched.events if e["event"] == "range_test"),
+                (
+                    [e["start"], e["end"], e["low"], e["high"]]
+                    for e in sched.events
+                    if e["event"] == "range_test"
+                ),
                 None,
             ),
         }
@@ -199,7 +205,9 @@ def resolve_method(name: str) -> MethodSpec:
         return METHODS[name]
     base, sep, spec = name.partition(":")
     if not sep or base not in ("autolrs", "autolrs-paper"):
-        raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)} or autolrs[-paper]:field=value,...")
+        raise ValueError(
+            f"unknown method {name!r}; known: {sorted(METHODS)} or autolrs[-paper]:field=value,..."
+        )
     overrides = {}
     for item in spec.split(","):
         field, eq, value = item.partition("=")
@@ -217,7 +225,9 @@ def resolve_method(name: str) -> MethodSpec:
     return spec_
 
 
-@register("autolrs-paper", "autolrs Config.paper(): the reference method, stages scaled to the budget")
+@register(
+    "autolrs-paper", "autolrs Config.paper(): the reference method, stages scaled to the budget"
+)
 def autolrs_paper(ctx: RunContext) -> None:
     _run_autolrs(ctx, Config.paper())
 
@@ -299,27 +309,39 @@ def schedule_free(ctx: RunContext) -> None:
     _train_plain(ctx, model, opt, None)
 
 
-@register("prodigy", "Prodigy: lr 1.0, safeguard warm-up, bias correction, cosine decay", requires=("prodigyopt",))
+@register(
+    "prodigy",
+    "Prodigy: lr 1.0, safeguard warm-up, bias correction, cosine decay",
+    requires=("prodigyopt",),
+)
 def prodigy(ctx: RunContext) -> None:
     from prodigyopt import Prodigy
 
     model = ctx.model()
-    opt = Prodigy(
-        model.parameters(),
-        lr=1.0,
-        weight_decay=ctx.workload.weight_decay,
-        safeguard_warmup=True,
-        use_bias_correction=True,
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its weight-decay mode
+        opt = Prodigy(
+            model.parameters(),
+            lr=1.0,
+            weight_decay=ctx.workload.weight_decay,
+            safeguard_warmup=True,
+            use_bias_correction=True,
+        )
     _train_plain(ctx, model, opt, cosine_factor(ctx.budget))
 
 
-@register("dadapt", "D-Adaptation Adam: lr 1.0, decoupled weight decay, cosine decay", requires=("dadaptation",))
+@register(
+    "dadapt",
+    "D-Adaptation Adam: lr 1.0, decoupled weight decay, cosine decay",
+    requires=("dadaptation",),
+)
 def dadapt(ctx: RunContext) -> None:
     from dadaptation import DAdaptAdam
 
     model = ctx.model()
-    opt = DAdaptAdam(model.parameters(), lr=1.0, weight_decay=ctx.workload.weight_decay, decouple=True)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its weight-decay mode
+        opt = DAdaptAdam(
+            model.parameters(), lr=1.0, weight_decay=ctx.workload.weight_decay, decouple=True
+        )
     _train_plain(ctx, model, opt, cosine_factor(ctx.budget))
 
 
@@ -327,7 +349,9 @@ def _criterion(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
 
 
-def steepest_slope(lrs: list[float], losses: list[float], skip_start: int = 10, skip_end: int = 5) -> float | None:
+def steepest_slope(
+    lrs: list[float], losses: list[float], skip_start: int = 10, skip_end: int = 5
+) -> float | None:
     """torch-lr-finder's suggestion: the rate where the (smoothed) loss falls fastest."""
     if len(lrs) < skip_start + skip_end + 2:
         return None
@@ -367,7 +391,11 @@ def lrfinder_onecycle(ctx: RunContext) -> None:
     finder.reset()
     ctx.skip(sweep, lrs=finder.history["lr"])
     max_lr = suggestion if suggestion is not None else work.default_lr
-    ctx.result.extra["lrfinder"] = {"sweep_steps": sweep, "suggested_lr": suggestion, "max_lr": max_lr}
+    ctx.result.extra["lrfinder"] = {
+        "sweep_steps": sweep,
+        "suggested_lr": suggestion,
+        "max_lr": max_lr,
+    }
     opt = work.make_optimizer(model.parameters(), lr=max_lr)
     remaining = ctx.budget - sweep
     onecycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=remaining)

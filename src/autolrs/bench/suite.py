@@ -81,7 +81,7 @@ def run_suite(
         missing = _missing_requirements(method)
         if missing:
             raise ImportError(
-                f"method {method!r} needs {', '.join(missing)}; install with: pip install \"autolrs[bench]\""
+                f'method {method!r} needs {", ".join(missing)}; install with: pip install "autolrs[bench]"'
             )
     targets = load_targets(targets_path).get("workloads", {})
     os.makedirs(out_dir, exist_ok=True)
@@ -106,6 +106,7 @@ def run_suite(
     results = list(done)
     started = time.perf_counter()
     elapsed_runs: list[float] = []
+    per_step: dict[str, list[float]] = {}
     cache: dict[str, Any] = {}
     for index, (factor, name, method, seed) in enumerate(plan, 1):
         work = cache.get(name) or get_workload(name)
@@ -120,13 +121,15 @@ def run_suite(
             log(f"[{index}/{len(plan)}] skip oracle on {name}: no targets (run --set-targets)")
             continue
         t0 = time.perf_counter()
-        res = run_method(METHODS[method].run, work, method, seed, budget=budget, target=target, threads=threads)
+        res = run_method(
+            METHODS[method].run, work, method, seed, budget=budget, target=target, threads=threads
+        )
         res.extra["budget_factor"] = factor
         elapsed_runs.append(time.perf_counter() - t0)
         write_jsonl(runs_path, [res])
         results.append(res)
-        remaining = len(plan) - index
-        eta = remaining * (sum(elapsed_runs) / len(elapsed_runs))
+        per_step.setdefault(name, []).append(elapsed_runs[-1] / max(budget, 1))
+        eta = _eta(plan[index:], per_step, cache, elapsed_runs)
         reached = "-" if not math.isfinite(res.steps_to_target) else f"{res.steps_to_target:.0f}"
         log(
             f"[{index}/{len(plan)}] {name} x{factor:g} {method} seed {seed}: final {res.final_score:.4f}, "
@@ -134,3 +137,23 @@ def run_suite(
             f"ETA {eta / 60:.1f} min"
         )
     return results
+
+
+def _eta(
+    remaining: list[tuple[float, str, str, int]],
+    per_step: dict[str, list[float]],
+    cache: dict[str, Any],
+    elapsed: list[float],
+) -> float:
+    """Seconds left: each remaining run's budget times its workload's measured seconds per step
+    (workloads not run yet borrow the slowest measured rate)."""
+    if not elapsed:
+        return math.nan
+    rates = {name: sum(v) / len(v) for name, v in per_step.items()}
+    fallback = max(rates.values())
+    total = 0.0
+    for factor, name, _, _ in remaining:
+        work = cache.get(name)
+        budget = work.budget * factor if work is not None else 1500 * factor
+        total += budget * rates.get(name, fallback)
+    return total

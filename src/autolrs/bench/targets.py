@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import importlib.metadata
 import os
 import platform
 import sys
@@ -30,7 +31,15 @@ from autolrs.bench.harness import (
 from autolrs.bench.methods import grid_cosine
 from autolrs.bench.workloads import get_workload
 
-__all__ = ["TARGETS_PATH", "load_targets", "machine", "recompute_targets", "set_targets", "summarize_grid", "versions"]
+__all__ = [
+    "TARGETS_PATH",
+    "load_targets",
+    "machine",
+    "recompute_targets",
+    "set_targets",
+    "summarize_grid",
+    "versions",
+]
 
 TARGETS_PATH = os.path.join("benchmarks", "targets.json")
 
@@ -38,11 +47,21 @@ TARGETS_PATH = os.path.join("benchmarks", "targets.json")
 def versions() -> dict[str, str]:
     """Versions of the packages a result depends on."""
     out = {"python": platform.python_version()}
-    for name in ("autolrs", "torch", "numpy", "scipy", "sklearn", "schedulefree", "prodigyopt", "dadaptation", "torch_lr_finder"):
+    dists = {
+        "autolrs": "autolrs",
+        "torch": "torch",
+        "numpy": "numpy",
+        "scipy": "scipy",
+        "sklearn": "scikit-learn",
+        "schedulefree": "schedulefree",
+        "prodigyopt": "prodigyopt",
+        "dadaptation": "dadaptation",
+        "torch_lr_finder": "torch-lr-finder",
+    }
+    for name, dist in dists.items():
         try:
-            module = __import__(name)
-            out[name] = str(getattr(module, "__version__", "?"))
-        except ImportError:
+            out[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             out[name] = "missing"
     return out
 
@@ -99,13 +118,17 @@ def set_targets(
                     continue
                 results[lr] = []
                 for seed in range(seeds):
-                    res = run_method(grid_cosine(lr), work, f"grid-{lr:.3g}", seed, budget=work.budget)
+                    res = run_method(
+                        grid_cosine(lr), work, f"grid-{lr:.3g}", seed, budget=work.budget
+                    )
                     res.extra["lr"] = lr
                     results[lr].append(res)
                     if runs_path:
                         write_jsonl(runs_path, [res])
                     best = min((s for _, s in res.curve), default=math.inf)
-                    log(f"  {name} lr={lr:.3g} seed={seed}: best score {best:.4f} ({time.perf_counter() - started:.0f}s)")
+                    log(
+                        f"  {name} lr={lr:.3g} seed={seed}: best score {best:.4f} ({time.perf_counter() - started:.0f}s)"
+                    )
             medians = {lr: _median_best(rs) for lr, rs in results.items()}
             best_lr = min(medians, key=medians.get)
             ordered = sorted(results)
@@ -158,12 +181,18 @@ def summarize_grid(results: dict[float, list[RunResult]]) -> dict[str, Any]:
         "score": "mean cross-entropy on the score split (lower is better); a config's score is the "
         "lowest point of its median (over seeds) score curve; target = the oracle's score x 1.01",
         "grid": [
-            {"lr": lr, "best_scores": [min(s for _, s in r.curve) for r in rs], "median_best": medians[lr]}
+            {
+                "lr": lr,
+                "best_scores": [min(s for _, s in r.curve) for r in rs],
+                "median_best": medians[lr],
+            }
             for lr, rs in sorted(results.items())
         ],
         "oracle": {"lr": best_lr, "median_best_score": medians[best_lr]},
         "target": target,
-        "oracle_steps_to_target": steps_to_target(median_curve([r.curve for r in results[best_lr]]), target),
+        "oracle_steps_to_target": steps_to_target(
+            median_curve([r.curve for r in results[best_lr]]), target
+        ),
     }
 
 
@@ -173,7 +202,9 @@ def recompute_targets(path: str = TARGETS_PATH, runs_path: str | None = None) ->
     The grid runs are appended to ``benchmarks/results/targets-runs.jsonl`` by :func:`set_targets`.
     """
     data = load_targets(path)
-    runs_path = runs_path or os.path.join(os.path.dirname(os.path.abspath(path)), "results", "targets-runs.jsonl")
+    runs_path = runs_path or os.path.join(
+        os.path.dirname(os.path.abspath(path)), "results", "targets-runs.jsonl"
+    )
     runs = read_jsonl(runs_path)
     for name, info in data.get("workloads", {}).items():
         grid: dict[float, list[RunResult]] = {}

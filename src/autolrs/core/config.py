@@ -75,6 +75,10 @@ class Config:
             at the start of the stage (paper: None; a non-finite loss always aborts a trial).
         early_stop_fraction: After this fraction of a trial, stop it early when even an
             optimistic forecast cannot beat the stage's best candidate (paper: None).
+        anneal_fraction: End every trial with a linear decay of its learning rate over this
+            fraction of its steps and judge it by its loss after the decay (no extrapolation),
+            so that small rates, whose lower noise looks like progress in a short trial, are
+            compared with large ones on progress alone (paper: None).
         stage_guard: Roll a stage back when, half-way through or at the end of its exploit
             phase, the mean of its last 8 losses lies more than this many standard errors (and
             2 %) above the loss at the stage's start: the chosen rate made things worse (short
@@ -85,8 +89,9 @@ class Config:
         range_test_fraction: With ``total_steps``, the range test takes at most this fraction of
             the budget (and at least 20 steps).
         range_test_bounds: Learning rates the range test sweeps, exponentially.
-        range_decades: Width of the search range found by the range test, in decades below the
-            learning rate at which the loss diverged.
+        range_decades: Width of the search range found by the range test, in decades.
+        range_headroom: The range ends at this multiple of the rate where the sweep's smoothed
+            loss was lowest (capped at the rate where it diverged).
         final_decay_fraction: With ``total_steps``, the last fraction of the budget decays the
             learning rate linearly to zero from the last stage's choice (paper: 0).
         max_rollbacks: Consecutive rollbacks after non-finite losses before autolrs gives up
@@ -131,12 +136,14 @@ class Config:
     keep_winner: bool = True
     divergence_factor: float | None = 3.0
     early_stop_fraction: float | None = None
+    anneal_fraction: float | None = None
     stage_guard: float | None = 2.5
     # Learning-rate range test.
     range_test_steps: int = 100
     range_test_fraction: float = 0.05
     range_test_bounds: tuple[float, float] = (1e-7, 10.0)
     range_decades: float = 3.0
+    range_headroom: float = 0.5
     # Budget.
     final_decay_fraction: float = 0.0
     max_rollbacks: int = 5
@@ -178,6 +185,9 @@ class Config:
             _at_least(self, "divergence_factor", 1.0, strict=True)
         if self.early_stop_fraction is not None:
             _in_range(self, "early_stop_fraction", 0.0, 1.0)
+        if self.anneal_fraction is not None:
+            _in_range(self, "anneal_fraction", 0.0, 0.9)
+        _at_least(self, "range_headroom", 0.01, strict=False)
         if self.stage_guard is not None:
             _at_least(self, "stage_guard", 0.0, strict=True)
         bounds = self.range_test_bounds
@@ -188,8 +198,7 @@ class Config:
             or not 0 < bounds[0] < bounds[1] < math.inf
         ):
             raise ValueError(
-                "Config.range_test_bounds must be two numbers with 0 < low < high, "
-                f"got {bounds!r}"
+                f"Config.range_test_bounds must be two numbers with 0 < low < high, got {bounds!r}"
             )
         object.__setattr__(self, "range_test_bounds", (float(bounds[0]), float(bounds[1])))
 
@@ -230,6 +239,7 @@ class Config:
             keep_winner=False,
             divergence_factor=None,
             early_stop_fraction=None,
+            anneal_fraction=None,
             stage_guard=None,
             min_trial_steps=5,
             final_decay_fraction=0.0,
@@ -276,9 +286,7 @@ def _positive_int(cfg: Config, name: str, minimum: int = 1) -> None:
         raise ValueError(f"Config.{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _in_range(
-    cfg: Config, name: str, low: float, high: float, *, closed_low: bool = False
-) -> None:
+def _in_range(cfg: Config, name: str, low: float, high: float, *, closed_low: bool = False) -> None:
     value = getattr(cfg, name)
     ok = _is_real(value) and (low <= value if closed_low else low < value) and value <= high
     if not ok:

@@ -304,6 +304,8 @@ class StageController:
             return float(rt["lrs"][min(len(rt["losses"]) + ahead, len(rt["lrs"]) - 1)])
         if phase == Phase.FINAL and s["final"]["decay"]:
             return self._final_lr(s["step"] + ahead)
+        if phase == Phase.TRIAL and s["plan"].get("anneal_steps"):
+            return self._trial_lr(s["trial"]["steps"] + 1 + ahead)
         return float(s["lr"])
 
     def tell_losses(
@@ -493,7 +495,9 @@ class StageController:
         s, cfg = self._s, self.config
         rt = s["range_test"]
         losses = [math.inf if v is None else v for v in rt["losses"]]
-        suggestion = suggest_range(rt["lrs"], losses, decades=cfg.range_decades)
+        suggestion = suggest_range(
+            rt["lrs"], losses, decades=cfg.range_decades, headroom=cfg.range_headroom
+        )
         s["search_range"] = [suggestion.low, suggestion.high]
         # Resume from the latest checkpoint taken at least one decade below the high end (the
         # sweep's progress up to there is a warm-up), or from the start.
@@ -565,10 +569,14 @@ class StageController:
         s["stage"] += 1
         mode = self._mode()
         trial_steps = plan.trial_steps
+        anneal = 0
+        if cfg.anneal_fraction is not None:
+            anneal = min(trial_steps - 1, max(2, int(round(cfg.anneal_fraction * trial_steps))))
         val_every = None
         if mode == "validation":
-            # Evaluate every val_every steps; a trial ends on an evaluation.
-            val_every = max(1, trial_steps // cfg.val_points)
+            # Evaluate every val_every steps; a trial ends on an evaluation. An annealed trial is
+            # judged by one evaluation at its end.
+            val_every = trial_steps if anneal else max(1, trial_steps // cfg.val_points)
             trial_steps = (trial_steps // val_every) * val_every
         horizon = plan.tau if val_every is None else plan.tau / val_every
         low, high = s["search_range"]
@@ -583,6 +591,7 @@ class StageController:
             "tau": plan.tau,
             "mode": mode,
             "val_every": val_every,
+            "anneal_steps": anneal,
             "horizon": horizon,
             "start_step": s["step"],
             "search_low": low,
@@ -605,6 +614,7 @@ class StageController:
             candidates=plan.candidates,
             mode=mode,
             val_every=val_every,
+            anneal_steps=anneal,
             search_range=[low, high],
             reference_loss=reference,
         )
@@ -636,9 +646,10 @@ class StageController:
             self.config.start_at_previous
             and not s["results"]
             and previous is not None
-            and self._searcher.low <= previous <= self._searcher.high
+            and self._searcher.low * (1 - 1e-9) <= previous <= self._searcher.high * (1 + 1e-9)
         ):
-            lr = float(previous)  # the natural baseline: carry on as before
+            # The natural baseline: carry on as before (clipped against rounding at the edges).
+            lr = float(min(max(previous, self._searcher.low), self._searcher.high))
         else:
             lr = self._searcher.ask()
         s["phase"] = Phase.TRIAL
@@ -656,7 +667,9 @@ class StageController:
         return (SetLR(lr),)
 
     def _forecaster(self, mode: str) -> Forecaster:
-        trimming = Trimming.for_training_loss() if mode == "train" else Trimming.for_validation_loss()
+        trimming = (
+            Trimming.for_training_loss() if mode == "train" else Trimming.for_validation_loss()
+        )
         if self.config.forecaster == "paper":
             return PaperExponentialForecaster(trimming)
         return ExponentialForecaster()
@@ -698,12 +711,27 @@ class StageController:
             return self._end_trial()
         if self._should_stop_early(t, plan):
             return self._end_trial(early_stopped=True)
+        if plan.get("anneal_steps"):
+            lr = self._trial_lr(t["steps"] + 1)
+            if lr != s["lr"]:
+                s["lr"] = lr
+                return (SetLR(lr),)
         return ()
+
+    def _trial_lr(self, step: int) -> float:
+        """The learning rate of the running trial's ``step``-th step (1-based): constant, then,
+        with ``Config.anneal_fraction``, decaying linearly over the trial's last steps."""
+        t, plan = self._s["trial"], self._s["plan"]
+        anneal = plan.get("anneal_steps") or 0
+        constant = plan["trial_steps"] - anneal
+        if step <= constant:
+            return float(t["lr"])
+        return float(t["lr"]) * (plan["trial_steps"] + 1 - step) / (anneal + 1)
 
     def _early_stop_step(self, plan: dict[str, Any]) -> int | None:
         """The trial step at which early stopping is considered (None when it is off)."""
         frac = self.config.early_stop_fraction
-        if frac is None or plan["mode"] != "train":
+        if frac is None or plan["mode"] != "train" or plan.get("anneal_steps"):
             return None
         step = max(4, int(math.ceil(frac * plan["trial_steps"])))
         return step if step < plan["trial_steps"] else None
@@ -720,9 +748,7 @@ class StageController:
 
     def _best_result(self, exclude: list[float] | None = None) -> dict[str, Any] | None:
         exclude = exclude or []
-        healthy = [
-            r for r in self._s["results"] if not r["diverged"] and r["lr"] not in exclude
-        ]
+        healthy = [r for r in self._s["results"] if not r["diverged"] and r["lr"] not in exclude]
         if not healthy:
             return None
         return min(healthy, key=lambda r: r["value"])
@@ -737,7 +763,11 @@ class StageController:
         value: float | None = None
         if diverged is None and not t["y"]:
             diverged = "no observation"
-        if diverged is None:
+        if diverged is None and plan.get("anneal_steps"):
+            # Judged after the anneal: every candidate's noise is gone; what is left is progress.
+            last = max(2, plan["anneal_steps"] // 2) if plan["mode"] == "train" else 1
+            value = float(np.mean(t["y"][-last:]))
+        elif diverged is None:
             fit = self._forecaster(plan["mode"]).fit(t["x"], t["y"], horizon=plan["horizon"])
             value = fit.predict(plan["horizon"])
             initial = s["initial_loss"]
@@ -779,7 +809,12 @@ class StageController:
             early_stopped=early_stopped,
         )
         self._emit(
-            "segment", kind="trial", start=t["start_step"], end=s["step"], lr=t["lr"], committed=False
+            "segment",
+            kind="trial",
+            start=t["start_step"],
+            end=s["step"],
+            lr=t["lr"],
+            committed=False,
         )
         is_best = value is not None and (best_before is None or value < best_before["value"])
         last = len(s["results"]) >= plan["candidates"]
@@ -886,7 +921,9 @@ class StageController:
         e = s["exploit"]
         stage_end = s["step"] >= e["end_step"]
         if not _finite(loss) or (stage_end and not model_finite):
-            return self._rollback_exploit("non-finite loss" if not _finite(loss) else "non-finite parameters")
+            return self._rollback_exploit(
+                "non-finite loss" if not _finite(loss) else "non-finite parameters"
+            )
         e["losses"] = (e["losses"] + [loss])[-_RECENT:]
         e["done"] += 1
         check = self._guard_step(e)
@@ -927,10 +964,17 @@ class StageController:
     def _fail_stage(self, e: dict[str, Any]) -> tuple[Action, ...]:
         """The stage ended worse than it started: roll it back and search lower from now on."""
         s = self._s
-        self._register_rollback(Phase.EXPLOIT, f"the stage ended above its start with lr {e['lr']:.3g}")
+        self._register_rollback(
+            Phase.EXPLOIT, f"the stage ended above its start with lr {e['lr']:.3g}"
+        )
         self._lower_ceiling(e["lr"])
         self._emit(
-            "segment", kind="exploit", start=e["start_step"], end=s["step"], lr=e["lr"], committed=False
+            "segment",
+            kind="exploit",
+            start=e["start_step"],
+            end=s["step"],
+            lr=e["lr"],
+            committed=False,
         )
         e["start_step"] = s["step"]
         s["rollbacks"] = 0
@@ -998,7 +1042,12 @@ class StageController:
         if ceiling:
             self._lower_ceiling(e["lr"])
         self._emit(
-            "segment", kind="exploit", start=e["start_step"], end=s["step"], lr=e["lr"], committed=False
+            "segment",
+            kind="exploit",
+            start=e["start_step"],
+            end=s["step"],
+            lr=e["lr"],
+            committed=False,
         )
         e["excluded"].append(e["lr"])
         e["excluded"] += [r["lr"] for r in s["results"] if ceiling and r["lr"] >= e["lr"]]
@@ -1015,7 +1064,16 @@ class StageController:
             done=0,
         )
         s["lr"] = lr
-        self._emit("decision", stage=s["stage"], lr=lr, forecast=None if chosen is None else chosen["value"], exploit_steps=remaining, kept_winner_steps=0, reason=f"rollback: {reason}", candidates=[])
+        self._emit(
+            "decision",
+            stage=s["stage"],
+            lr=lr,
+            forecast=None if chosen is None else chosen["value"],
+            exploit_steps=remaining,
+            kept_winner_steps=0,
+            reason=f"rollback: {reason}",
+            candidates=[],
+        )
         return (Restore(STAGE), SetLR(lr))
 
     # ================================================================== final phase
@@ -1062,7 +1120,9 @@ class StageController:
         f = s["final"]
         at_end = s["phase"] == Phase.FINAL and s["step"] >= f["end_step"]
         if not _finite(loss) or (at_end and not model_finite):
-            self._register_rollback(s["phase"], "non-finite loss" if not _finite(loss) else "non-finite parameters")
+            self._register_rollback(
+                s["phase"], "non-finite loss" if not _finite(loss) else "non-finite parameters"
+            )
             f["lr0"] = float(f["lr0"]) / 2.0
             if s["phase"] == Phase.FINAL:
                 f["start_step"] = s["step"]
@@ -1129,7 +1189,9 @@ class StageController:
                 f"controller state has version {version!r}; this autolrs reads version "
                 f"{self.VERSION}. Resume with the autolrs release that wrote it."
             )
-        missing = [k for k in ("config", "total_steps", "state", "searcher", "rng") if k not in state]
+        missing = [
+            k for k in ("config", "total_steps", "state", "searcher", "rng") if k not in state
+        ]
         if missing:
             raise StateDictError(f"controller state misses key(s) {missing}")
         inner = state["state"]
