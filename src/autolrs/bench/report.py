@@ -170,6 +170,17 @@ def write_report(
         )
     lines += ["", "Speed-up = the method's steps to target / autolrs' (not reached counts as the budget, "
               "a bound); W/T/L = autolrs wins, ties (within 5 %), loses.", ""]
+    lines.append("## Final score (median; lower is better)")
+    lines.append("")
+    lines.append("| method | " + " | ".join(workloads) + " |")
+    lines.append("| --- | " + " | ".join("---:" for _ in workloads) + " |")
+    for method in methods_order:
+        cells = []
+        for w in workloads:
+            row = summary["workloads"][w]["methods"].get(method)
+            cells.append("-" if row is None else f"{row['final_score']:.4f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append("")
     for w in workloads:
         data = summary["workloads"][w]
         target = data["target"]

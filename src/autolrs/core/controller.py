@@ -180,6 +180,7 @@ class StageController:
             "recent": [],
             "stage_reference": None,
             "stage_spread": None,
+            "stage_first": None,
             "initial_loss": None,
             "last_lr": None,
             "rollbacks": 0,
@@ -599,6 +600,7 @@ class StageController:
         }
         s["stage_reference"] = reference
         s["stage_spread"] = _robust_std(s["recent"][-16:]) if len(s["recent"]) >= 4 else None
+        s["stage_first"] = None
         s["results"] = []
         s["winner"] = None
         s["exploit"] = None
@@ -685,7 +687,14 @@ class StageController:
             s["stage_reference"] = loss
         if s["initial_loss"] is None:
             s["initial_loss"] = loss
-        reference = s["stage_reference"]
+        if t["steps"] == 1:
+            # Computed before any step at this trial's rate: where the trial really starts.
+            t["first"] = loss
+            if s["stage_first"] is None:
+                s["stage_first"] = loss
+        # A snapshot above the committed level (the last steps before it spiked) must not make
+        # every candidate look divergent: bounds are relative to the higher of the two.
+        reference = max(s["stage_reference"], t.get("first", s["stage_reference"]))
         if abs(loss) > _EXPLODED * max(abs(reference), 1.0):
             return self._end_trial(diverged=f"loss exploded to {loss:.4g}")
         t["tail"] = (t["tail"] + [loss])[-3:]
@@ -773,7 +782,6 @@ class StageController:
             initial = s["initial_loss"]
             if plan["mode"] == "validation" and initial is not None and max(t["y"]) >= initial:
                 value = float(t["y"][-1])  # the reference code's divergence fallback
-        best_before = self._best_result()
         result = {
             "index": t["index"],
             "lr": t["lr"],
@@ -816,7 +824,8 @@ class StageController:
             lr=t["lr"],
             committed=False,
         )
-        is_best = value is not None and (best_before is None or value < best_before["value"])
+        healthy = [r for r in s["results"] if not r["diverged"]]
+        is_best = value is not None and self._preferred(healthy)["index"] == t["index"]
         last = len(s["results"]) >= plan["candidates"]
         actions: list[Action] = []
         if cfg.keep_winner and is_best and not early_stopped:
@@ -838,7 +847,17 @@ class StageController:
             u = np.array([self._searcher.to_unit(r["lr"]) for r in healthy])
             mean, _ = self._searcher.posterior(u)
             return healthy[int(np.argmin(mean))]
-        return min(healthy, key=lambda r: r["value"])
+        return self._preferred(healthy)
+
+    def _preferred(self, healthy: list[dict[str, Any]]) -> dict[str, Any]:
+        """The lowest score, or with ``Config.prefer_larger_within`` the largest rate whose score
+        is within that relative margin of the lowest."""
+        best = min(healthy, key=lambda r: r["value"])
+        margin = self.config.prefer_larger_within
+        if margin is None:
+            return best
+        bound = best["value"] + margin * abs(best["value"])
+        return max((r for r in healthy if r["value"] <= bound), key=lambda r: r["lr"])
 
     def _fallback_lr(self) -> float:
         """A learning rate well below everything that diverged in this stage."""
@@ -877,6 +896,12 @@ class StageController:
         s["winner_slot"] = False
         length = max(plan["tau"] - from_winner, 0)
         reference = s["stage_reference"]
+        first, spread = s["stage_first"], s["stage_spread"] or 0.0
+        if reference is not None and first is not None and first - 3.0 * spread > reference:
+            # The snapshot's own loss is clearly above the committed level: the stage starts
+            # there, and the guard judges the stage against it (not against a stale level that
+            # no learning rate could reach, which would only ratchet the ceiling down).
+            reference = first - 3.0 * spread
         if from_winner and chosen is not None and chosen.get("level") is not None:
             reference = chosen["level"]
         s["exploit"] = {
