@@ -48,3 +48,20 @@ def test_report_writes_markdown_json_and_figures(tmp_path):
     assert "| autolrs | 200 | 1/1 |" in text
     assert json.loads((tmp_path / "summary.json").read_text())["workloads"]["digits"]["target"] == 0.2
     assert (tmp_path / "digits.png").exists() and (tmp_path / "profile.png").exists()
+
+
+def test_ablation_table_compares_every_method_with_the_base(tmp_path):
+    from autolrs.bench.report import write_ablation
+
+    runs = [
+        result("autolrs", 300, final=0.2), result("autolrs", 300, seed=1, final=0.2),
+        result("autolrs:x=1", 150, final=0.1), result("autolrs:x=1", 150, seed=1, final=0.1),
+        result("naive", math.inf, final=0.4), result("naive", math.inf, seed=1, final=0.4),
+    ]
+    path = tmp_path / "ablation-x.md"
+    text = write_ablation(runs, {"digits": {"target": 0.2}}, "autolrs", str(path), "cmd")
+    assert path.read_text() == text
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "-50.0%" in rows["autolrs:x=1"] and rows["autolrs:x=1"].endswith("2.00x |")
+    assert ">600" in rows["naive"] and rows["naive"].endswith("0.50x |")
+    assert rows["autolrs"].endswith("1.00x |")

@@ -55,6 +55,12 @@ def test_from_dict_rejects_unknown_fields():
         ("range_test_bounds", (0.0, 1.0), "range_test_bounds"),
         ("range_test_bounds", (1e-3,), "range_test_bounds"),
         ("val_points", 1, "val_points"),
+        ("prefer_larger_within", 1.5, "prefer_larger_within"),
+        ("prefer_larger_within", -0.1, "prefer_larger_within"),
+        ("anneal_fraction", 0.95, "anneal_fraction"),
+        ("range_headroom", 0.0, "range_headroom"),
+        ("later_candidates", 1, "later_candidates"),
+        ("early_stop_fraction", 1.5, "early_stop_fraction"),
     ],
 )
 def test_invalid_values_name_the_field(field, value, match):

@@ -56,6 +56,11 @@ def add_bench_parser(sub: Any) -> None:
         "--targets", default=os.path.join("benchmarks", "targets.json"), help="targets file"
     )
     bench.add_argument("--threads", type=int, help="torch threads per run (default: torch's)")
+    bench.add_argument(
+        "--ablation-base",
+        metavar="METHOD",
+        help="with --report DIR: also write DIR.md, every method's change against METHOD",
+    )
     bench.set_defaults(func=_bench)
 
 
@@ -108,6 +113,19 @@ def _bench(args: argparse.Namespace) -> int:
     if args.report:
         results = read_jsonl(os.path.join(args.report, "runs.jsonl"))
         header = _last_header(os.path.join(args.report, "runs.jsonl"))
+        if args.ablation_base:
+            from autolrs.bench.report import write_ablation
+
+            path = os.path.normpath(args.report) + ".md"
+            print(
+                write_ablation(
+                    results,
+                    load_targets(args.targets).get("workloads", {}),
+                    args.ablation_base,
+                    path,
+                    header.get("command", command),
+                )
+            )
         write_report(
             results,
             load_targets(args.targets).get("workloads", {}),

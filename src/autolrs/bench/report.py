@@ -318,3 +318,55 @@ def _steps_line(lrs: list[tuple[int, float]], last: int) -> tuple[list[int], lis
         xs += [step, end]
         ys += [lr, lr]
     return xs, ys
+
+
+def write_ablation(
+    results: list[RunResult], targets: dict[str, Any], base: str, path: str, command: str
+) -> str:
+    """Writes a compact ablation table: every method against ``base``, per workload.
+
+    Columns per workload: steps to target (median score curve), final score (median over
+    seeds) and its change against ``base``; a last column gives the geometric mean over the
+    workloads of base's steps to target over the method's (not reached counts as the budget).
+    """
+    summary = summarize(results, targets)
+    workloads = list(summary["workloads"])
+    methods = _order({m for d in summary["workloads"].values() for m in d["methods"]})
+    lines = [
+        f"# Ablation against `{base}`",
+        "",
+        f"Runs: `{command}`. Medians over seeds; `>B`: target not reached in the budget B.",
+        "",
+        "| method | "
+        + " | ".join(f"{w} steps | {w} final | vs {base}" for w in workloads)
+        + " | speed-up vs base (geo-mean) |",
+        "| --- | " + " | ".join("---: | ---: | ---:" for _ in workloads) + " | ---: |",
+    ]
+    for method in methods:
+        cells, ratios = [], []
+        for w in workloads:
+            rows = summary["workloads"][w]["methods"]
+            row, ref = rows.get(method), rows.get(base)
+            if row is None:
+                cells.append("- | - | -")
+                continue
+            change = (
+                f"{row['final_score'] / ref['final_score'] - 1:+.1%}"
+                if ref and ref["final_score"] and math.isfinite(ref["final_score"])
+                else "-"
+            )
+            cells.append(
+                f"{_fmt_steps(row['steps_to_target'], row['budget'])} | {row['final_score']:.4f} | {change}"
+            )
+            if ref:
+                budget = summary["workloads"][w]["budget"]
+                ours = row["steps_to_target"] if math.isfinite(row["steps_to_target"]) else budget
+                theirs = ref["steps_to_target"] if math.isfinite(ref["steps_to_target"]) else budget
+                ratios.append(theirs / ours)
+        geo = float(math.exp(np.mean(np.log(ratios)))) if ratios else math.nan
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {geo:.2f}x |")
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return text
