@@ -6,6 +6,7 @@ import json
 import math
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,12 @@ def _median(values: list[float]) -> float:
     if not finite:
         return math.nan
     return float(np.median(finite))
+
+
+def _cells(summary: dict[str, Any], method: str, fmt: Callable[[dict[str, Any]], str]) -> list[str]:
+    """One table cell per workload of ``summary``: ``fmt(row)`` of the method's row, or "-"."""
+    rows = (data["methods"].get(method) for data in summary["workloads"].values())
+    return ["-" if row is None else fmt(row) for row in rows]
 
 
 def _fmt_steps(value: float, budget: int) -> str:
@@ -153,10 +160,7 @@ def write_report(
     lines.append("| method | " + " | ".join(workloads) + " | autolrs speed-up (geo-mean) | W/T/L |")
     lines.append("| --- | " + " | ".join("---:" for _ in workloads) + " | ---: | :---: |")
     for method in methods_order:
-        cells = []
-        for w in workloads:
-            row = summary["workloads"][w]["methods"].get(method)
-            cells.append("-" if row is None else _fmt_steps(row["steps_to_target"], row["budget"]))
+        cells = _cells(summary, method, lambda row: _fmt_steps(row["steps_to_target"], row["budget"]))
         sp = summary["speedups"].get(method, {})
         geo = sp.get("_geomean")
         rec = sp.get("_record")
@@ -175,10 +179,7 @@ def write_report(
     lines.append("| method | " + " | ".join(workloads) + " |")
     lines.append("| --- | " + " | ".join("---:" for _ in workloads) + " |")
     for method in methods_order:
-        cells = []
-        for w in workloads:
-            row = summary["workloads"][w]["methods"].get(method)
-            cells.append("-" if row is None else f"{row['final_score']:.4f}")
+        cells = _cells(summary, method, lambda row: f"{row['final_score']:.4f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines.append("")
     for w in workloads:

@@ -521,20 +521,13 @@ class StageController:
             best_lr=suggestion.best_lr,
             resume_steps=resume_steps,
         )
-        self._emit(
-            "segment",
-            kind="range_test",
-            start=start,
-            end=s["step"],
-            lr=rt["lrs"][0],
-            lr_end=rt["lrs"][len(losses) - 1],
-            committed=False,
+        self._segment(
+            "range_test", start, lr=rt["lrs"][0], lr_end=rt["lrs"][len(losses) - 1], committed=False
         )
         if resume_steps:
-            self._emit(
-                "segment",
-                kind="warmup",
-                start=start,
+            self._segment(
+                "warmup",
+                start,
                 end=start + resume_steps,
                 lr=rt["lrs"][0],
                 lr_end=rt["lrs"][resume_steps - 1],
@@ -816,14 +809,7 @@ class StageController:
             reason=diverged,
             early_stopped=early_stopped,
         )
-        self._emit(
-            "segment",
-            kind="trial",
-            start=t["start_step"],
-            end=s["step"],
-            lr=t["lr"],
-            committed=False,
-        )
+        self._segment("trial", t["start_step"], lr=t["lr"], committed=False)
         healthy = [r for r in s["results"] if not r["diverged"]]
         is_best = value is not None and self._preferred(healthy)["index"] == t["index"]
         last = len(s["results"]) >= plan["candidates"]
@@ -927,14 +913,8 @@ class StageController:
             candidates=[[r["lr"], r["value"]] for r in s["results"]],
         )
         if from_winner:
-            self._emit(
-                "segment",
-                kind="kept_trial",
-                start=s["step"] - from_winner,
-                end=s["step"],
-                lr=lr,
-                committed=True,
-                virtual=True,
+            self._segment(
+                "kept_trial", s["step"] - from_winner, lr=lr, committed=True, virtual=True
             )
         actions.append(SetLR(lr))
         if length == 0:
@@ -993,14 +973,7 @@ class StageController:
             Phase.EXPLOIT, f"the stage ended above its start with lr {e['lr']:.3g}"
         )
         self._lower_ceiling(e["lr"])
-        self._emit(
-            "segment",
-            kind="exploit",
-            start=e["start_step"],
-            end=s["step"],
-            lr=e["lr"],
-            committed=False,
-        )
+        self._segment("exploit", e["start_step"], lr=e["lr"], committed=False)
         e["start_step"] = s["step"]
         s["rollbacks"] = 0
         actions: tuple[Action, ...] = (Restore(STAGE),)
@@ -1022,14 +995,7 @@ class StageController:
         for loss in e["losses"]:  # the stage is committed: its losses become the new reference
             self._record_committed(loss)
         if s["step"] > e["start_step"]:
-            self._emit(
-                "segment",
-                kind="exploit",
-                start=e["start_step"],
-                end=s["step"],
-                lr=e["lr"],
-                committed=True,
-            )
+            self._segment("exploit", e["start_step"], lr=e["lr"], committed=True)
         return self._advance_stage(last_lr=e["lr"])
 
     def _advance_stage(self, last_lr: float | None) -> tuple[Action, ...]:
@@ -1066,14 +1032,7 @@ class StageController:
         self._register_rollback(Phase.EXPLOIT, reason)
         if ceiling:
             self._lower_ceiling(e["lr"])
-        self._emit(
-            "segment",
-            kind="exploit",
-            start=e["start_step"],
-            end=s["step"],
-            lr=e["lr"],
-            committed=False,
-        )
+        self._segment("exploit", e["start_step"], lr=e["lr"], committed=False)
         e["excluded"].append(e["lr"])
         e["excluded"] += [r["lr"] for r in s["results"] if ceiling and r["lr"] >= e["lr"]]
         chosen = self._choose(e["excluded"])
@@ -1161,11 +1120,9 @@ class StageController:
             return ()
         if at_end:
             s["rollbacks"] = 0
-            self._emit(
-                "segment",
-                kind="decay" if f["decay"] else "hold",
-                start=f["start_step"],
-                end=s["step"],
+            self._segment(
+                "decay" if f["decay"] else "hold",
+                f["start_step"],
                 lr=f["lr0"],
                 lr_end=s["lr"],
                 committed=True,
@@ -1177,6 +1134,19 @@ class StageController:
         return (SetLR(s["lr"]),) if f["decay"] else ()
 
     # ================================================================== events
+    def _segment(
+        self, kind: str, start: int, lr: float, *, end: int | None = None, **fields: Any
+    ) -> None:
+        """Emits a ``segment`` event: steps ``start``..``end`` (default: now) trained at ``lr``."""
+        self._emit(
+            "segment",
+            kind=kind,
+            start=start,
+            end=self._s["step"] if end is None else end,
+            lr=lr,
+            **fields,
+        )
+
     def _emit(self, event: str, **fields: Any) -> None:
         record = {"event": event, "step": self._s["step"]}
         record.update(fields)
