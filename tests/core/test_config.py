@@ -59,6 +59,7 @@ def test_from_dict_rejects_unknown_fields():
         ("prefer_larger_within", -0.1, "prefer_larger_within"),
         ("anneal_fraction", 0.95, "anneal_fraction"),
         ("range_headroom", 0.0, "range_headroom"),
+        ("edge_shift", 1.0, "edge_shift"),
         ("later_candidates", 1, "later_candidates"),
         ("early_stop_fraction", 1.5, "early_stop_fraction"),
     ],

@@ -513,3 +513,31 @@ def test_a_snapshot_above_the_committed_level_does_not_fail_every_candidate():
     late = [e for e in candidates(events) if e["start"] >= after]
     assert late and not any(e["diverged"] for e in late)
     assert min(e["lr"] for e in events if e["event"] == "decision") >= 1e-4  # was 1e-19
+
+
+def test_edge_shift_moves_a_found_range_toward_a_rate_at_its_edge():
+    # headroom 0.05 puts the range test's guess too low: the first stage's choice lands at the
+    # top edge and later stages search higher (never above half the sweep's divergence point).
+    cfg = Config(edge_shift=3.0, range_headroom=0.05)
+    ctrl = StageController(cfg, total_steps=3000, seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
+    found = next(e for e in rec.events if e["event"] == "range_test")
+    shifts = [e for e in rec.events if e["event"] == "range_shift"]
+    assert shifts
+    range_now = [found["low"], found["high"]]
+    for e in rec.events:
+        if e["event"] == "range_shift":
+            low, high = range_now
+            position = math.log(e["lr"] / low) / math.log(high / low)
+            assert position >= 0.9 or position <= 0.1
+            new_low, new_high = e["search_range"]
+            assert new_high / new_low == pytest.approx(high / low)
+            assert new_high <= found["diverged_lr"] / 2.0 * (1 + 1e-9)
+            range_now = e["search_range"]
+        elif e["event"] == "stage":
+            assert e["search_range"] == pytest.approx(range_now)
+    # the switch off, or a range the user gave: the range never moves
+    for config, lr_range in ((Config(range_headroom=0.05), None), (cfg, (1e-4, 0.05))):
+        ctrl = StageController(config, total_steps=3000, lr_range=lr_range, seed=0)
+        rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
+        assert not any(e["event"] == "range_shift" for e in rec.events)

@@ -97,6 +97,11 @@ class Config:
             the budget (and at least 20 steps).
         range_test_bounds: Learning rates the range test sweeps, exponentially.
         range_decades: Width of the search range found by the range test, in decades.
+        edge_shift: When a stage commits a rate in the top (bottom) tenth of the search range's
+            log width, later stages search a range shifted up (down) by this factor: the range
+            test's guess was too low (high). Only for a range the range test found (a given
+            ``lr_range`` is a bound), never above half a rate that diverged in the range test or
+            failed a stage (paper: None, a fixed range).
         range_headroom: The range ends at this multiple of the rate where the sweep's smoothed
             loss was lowest (capped at the rate where it diverged).
         final_decay_fraction: With ``total_steps``, the last fraction of the budget decays the
@@ -152,6 +157,7 @@ class Config:
     range_test_bounds: tuple[float, float] = (1e-7, 10.0)
     range_decades: float = 3.0
     range_headroom: float = 0.5
+    edge_shift: float | None = None
     # Budget.
     final_decay_fraction: float = 0.0
     max_rollbacks: int = 5
@@ -198,6 +204,8 @@ class Config:
         if self.anneal_fraction is not None:
             _in_range(self, "anneal_fraction", 0.0, 0.9)
         _at_least(self, "range_headroom", 0.01, strict=False)
+        if self.edge_shift is not None:
+            _at_least(self, "edge_shift", 1.0, strict=True)
         if self.stage_guard is not None:
             _at_least(self, "stage_guard", 0.0, strict=True)
         bounds = self.range_test_bounds
@@ -251,6 +259,7 @@ class Config:
             early_stop_fraction=None,
             anneal_fraction=None,
             prefer_larger_within=None,
+            edge_shift=None,
             stage_guard=None,
             min_trial_steps=5,
             final_decay_fraction=0.0,

@@ -181,6 +181,8 @@ class StageController:
             "stage_reference": None,
             "stage_spread": None,
             "stage_first": None,
+            "lr_cap": None,
+            "range_auto": False,
             "initial_loss": None,
             "last_lr": None,
             "rollbacks": 0,
@@ -500,6 +502,8 @@ class StageController:
             rt["lrs"], losses, decades=cfg.range_decades, headroom=cfg.range_headroom
         )
         s["search_range"] = [suggestion.low, suggestion.high]
+        s["lr_cap"] = suggestion.diverged_lr or cfg.range_test_bounds[1]
+        s["range_auto"] = True
         # Resume from the latest checkpoint taken at least one decade below the high end (the
         # sweep's progress up to there is a warm-up), or from the start.
         resume_slot, resume_steps = STAGE, 0
@@ -983,6 +987,8 @@ class StageController:
         """Keeps later searches below a learning rate that made a stage worse."""
         s = self._s
         low, high = s["search_range"]
+        cap = s["lr_cap"]
+        s["lr_cap"] = failed_lr if cap is None else min(cap, failed_lr)
         if failed_lr / 2.0 < high:
             new_high = failed_lr / 2.0
             s["search_range"] = [new_high * low / high, new_high]
@@ -996,7 +1002,31 @@ class StageController:
             self._record_committed(loss)
         if s["step"] > e["start_step"]:
             self._segment("exploit", e["start_step"], lr=e["lr"], committed=True)
+        self._shift_at_edge(e["lr"])
         return self._advance_stage(last_lr=e["lr"])
+
+    def _shift_at_edge(self, lr: float) -> None:
+        """With ``Config.edge_shift``: a committed rate at an edge of the search range moves
+        the range that way (up: capped below any rate that diverged or failed a stage)."""
+        factor, s = self.config.edge_shift, self._s
+        if factor is None or s["search_range"] is None or not s["range_auto"]:
+            return  # a range the user gave is a bound, not a guess
+        low, high = s["search_range"]
+        position = math.log(lr / low) / math.log(high / low)
+        if position >= 0.9:
+            cap = s["lr_cap"]
+            above = [r for r in s["results"] if r["lr"] > lr]
+            if any(r["diverged"] for r in above):
+                return  # the edge is where training breaks: stay
+            new_high = min(high * factor, cap / 2.0)
+            if new_high <= high:
+                return
+        elif position <= 0.1:
+            new_high = high / factor
+        else:
+            return
+        s["search_range"] = [new_high * low / high, new_high]
+        self._emit("range_shift", lr=lr, search_range=s["search_range"])
 
     def _advance_stage(self, last_lr: float | None) -> tuple[Action, ...]:
         s = self._s
