@@ -60,6 +60,7 @@ def test_from_dict_rejects_unknown_fields():
         ("anneal_fraction", 0.95, "anneal_fraction"),
         ("range_headroom", 0.0, "range_headroom"),
         ("edge_shift", 1.0, "edge_shift"),
+        ("converged_decades", 0.0, "converged_decades"),
         ("later_candidates", 1, "later_candidates"),
         ("early_stop_fraction", 1.5, "early_stop_fraction"),
     ],

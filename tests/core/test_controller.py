@@ -12,6 +12,17 @@ from autolrs.testing import NoisyQuadratic, drive
 
 PAPER = Config.paper()
 DEFAULT = Config()
+# every switch on, so that state round-trips and batching cover their mechanics too
+SWITCHES = Config(
+    trust_region=3.0,
+    start_at_previous=True,
+    early_stop_fraction=0.5,
+    prefer_larger_within=0.05,
+    converged_decades=0.1,
+    edge_shift=3.0,
+    final_decay_fraction=0.2,
+    later_candidates=3,
+)
 
 
 def stages(events):
@@ -58,7 +69,7 @@ def test_training_loss_is_used_when_no_validation_function_exists():
     assert rec.evaluations == 0
 
 
-@pytest.mark.parametrize("config", [PAPER, DEFAULT], ids=["paper", "default"])
+@pytest.mark.parametrize("config", [PAPER, DEFAULT, SWITCHES], ids=["paper", "default", "switches"])
 @pytest.mark.parametrize("total", [150, 600, 1500, 4000])
 @pytest.mark.parametrize("lr_range", [None, (1e-3, 1.0)])
 def test_budget_is_used_exactly_and_never_ends_in_a_trial(config, total, lr_range):
@@ -67,10 +78,14 @@ def test_budget_is_used_exactly_and_never_ends_in_a_trial(config, total, lr_rang
     assert ctrl.step == total
     assert ctrl.finished and not ctrl.in_trial
     assert ctrl.phase == "done"
-    # every stage finishes its search before the budget ends
+    # every stage finishes its search (or converges) before the budget ends
+    converged = {e["stage"] for e in rec.events if e["event"] == "decision" and e.get("converged")}
     for stage in stages(rec.events):
         searched = [c for c in candidates(rec.events) if c["stage"] == stage["stage"]]
-        assert len(searched) == stage["candidates"]
+        if stage["stage"] in converged:
+            assert 3 <= len(searched) < stage["candidates"]
+        else:
+            assert len(searched) == stage["candidates"]
     assert not rec.in_trial[-1]
 
 
@@ -212,7 +227,7 @@ def test_non_finite_validation_loss_marks_the_trial_diverged():
 
 
 # ------------------------------------------------------------------ batching (deferred reads)
-@pytest.mark.parametrize("config", [PAPER, DEFAULT], ids=["paper", "default"])
+@pytest.mark.parametrize("config", [PAPER, DEFAULT, SWITCHES], ids=["paper", "default", "switches"])
 @pytest.mark.parametrize("lr_range", [None, (1e-3, 0.5)], ids=["range-test", "stable-range"])
 def test_batched_tells_make_the_same_decisions(config, lr_range):
     # Telling losses in batches changes nothing as long as no loss is abnormal inside a batch.
@@ -270,7 +285,7 @@ def test_abnormal_loss_in_a_batch_counts_the_rest_as_spent():
 
 
 # ------------------------------------------------------------------ state and determinism
-@pytest.mark.parametrize("config", [PAPER, DEFAULT], ids=["paper", "default"])
+@pytest.mark.parametrize("config", [PAPER, DEFAULT, SWITCHES], ids=["paper", "default", "switches"])
 @pytest.mark.parametrize("cut", [37, 140, 333])
 def test_resumed_controller_makes_identical_decisions(config, cut):
     total = 900
@@ -541,3 +556,20 @@ def test_edge_shift_moves_a_found_range_toward_a_rate_at_its_edge():
         ctrl = StageController(config, total_steps=3000, lr_range=lr_range, seed=0)
         rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
         assert not any(e["event"] == "range_shift" for e in rec.events)
+
+
+def test_converged_search_ends_the_stage_early_and_keeps_the_budget():
+    cfg = Config(candidates=8, converged_decades=0.3, trust_region=3.0)
+    ctrl = StageController(cfg, total_steps=3000, lr_range=(1e-3, 1.0), seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
+    assert ctrl.step == 3000 and ctrl.finished and not ctrl.in_trial
+    decisions = [e for e in rec.events if e["event"] == "decision" and not e["reason"]]
+    short = [d for d in decisions if d["converged"]]
+    assert short  # at least one stage stopped searching early ...
+    for d in short:
+        tried = [lr for lr, _ in d["candidates"]]
+        assert 3 <= len(tried) < 8
+    # ... and the off switch always runs every candidate
+    ctrl = StageController(Config(candidates=8, trust_region=3.0), total_steps=3000, lr_range=(1e-3, 1.0), seed=0)
+    rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
+    assert not any(e["converged"] for e in rec.events if e["event"] == "decision" and not e["reason"])

@@ -63,6 +63,10 @@ class Config:
         select: Which learning rate a stage exploits: ``"observed"`` (argmin of the candidates'
             forecasts; paper) or ``"posterior"`` (the candidate with the lowest GP posterior
             mean, which discounts a single lucky forecast).
+        converged_decades: End a stage's search before its last candidate once at least three
+            candidates are in and the searcher's next proposal lies within this many decades of
+            a rate already tried: the search has converged and further trials would re-measure
+            the same rate (paper: None, always ``candidates`` trials).
         prefer_larger_within: With ``select="observed"``, exploit the largest learning rate whose
             score lies within this fraction of the best score (relative): short trials favour
             small rates, whose lower noise reads as progress, so a near-tie goes to the larger
@@ -140,6 +144,7 @@ class Config:
     start_at_previous: bool = False
     select: Selection = "observed"
     prefer_larger_within: float | None = None
+    converged_decades: float | None = None
     diverged_value: DivergedValue = "worst"
     # Objective and forecast.
     objective: Objective = "paper"
@@ -199,6 +204,8 @@ class Config:
             _at_least(self, "divergence_factor", 1.0, strict=True)
         if self.early_stop_fraction is not None:
             _in_range(self, "early_stop_fraction", 0.0, 1.0)
+        if self.converged_decades is not None:
+            _at_least(self, "converged_decades", 0.0, strict=True)
         if self.prefer_larger_within is not None:
             _in_range(self, "prefer_larger_within", 0.0, 1.0)
         if self.anneal_fraction is not None:
@@ -259,6 +266,7 @@ class Config:
             early_stop_fraction=None,
             anneal_fraction=None,
             prefer_larger_within=None,
+            converged_decades=None,
             edge_shift=None,
             stage_guard=None,
             min_trial_steps=5,

@@ -637,11 +637,13 @@ class StageController:
             rng=spawn(self._rng) if rng is True else None,
         )
 
-    def _begin_trial(self) -> tuple[Action, ...]:
+    def _begin_trial(self, proposal: float | None = None) -> tuple[Action, ...]:
         s = self._s
         assert self._searcher is not None
         previous = s["last_lr"]
-        if (
+        if proposal is not None:
+            lr = proposal
+        elif (
             self.config.start_at_previous
             and not s["results"]
             and previous is not None
@@ -817,6 +819,15 @@ class StageController:
         healthy = [r for r in s["results"] if not r["diverged"]]
         is_best = value is not None and self._preferred(healthy)["index"] == t["index"]
         last = len(s["results"]) >= plan["candidates"]
+        proposal = None
+        if not last and cfg.converged_decades is not None and len(healthy) >= 3:
+            # Ask now: a proposal next to a rate already tried means the search has converged,
+            # and the rest of the stage's trials would only re-measure it.
+            assert self._searcher is not None
+            proposal = self._searcher.ask()
+            nearest = min(abs(math.log10(proposal / r["lr"])) for r in s["results"])
+            if nearest < cfg.converged_decades:
+                last = True
         actions: list[Action] = []
         if cfg.keep_winner and is_best and not early_stopped:
             s["winner"] = {"index": t["index"], "steps": t["steps"], "live": last}
@@ -825,7 +836,7 @@ class StageController:
                 s["winner_slot"] = True
         if not last:
             actions.append(Restore(STAGE))
-            return tuple(actions) + self._begin_trial()
+            return tuple(actions) + self._begin_trial(proposal)
         return tuple(actions) + self._decide()
 
     def _choose(self, exclude: list[float]) -> dict[str, Any] | None:
@@ -915,6 +926,7 @@ class StageController:
             kept_winner_steps=from_winner,
             reason=reason,
             candidates=[[r["lr"], r["value"]] for r in s["results"]],
+            converged=len(s["results"]) < plan["candidates"],
         )
         if from_winner:
             self._segment(
