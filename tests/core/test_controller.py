@@ -533,7 +533,7 @@ def test_a_snapshot_above_the_committed_level_does_not_fail_every_candidate():
 def test_edge_shift_moves_a_found_range_toward_a_rate_at_its_edge():
     # headroom 0.05 puts the range test's guess too low: the first stage's choice lands at the
     # top edge and later stages search higher (never above half the sweep's divergence point).
-    cfg = Config(edge_shift=3.0, range_headroom=0.05)
+    cfg = Config(edge_shift=3.0, range_headroom=0.05, trust_region=None)
     ctrl = StageController(cfg, total_steps=3000, seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
     found = next(e for e in rec.events if e["event"] == "range_test")
@@ -552,7 +552,7 @@ def test_edge_shift_moves_a_found_range_toward_a_rate_at_its_edge():
         elif e["event"] == "stage":
             assert e["search_range"] == pytest.approx(range_now)
     # the switch off, or a range the user gave: the range never moves
-    for config, lr_range in ((Config(range_headroom=0.05), None), (cfg, (1e-4, 0.05))):
+    for config, lr_range in ((Config(range_headroom=0.05, trust_region=None), None), (cfg, (1e-4, 0.05))):
         ctrl = StageController(config, total_steps=3000, lr_range=lr_range, seed=0)
         rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
         assert not any(e["event"] == "range_shift" for e in rec.events)

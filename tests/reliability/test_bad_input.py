@@ -180,12 +180,21 @@ def test_log_file_in_a_missing_folder_is_created(tmp_path):
     assert path.exists()
 
 
-def test_tiny_budget_without_range_holds_the_optimizer_lr():
+@pytest.mark.parametrize("decay", [0.0, 0.2])
+def test_tiny_budget_without_range_holds_the_optimizer_lr(decay):
+    # Too short for a range test or a stage: the optimizer's own rate is held (and, with the
+    # default final decay, decayed linearly over the budget's last fifth), without warnings.
     model = nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    sched = AutoLRS(model, opt, total_steps=5)
+    sched = AutoLRS(model, opt, total_steps=5, config=Config(final_decay_fraction=decay))
+    used = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for _ in range(5):
+            used.append(opt.param_groups[0]["lr"])
             train_step(model, opt, sched)
-    assert sched.get_last_lr() == [pytest.approx(0.05)]
+    assert used[0] == pytest.approx(0.05)
+    if decay == 0.0:
+        assert used == [pytest.approx(0.05)] * 5
+    else:
+        assert all(a >= b for a, b in zip(used, used[1:])) and used[-1] < 0.05

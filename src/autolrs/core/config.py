@@ -140,10 +140,10 @@ class Config:
     initial_random: int = 1
     gp_restarts: int = 0
     warm_start: bool = False
-    trust_region: float | None = None
-    start_at_previous: bool = False
+    trust_region: float | None = 3.0
+    start_at_previous: bool = True
     select: Selection = "observed"
-    prefer_larger_within: float | None = None
+    prefer_larger_within: float | None = 0.05
     converged_decades: float | None = None
     diverged_value: DivergedValue = "worst"
     # Objective and forecast.
@@ -153,7 +153,7 @@ class Config:
     # Trials.
     keep_winner: bool = True
     divergence_factor: float | None = 3.0
-    early_stop_fraction: float | None = None
+    early_stop_fraction: float | None = 0.5
     anneal_fraction: float | None = None
     stage_guard: float | None = 2.5
     # Learning-rate range test.
@@ -164,7 +164,7 @@ class Config:
     range_headroom: float = 0.5
     edge_shift: float | None = None
     # Budget.
-    final_decay_fraction: float = 0.0
+    final_decay_fraction: float = 0.2
     max_rollbacks: int = 5
 
     def __post_init__(self) -> None:
