@@ -573,3 +573,24 @@ def test_converged_search_ends_the_stage_early_and_keeps_the_budget():
     ctrl = StageController(Config(candidates=8, trust_region=3.0), total_steps=3000, lr_range=(1e-3, 1.0), seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
     assert not any(e["converged"] for e in rec.events if e["event"] == "decision" and not e["reason"])
+
+
+def test_a_rollback_excludes_the_failed_rates_near_twins():
+    # Candidates 1 % apart: after the exploit at one of them fails, the re-decision must not
+    # pick its twin (which would fail the same way) but a clearly different rate.
+    ctrl = StageController(Config(candidates=3, trust_region=None), lr_range=(1e-3, 1.0), seed=0, total_steps=600)
+    ctrl.start()
+    s = ctrl._s
+    while ctrl.phase != "exploit":
+        ctrl.tell_loss(1.0)
+    chosen = s["exploit"]["lr"]
+    twin, other = chosen * 1.01, chosen / 10.0
+    s["results"] = [
+        {**s["results"][0], "index": 0, "lr": chosen, "value": 0.50, "diverged": False},
+        {**s["results"][0], "index": 1, "lr": twin, "value": 0.51, "diverged": False},
+        {**s["results"][0], "index": 2, "lr": other, "value": 0.60, "diverged": False},
+    ]
+    ctrl.tell_loss(float("nan"))  # the exploit fails
+    events = ctrl.pop_events()
+    redo = [e for e in events if e["event"] == "decision"][-1]
+    assert redo["reason"].startswith("rollback") and redo["lr"] == pytest.approx(other)

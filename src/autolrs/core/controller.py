@@ -37,6 +37,7 @@ __all__ = ["Phase", "StageController", "validate_lr_range", "validate_total_step
 
 RANGE_SLOTS = ("range_a", "range_b")
 _RECENT = 32  # committed losses kept for the divergence reference
+_TWIN_LOG_RATIO = math.log(1.25)  # rates closer than this count as the same rate
 _MIN_SEARCH_BUDGET = 30  # below this many steps (and no lr_range) nothing is searched
 _GUARD_WINDOW = 8  # exploit losses the stage guard averages
 _EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
@@ -1077,6 +1078,11 @@ class StageController:
         self._segment("exploit", e["start_step"], lr=e["lr"], committed=False)
         e["excluded"].append(e["lr"])
         e["excluded"] += [r["lr"] for r in s["results"] if ceiling and r["lr"] >= e["lr"]]
+        # A rate that just failed rules out its near twins (within 25 %): the search may have
+        # tried rates a few per cent apart, and the next of them would only fail the same way.
+        e["excluded"] += [
+            r["lr"] for r in s["results"] if abs(math.log(r["lr"] / e["lr"])) < _TWIN_LOG_RATIO
+        ]
         chosen = self._choose(e["excluded"])
         lr = chosen["lr"] if chosen is not None else self._fallback_lr()
         remaining = max(e["end_step"] - s["step"], 1)
