@@ -113,22 +113,16 @@ def _bench(args: argparse.Namespace) -> int:
     if args.report:
         results = read_jsonl(os.path.join(args.report, "runs.jsonl"))
         header = _last_header(os.path.join(args.report, "runs.jsonl"))
+        targets = load_targets(args.targets).get("workloads", {})
         if args.ablation_base:
             from autolrs.bench.report import write_ablation
 
             path = os.path.normpath(args.report) + ".md"
-            print(
-                write_ablation(
-                    results,
-                    load_targets(args.targets).get("workloads", {}),
-                    args.ablation_base,
-                    path,
-                    header.get("command", command),
-                )
-            )
+            command_used = header.get("command", command)
+            print(write_ablation(results, targets, args.ablation_base, path, command_used))
         write_report(
             results,
-            load_targets(args.targets).get("workloads", {}),
+            targets,
             args.report,
             title=f"autolrs benchmark: {header.get('suite', '?')} tier",
             command=header.get("command", command),

@@ -15,6 +15,7 @@ predicted and realised losses across the grid, and the regret of the rate each r
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -71,14 +72,10 @@ def _checkpoints(
             loss.backward()
             opt.step()
             done += 1
-        out.append((target, _copy(model.state_dict()), _copy(opt.state_dict())))
+        out.append((target, copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())))
     return out
 
 
-def _copy(state: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(state)
 
 
 def _run_branch(
@@ -87,7 +84,7 @@ def _run_branch(
     model = work.model(seed)
     model.load_state_dict(state[0])
     opt = work.make_optimizer(model.parameters(), lr=lrs_by_step[0])
-    opt.load_state_dict(_copy(state[1]))
+    opt.load_state_dict(copy.deepcopy(state[1]))
     losses = []
     for lr, batch in zip(lrs_by_step, batches):
         for group in opt.param_groups:

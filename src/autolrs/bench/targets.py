@@ -8,9 +8,9 @@ loss; the best peak by median score is the oracle; the target is its median scor
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
-import importlib.metadata
 import os
 import platform
 import sys

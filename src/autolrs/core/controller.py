@@ -181,7 +181,6 @@ class StageController:
             "recent": [],
             "stage_reference": None,
             "stage_spread": None,
-            "stage_first": None,
             "lr_cap": None,
             "range_auto": False,
             "initial_loss": None,
@@ -598,7 +597,6 @@ class StageController:
         }
         s["stage_reference"] = reference
         s["stage_spread"] = _robust_std(s["recent"][-16:]) if len(s["recent"]) >= 4 else None
-        s["stage_first"] = None
         s["results"] = []
         s["winner"] = None
         s["exploit"] = None
@@ -687,14 +685,15 @@ class StageController:
             s["stage_reference"] = loss
         if s["initial_loss"] is None:
             s["initial_loss"] = loss
-        if t["steps"] == 1:
-            # Computed before any step at this trial's rate: where the trial really starts.
-            t["first"] = loss
-            if s["stage_first"] is None:
-                s["stage_first"] = loss
-        # A snapshot above the committed level (the last steps before it spiked) must not make
-        # every candidate look divergent: bounds are relative to the higher of the two.
-        reference = max(s["stage_reference"], t.get("first", s["stage_reference"]))
+        if t["steps"] == 1 and not s["results"]:
+            # The stage's first loss is computed before any step at a candidate's rate. When it
+            # lies clearly above the committed level (the steps before the snapshot spiked), the
+            # stage starts there: otherwise every candidate looks divergent and the guard judges
+            # the stage against a level no rate can reach, ratcheting the ceiling down.
+            lifted = loss - 3.0 * (s["stage_spread"] or 0.0)
+            if lifted > s["stage_reference"]:
+                s["stage_reference"] = lifted
+        reference = s["stage_reference"]
         if abs(loss) > _EXPLODED * max(abs(reference), 1.0):
             return self._end_trial(diverged=f"loss exploded to {loss:.4g}")
         t["tail"] = (t["tail"] + [loss])[-3:]
@@ -755,9 +754,8 @@ class StageController:
         optimistic = fit.predict(plan["horizon"]) - 2.0 * fit.noise
         return optimistic > best["value"]
 
-    def _best_result(self, exclude: list[float] | None = None) -> dict[str, Any] | None:
-        exclude = exclude or []
-        healthy = [r for r in self._s["results"] if not r["diverged"] and r["lr"] not in exclude]
+    def _best_result(self) -> dict[str, Any] | None:
+        healthy = [r for r in self._s["results"] if not r["diverged"]]
         if not healthy:
             return None
         return min(healthy, key=lambda r: r["value"])
@@ -898,12 +896,6 @@ class StageController:
         s["winner_slot"] = False
         length = max(plan["tau"] - from_winner, 0)
         reference = s["stage_reference"]
-        first, spread = s["stage_first"], s["stage_spread"] or 0.0
-        if reference is not None and first is not None and first - 3.0 * spread > reference:
-            # The snapshot's own loss is clearly above the committed level: the stage starts
-            # there, and the guard judges the stage against it (not against a stale level that
-            # no learning rate could reach, which would only ratchet the ceiling down).
-            reference = first - 3.0 * spread
         if from_winner and chosen is not None and chosen.get("level") is not None:
             reference = chosen["level"]
         s["exploit"] = {
@@ -918,11 +910,9 @@ class StageController:
         }
         s["phase"] = Phase.EXPLOIT
         s["lr"] = lr
-        self._emit(
-            "decision",
-            stage=s["stage"],
-            lr=lr,
-            forecast=None if chosen is None else chosen["value"],
+        self._decision(
+            lr,
+            chosen,
             exploit_steps=length,
             kept_winner_steps=from_winner,
             reason=reason,
@@ -1096,16 +1086,7 @@ class StageController:
             done=0,
         )
         s["lr"] = lr
-        self._emit(
-            "decision",
-            stage=s["stage"],
-            lr=lr,
-            forecast=None if chosen is None else chosen["value"],
-            exploit_steps=remaining,
-            kept_winner_steps=0,
-            reason=f"rollback: {reason}",
-            candidates=[],
-        )
+        self._decision(lr, chosen, exploit_steps=remaining, reason=f"rollback: {reason}")
         return (Restore(STAGE), SetLR(lr))
 
     # ================================================================== final phase
@@ -1182,6 +1163,31 @@ class StageController:
         return (SetLR(s["lr"]),) if f["decay"] else ()
 
     # ================================================================== events
+    def _decision(
+        self,
+        lr: float,
+        chosen: dict[str, Any] | None,
+        *,
+        exploit_steps: int,
+        reason: str | None,
+        kept_winner_steps: int = 0,
+        candidates: list[list[Any]] | None = None,
+        converged: bool = False,
+    ) -> None:
+        """Emits a ``decision`` event: the stage exploits ``lr`` (a stage's choice, or the
+        re-decision after a rollback, which lists no candidates)."""
+        self._emit(
+            "decision",
+            stage=self._s["stage"],
+            lr=lr,
+            forecast=None if chosen is None else chosen["value"],
+            exploit_steps=exploit_steps,
+            kept_winner_steps=kept_winner_steps,
+            reason=reason,
+            candidates=candidates or [],
+            converged=converged,
+        )
+
     def _segment(
         self, kind: str, start: int, lr: float, *, end: int | None = None, **fields: Any
     ) -> None:
