@@ -105,7 +105,7 @@ def test_range_test_finds_an_interval_and_counts_its_steps():
     assert rt["high"] <= 5.0 and rt["low"] < 0.05
     assert rt["end"] - rt["start"] <= 0.05 * 1000 + 1
     assert rec.in_trial[: rt["end"]] == [True] * rt["end"]
-    assert ctrl.search_range == (rt["low"], rt["high"])
+    assert stages(rec.events)[0]["search_range"] == [rt["low"], rt["high"]]
 
 
 # ------------------------------------------------------------------ actions
@@ -135,15 +135,57 @@ def test_keep_winner_continues_the_best_candidate():
     assert slots <= {STAGE, WINNER}
 
 
-def test_non_finite_loss_in_a_trial_aborts_it_at_once():
+def test_a_non_finite_loss_after_calm_steps_retries_the_candidate_once_then_aborts_it():
     ctrl = StageController(PAPER, lr_range=(1e-3, 1.0), seed=0)
     ctrl.start()
     for _ in range(10):
         assert ctrl.tell_loss(1.0) == ()
+    lr = ctrl.lr
+    ctrl.pop_events()
+    # One bad batch: the candidate starts again from the stage snapshot, at the same rate.
+    actions = ctrl.tell_loss(math.nan)
+    assert actions == (Restore(STAGE), SetLR(lr)) and ctrl.in_trial
+    events = ctrl.pop_events()
+    assert [e["event"] for e in events] == ["rollback"] and "retrying" in events[0]["reason"]
+    for _ in range(4):
+        assert ctrl.tell_loss(1.0) == ()
+    # A second one within the same candidate is divergence.
     actions = ctrl.tell_loss(math.nan)
     assert Restore(STAGE) in actions and isinstance(actions[-1], SetLR)
     cand = candidates(ctrl.pop_events())[0]
-    assert cand["diverged"] and cand["steps"] == 11 and "non-finite" in cand["reason"]
+    assert cand["diverged"] and cand["steps"] == 5 and "non-finite" in cand["reason"]
+    assert cand["lr"] == lr and ctrl.lr != lr
+
+
+def test_a_non_finite_loss_after_rising_losses_aborts_the_candidate_at_once():
+    ctrl = StageController(PAPER, lr_range=(1e-3, 1.0), seed=0)
+    ctrl.start()
+    for loss in (1.0, 1.0, 1.5, 2.0, 2.5):
+        assert ctrl.tell_loss(loss) == ()
+    actions = ctrl.tell_loss(math.inf)
+    assert Restore(STAGE) in actions
+    cand = candidates(ctrl.pop_events())[0]
+    assert cand["diverged"] and cand["steps"] == 6
+
+
+def test_a_non_finite_loss_in_a_calm_range_test_resumes_from_its_latest_checkpoint():
+    ctrl = StageController(DEFAULT, total_steps=1000, seed=0)
+    ctrl.start()
+    for _ in range(15):
+        ctrl.tell_loss(2.0)
+    ctrl.pop_events()
+    rt = ctrl.state_dict()["state"]["range_test"]
+    slot, done = max(rt["checkpoints"], key=lambda c: c[1])[:2]
+    actions = ctrl.tell_loss(math.nan)
+    assert actions == (Restore(slot), SetLR(rt["lrs"][done]))
+    assert [e["event"] for e in ctrl.pop_events()] == ["rollback", "segment"]
+    assert ctrl.phase == "range_test"
+    # The sweep goes on from the checkpoint; a second non-finite loss ends it as divergence.
+    for _ in range(3):
+        ctrl.tell_loss(2.0)
+    ctrl.tell_loss(math.nan)
+    found = [e for e in ctrl.pop_events() if e["event"] == "range_test"]
+    assert ctrl.phase == "trial" and found and found[0]["diverged_lr"] == rt["lrs"][done + 3]
 
 
 def test_divergence_factor_aborts_exploding_trials():
@@ -216,10 +258,14 @@ def test_validation_requests_and_tell_validation():
         ctrl.tell_validation(1.0)
 
 
-def test_non_finite_validation_loss_marks_the_trial_diverged():
+def test_non_finite_validation_loss_marks_the_trial_diverged_on_its_second_occurrence():
     cfg = Config(objective="validation", val_points=4, tau=40, min_trial_steps=2, candidates=2)
     ctrl = StageController(cfg, lr_range=(1e-3, 1.0), validation=True, seed=0)
     ctrl.start()
+    ctrl.tell_loss(1.0)
+    lr = ctrl.lr
+    assert ctrl.tell_validation(math.nan) == (Restore(STAGE), SetLR(lr))  # retried once
+    assert not candidates(ctrl.pop_events())
     ctrl.tell_loss(1.0)
     actions = ctrl.tell_validation(math.nan)
     assert Restore(STAGE) in actions

@@ -61,7 +61,7 @@ def test_every_rank_applies_the_same_learning_rates(ranks):
 
 
 def test_parameters_stay_identical_across_ranks_through_rollbacks(ranks):
-    assert ranks[0]["rollbacks"], "the NaN on rank 1 must abort the trial on every rank"
+    assert ranks[0]["rollbacks"], "the NaN on rank 1 must roll the trial back on every rank"
     assert ranks[0]["rollbacks"] == ranks[1]["rollbacks"]
     for a, b in zip(ranks[0]["checks"], ranks[1]["checks"]):
         assert a == b

@@ -40,6 +40,7 @@ _RECENT = 32  # committed losses kept for the divergence reference
 _TWIN_LOG_RATIO = math.log(1.25)  # rates closer than this count as the same rate
 _MIN_SEARCH_BUDGET = 30  # below this many steps (and no lr_range) nothing is searched
 _GUARD_WINDOW = 8  # exploit losses the stage guard averages
+_FAULT_RETRIES = 1  # non-finite results a sweep or a trial may roll back from, if calm before
 _EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
 
 
@@ -253,9 +254,10 @@ class StageController:
             t, plan = s["trial"], s["plan"]
             return bool(self.config.keep_winner) and t["steps"] + 1 >= plan["trial_steps"]
         if phase == Phase.EXPLOIT:
-            return s["step"] + 1 >= s["exploit"]["end_step"]
+            e = s["exploit"]
+            return s["step"] + 1 >= e["end_step"] or e["done"] + 1 in self._exploit_checks(e)
         if phase == Phase.FINAL:
-            return s["step"] + 1 >= s["final"]["end_step"]
+            return s["step"] + 1 >= s["final"]["end_step"] or self._final_checkpoint_due(1)
         return False
 
     @property
@@ -287,12 +289,18 @@ class StageController:
         if phase == Phase.EXPLOIT:
             e = s["exploit"]
             left = e["end_step"] - s["step"] - 1
-            check = self._guard_step(e)
-            if check is not None and e["done"] < check:
-                left = min(left, check - e["done"] - 1)
+            ahead = [c for c in self._exploit_checks(e) if c > e["done"]]
+            if ahead:
+                left = min(left, ahead[0] - e["done"] - 1)
             return max(0, left)
         if phase == Phase.FINAL:
-            return max(0, s["final"]["end_step"] - s["step"] - 1)
+            f = s["final"]
+            left = f["end_step"] - s["step"] - 1
+            done = s["step"] - f["start_step"]
+            ahead = [c for c in _checkpoints(f["end_step"] - f["start_step"]) if c > done]
+            if ahead:
+                left = min(left, ahead[0] - done - 1)
+            return max(0, left)
         return 1 << 30
 
     def planned_lr(self, ahead: int) -> float:
@@ -346,7 +354,7 @@ class StageController:
             s["trial"]["start_step"] = s["step"]
         elif s["phase"] == Phase.EXPLOIT:
             e = s["exploit"]
-            e["start_step"] = s["step"]
+            e["start_step"] = e["checkpoint_step"] = s["step"]
             e["end_step"] = max(e["end_step"], s["step"] + 1)
         elif s["phase"] == Phase.FINAL:
             f = s["final"]
@@ -419,7 +427,7 @@ class StageController:
         s["awaiting_validation"] = False
         t = s["trial"]
         if not _finite(value):
-            return self._end_trial(diverged="non-finite validation loss")
+            return self._trial_fault("non-finite validation loss")
         t["evals"] += 1
         t["x"].append(float(t["evals"]))
         t["y"].append(float(value))
@@ -438,14 +446,12 @@ class StageController:
         s = self._s
         s["awaiting_validation"] = False
         if s["phase"] == Phase.TRIAL:
-            t = s["trial"]
-            self._emit("rollback", phase=Phase.TRIAL, reason=reason, restored=STAGE, lr=t["lr"])
-            t.update(start_step=s["step"], steps=0, x=[], y=[], tail=[], evals=0)
-            return (Restore(STAGE), SetLR(t["lr"]))
+            return self._restart_trial(reason)
         if s["phase"] == Phase.RANGE_TEST:
             self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=STAGE)
             rt = s["range_test"]
-            rt.update(losses=[], checkpoints=[], start_step=s["step"])
+            rt.update(losses=[], checkpoints=[], start_step=s["step"], retries=0, first_index=0)
+            rt.pop("origin", None)
             s["lr"] = rt["lrs"][0]
             return (Restore(STAGE), SetLR(rt["lrs"][0]))
         return ()
@@ -474,25 +480,119 @@ class StageController:
         s = self._s
         rt = s["range_test"]
         checkpoint_due = _range_checkpoint_due(rt)
+        faulted = not _finite(loss) or (checkpoint_due and not model_finite)
+        if faulted and self._sweep_was_calm(rt):
+            return self._retry_range_test(
+                "non-finite loss" if not _finite(loss) else "non-finite parameters"
+            )
         rt["losses"].append(loss if _finite(loss) else None)
         losses = [math.inf if v is None else v for v in rt["losses"]]
         if (
-            not _finite(loss)
-            or (checkpoint_due and not model_finite)
+            faulted
             or divergence_index(losses) is not None
             or len(losses) >= len(rt["lrs"])
         ):
             return self._finish_range_test()
         actions: list[Action] = []
         if checkpoint_due:
-            used = [c[0] for c in rt["checkpoints"]]
-            slot = RANGE_SLOTS[len(used) % 2]
+            slot = self._free_range_slot(rt, losses)
             rt["checkpoints"] = [c for c in rt["checkpoints"] if c[0] != slot]
             rt["checkpoints"].append([slot, len(losses), rt["lrs"][len(losses) - 1]])
             actions.append(Snapshot(slot))
         s["lr"] = rt["lrs"][len(losses)]
         actions.append(SetLR(s["lr"]))
         return tuple(actions)
+
+    def _free_range_slot(self, rt: dict[str, Any], losses: list[float]) -> str:
+        """The range-test slot the next checkpoint may overwrite.
+
+        Two checkpoints are kept: the newest (a fault rolls back to it) and the latest one that
+        the sweep so far already places a decade below the interval's high end (the sweep
+        resumes from it as a warm-up). The sweep's best point only moves up as it goes on, so
+        such a checkpoint stays eligible; until one is, the oldest checkpoint is kept.
+        """
+        held = sorted(rt["checkpoints"], key=lambda c: c[1])
+        if len(held) < len(RANGE_SLOTS):
+            used = {c[0] for c in held}
+            return next(slot for slot in RANGE_SLOTS if slot not in used)
+        high = suggest_range(
+            rt["lrs"], losses, decades=self.config.range_decades, headroom=self.config.range_headroom
+        ).high
+        eligible = [c for c in held if c[2] <= high / 10.0]
+        keep = eligible[-1] if eligible else held[0]
+        return next(c[0] for c in held if c is not keep)
+
+    def _refine_range_test(self, top: float) -> tuple[Action, ...]:
+        """Sweeps again, as many steps over the top ``range_decades + 1`` decades of the first
+        sweep, from the same start: the first was too fast for the loss to respond anywhere."""
+        s, cfg = self._s, self.config
+        rt = s["range_test"]
+        origin = rt.get("origin", rt["start_step"])
+        self._emit(
+            "range_refine",
+            start=origin,
+            end=s["step"],
+            lrs=rt["lrs"][: len(rt["losses"])],
+            losses=rt["losses"],
+            top=top,
+        )
+        self._segment(
+            "range_test",
+            rt["start_step"],
+            lr=rt["lrs"][rt.get("first_index", 0)],
+            lr_end=rt["lrs"][len(rt["losses"]) - 1],
+            committed=False,
+        )
+        lrs = sweep_lrs(top / 10.0 ** (cfg.range_decades + 1), top, len(rt["lrs"]))
+        rt.update(
+            lrs=lrs,
+            losses=[],
+            checkpoints=[],
+            start_step=s["step"],
+            retries=0,
+            first_index=0,
+            refined=True,
+            every=max(1, int(round(len(lrs) / (cfg.range_decades + 1)))),
+        )
+        rt.pop("origin", None)
+        s["lr"] = lrs[0]
+        return (Restore(STAGE), *(Discard(slot) for slot in RANGE_SLOTS), SetLR(lrs[0]))
+
+    def _sweep_was_calm(self, rt: dict[str, Any]) -> bool:
+        """Whether a non-finite result in the sweep may be a one-off fault, not divergence.
+
+        The sweep is retried once from its latest checkpoint when, so far, its smoothed loss
+        has stayed below 1.5 times its running minimum: a bad batch or an overflow should not
+        end the sweep and make its interval. A second non-finite result is divergence.
+        """
+        if rt.get("retries", 0) >= _FAULT_RETRIES:
+            return False
+        if not rt["losses"]:
+            return True  # the first loss comes before any step of the sweep
+        losses = [math.inf if v is None else v for v in rt["losses"]]
+        return divergence_index(losses, ratio=1.5) is None
+
+    def _retry_range_test(self, reason: str) -> tuple[Action, ...]:
+        """Rolls the sweep back to its latest checkpoint (or its start) and goes on from there."""
+        s = self._s
+        rt = s["range_test"]
+        rt["retries"] = rt.get("retries", 0) + 1
+        slot, done = STAGE, 0
+        if rt["checkpoints"]:
+            slot, done = max(rt["checkpoints"], key=lambda c: c[1])[:2]
+        self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=slot, lr=s["lr"])
+        self._segment(
+            "range_test",
+            rt["start_step"],
+            lr=rt["lrs"][rt.get("first_index", 0)],
+            lr_end=rt["lrs"][len(rt["losses"])],
+            committed=False,
+        )
+        rt.setdefault("origin", rt["start_step"])
+        rt["losses"] = rt["losses"][:done]
+        rt["start_step"], rt["first_index"] = s["step"], done
+        s["lr"] = rt["lrs"][done]
+        return (Restore(slot), SetLR(s["lr"]))
 
     def _finish_range_test(self) -> tuple[Action, ...]:
         s, cfg = self._s, self.config
@@ -501,6 +601,13 @@ class StageController:
         suggestion = suggest_range(
             rt["lrs"], losses, decades=cfg.range_decades, headroom=cfg.range_headroom
         )
+        n = len(rt["lrs"])
+        if (
+            not suggestion.informative
+            and not rt.get("refined")
+            and (self.total_steps is None or s["step"] + n <= self.total_steps // 3)
+        ):
+            return self._refine_range_test(rt["lrs"][suggestion.stop_index])
         s["search_range"] = [suggestion.low, suggestion.high]
         s["lr_cap"] = suggestion.diverged_lr or cfg.range_test_bounds[1]
         s["range_auto"] = True
@@ -512,10 +619,10 @@ class StageController:
                 resume_slot, resume_steps = slot, steps_done
         kept = [v for v in losses[:resume_steps] if math.isfinite(v)]
         s["recent"] = kept[-4:]
-        start = rt["start_step"]
+        start, origin = rt["start_step"], rt.get("origin", rt["start_step"])
         self._emit(
             "range_test",
-            start=start,
+            start=origin,
             end=s["step"],
             lrs=rt["lrs"][: len(losses)],
             losses=rt["losses"],
@@ -525,14 +632,15 @@ class StageController:
             best_lr=suggestion.best_lr,
             resume_steps=resume_steps,
         )
+        first = rt["lrs"][rt.get("first_index", 0)]
         self._segment(
-            "range_test", start, lr=rt["lrs"][0], lr_end=rt["lrs"][len(losses) - 1], committed=False
+            "range_test", start, lr=first, lr_end=rt["lrs"][len(losses) - 1], committed=False
         )
         if resume_steps:
             self._segment(
                 "warmup",
-                start,
-                end=start + resume_steps,
+                origin,
+                end=origin + resume_steps,
                 lr=rt["lrs"][0],
                 lr_end=rt["lrs"][resume_steps - 1],
                 committed=True,
@@ -680,7 +788,7 @@ class StageController:
         finite_check = cfg.keep_winner and t["steps"] + 1 >= plan["trial_steps"]
         t["steps"] += 1
         if not _finite(loss):
-            return self._end_trial(diverged="non-finite loss")
+            return self._trial_fault("non-finite loss")
         if s["stage_reference"] is None:
             s["stage_reference"] = loss
         if s["initial_loss"] is None:
@@ -708,7 +816,7 @@ class StageController:
                     diverged=f"loss {recent:.4g} > {factor:g} x stage start {reference:.4g}"
                 )
         if finite_check and not model_finite:
-            return self._end_trial(diverged="non-finite parameters")
+            return self._trial_fault("non-finite parameters")
         if plan["mode"] == "train":
             t["x"].append(float(t["steps"] - 1))
             t["y"].append(loss)
@@ -725,6 +833,35 @@ class StageController:
                 s["lr"] = lr
                 return (SetLR(lr),)
         return ()
+
+    def _trial_fault(self, reason: str) -> tuple[Action, ...]:
+        """A non-finite result in a trial: divergence, or, once per trial, a one-off fault.
+
+        A trial whose losses were calm so far (their recent mean at most the stage's start level
+        plus its noise; always for the first loss, which no step at the candidate's rate has
+        touched) is restarted from the stage snapshot: one bad batch must not veto a rate. A
+        second non-finite result, or one after rising losses, is divergence.
+        """
+        s = self._s
+        t = s["trial"]
+        reference = s["stage_reference"]
+        calm = not t["tail"] or reference is None or (
+            sum(t["tail"]) / len(t["tail"]) <= reference + 3.0 * (s["stage_spread"] or 0.0)
+        )
+        if t.get("retries", 0) < _FAULT_RETRIES and calm:
+            t["retries"] = t.get("retries", 0) + 1
+            return self._restart_trial(f"{reason} (retrying the candidate once)")
+        return self._end_trial(diverged=reason)
+
+    def _restart_trial(self, reason: str) -> tuple[Action, ...]:
+        """Rolls the running trial back to the stage snapshot and starts it again."""
+        s = self._s
+        t = s["trial"]
+        s["awaiting_validation"] = False
+        self._emit("rollback", phase=Phase.TRIAL, reason=reason, restored=STAGE, lr=t["lr"])
+        t.update(start_step=s["step"], steps=0, x=[], y=[], tail=[], evals=0)
+        s["lr"] = t["lr"]
+        return (Restore(STAGE), SetLR(self._trial_lr(1)))
 
     def _trial_lr(self, step: int) -> float:
         """The learning rate of the running trial's ``step``-th step (1-based): constant, then,
@@ -790,6 +927,8 @@ class StageController:
             "steps": t["steps"],
             "start_step": t["start_step"],
             "level": float(np.median(t["tail"])) if t["tail"] else None,
+            "level_spread": _robust_std(t["tail"]) if len(t["tail"]) >= 3 else None,
+            "first": float(t["y"][0]) if t["y"] else None,
         }
         s["results"].append(result)
         assert self._searcher is not None
@@ -851,13 +990,24 @@ class StageController:
 
     def _preferred(self, healthy: list[dict[str, Any]]) -> dict[str, Any]:
         """The lowest score, or with ``Config.prefer_larger_within`` the largest rate whose score
-        is within that relative margin of the lowest."""
+        is within that relative margin of the lowest.
+
+        A rate whose score is not below the first value of its own curve made no progress and
+        is never preferred for being larger: early in training every score lies near the start,
+        and 5 % of it can hide a rate that stalls or breaks the model.
+        """
         best = min(healthy, key=lambda r: r["value"])
         margin = self.config.prefer_larger_within
         if margin is None:
             return best
         bound = best["value"] + margin * abs(best["value"])
-        return max((r for r in healthy if r["value"] <= bound), key=lambda r: r["lr"])
+        near = [
+            r
+            for r in healthy
+            if r is best
+            or (r["value"] <= bound and (r.get("first") is None or r["value"] < r["first"]))
+        ]
+        return max(near, key=lambda r: r["lr"])
 
     def _fallback_lr(self) -> float:
         """A learning rate well below everything that diverged in this stage."""
@@ -895,13 +1045,15 @@ class StageController:
         s["winner"] = None
         s["winner_slot"] = False
         length = max(plan["tau"] - from_winner, 0)
-        reference = s["stage_reference"]
+        reference, reference_spread = s["stage_reference"], None
         if from_winner and chosen is not None and chosen.get("level") is not None:
-            reference = chosen["level"]
+            reference, reference_spread = chosen["level"], chosen.get("level_spread")
         s["exploit"] = {
             "reference": reference,
+            "reference_spread": reference_spread,
             "lr": lr,
             "start_step": s["step"],
+            "checkpoint_step": s["step"],
             "end_step": s["step"] + length,
             "kept_steps": from_winner,
             "excluded": [],
@@ -934,42 +1086,67 @@ class StageController:
         stage_end = s["step"] >= e["end_step"]
         if not _finite(loss) or (stage_end and not model_finite):
             return self._rollback_exploit(
-                "non-finite loss" if not _finite(loss) else "non-finite parameters"
+                "non-finite loss" if not _finite(loss) else "non-finite parameters", diverged=True
             )
+        if e.pop("lift", False):
+            # The first loss after a rollback is computed on the restored state, before any step
+            # at the new rate: a restored state clearly above the reference is the new start.
+            lifted = loss - 3.0 * (s["stage_spread"] or 0.0)
+            if e["reference"] is not None and lifted > e["reference"]:
+                e["reference"] = lifted
         e["losses"] = (e["losses"] + [loss])[-_RECENT:]
         e["done"] += 1
-        check = self._guard_step(e)
-        if (stage_end or e["done"] == check) and self._stage_got_worse(e):
+        checkpoint = not stage_end and e["done"] in self._exploit_checks(e)
+        if checkpoint and not model_finite:
+            return self._rollback_exploit("non-finite parameters", diverged=True)
+        if (stage_end or checkpoint) and self._stage_got_worse(e):
             if stage_end:
                 return self._fail_stage(e)
             return self._rollback_exploit(
                 f"loss rose above the stage start with lr {e['lr']:.3g}", ceiling=True
             )
+        if checkpoint:
+            return self._checkpoint_exploit(e)
         if not stage_end:
             return ()
         return self._end_stage()
 
-    def _guard_step(self, e: dict[str, Any]) -> int | None:
-        """The exploit step at which the stage guard looks before the end (None: only at the end)."""
-        if self.config.stage_guard is None:
-            return None
-        length = e["end_step"] - e["start_step"]
-        return length // 2 if length >= 2 * _GUARD_WINDOW else None
+    def _exploit_checks(self, e: dict[str, Any]) -> list[int]:
+        """Exploit steps (counted from the exploit's start) at which the stage guard looks and,
+        when the stage is healthy, the model becomes the stage's new rollback point."""
+        return _checkpoints(e["end_step"] - e["start_step"])
+
+    def _checkpoint_exploit(self, e: dict[str, Any]) -> tuple[Action, ...]:
+        """Commits the healthy exploit so far: a later rollback loses only the steps after it."""
+        s = self._s
+        for loss in e["losses"]:
+            self._record_committed(loss)
+        e["losses"] = []
+        self._segment("exploit", e["checkpoint_step"], lr=e["lr"], committed=True)
+        e["checkpoint_step"] = s["step"]
+        return (Snapshot(STAGE),)
 
     def _stage_got_worse(self, e: dict[str, Any]) -> bool:
         """Whether the exploit phase's recent losses are clearly above where it started.
 
         It started at the stage's start level, or, when it continues the kept winner, at the
-        level the winner's trial had reached.
+        level the winner's trial had reached. An exploit phase shorter than 4 steps is judged
+        at its end on the losses it has: a rate at the edge of stability can look best in a
+        short trial and blow the model up in the next few steps, and a stage left in that state
+        would become every later stage's starting point.
         """
         z = self.config.stage_guard
         reference = e.get("reference")
-        if z is None or reference is None or len(e["losses"]) < 4:
+        needed = min(4, max(e["end_step"] - e["start_step"], 1))
+        if z is None or reference is None or len(e["losses"]) < needed:
             return False
         window = np.asarray(e["losses"][-_GUARD_WINDOW:], dtype=float)
-        spread = self._s.get("stage_spread") or 0.0
-        # A robust spread of the window: a spike is a symptom, not noise to allow for.
-        noise = max(spread, _robust_std(e["losses"][-_GUARD_WINDOW:]))
+        spread = max(self._s.get("stage_spread") or 0.0, e.get("reference_spread") or 0.0)
+        # A robust spread of the window: a spike is a symptom, not noise to allow for. Fewer
+        # than 4 losses have no robust spread: the trials' spread stands for the noise.
+        noise = spread
+        if len(window) >= 4 or spread == 0.0:
+            noise = max(spread, _robust_std(e["losses"][-_GUARD_WINDOW:]))
         margin = max(0.02 * abs(reference), z * noise / math.sqrt(len(window)))
         return float(np.mean(window)) > reference + margin
 
@@ -980,8 +1157,8 @@ class StageController:
             Phase.EXPLOIT, f"the stage ended above its start with lr {e['lr']:.3g}"
         )
         self._lower_ceiling(e["lr"])
-        self._segment("exploit", e["start_step"], lr=e["lr"], committed=False)
-        e["start_step"] = s["step"]
+        self._segment("exploit", e["checkpoint_step"], lr=e["lr"], committed=False)
+        e["start_step"] = e["checkpoint_step"] = s["step"]
         s["rollbacks"] = 0
         actions: tuple[Action, ...] = (Restore(STAGE),)
         return actions + self._advance_stage(last_lr=None)
@@ -1003,8 +1180,8 @@ class StageController:
         s["rollbacks"] = 0
         for loss in e["losses"]:  # the stage is committed: its losses become the new reference
             self._record_committed(loss)
-        if s["step"] > e["start_step"]:
-            self._segment("exploit", e["start_step"], lr=e["lr"], committed=True)
+        if s["step"] > e["checkpoint_step"]:
+            self._segment("exploit", e["checkpoint_step"], lr=e["lr"], committed=True)
         self._shift_at_edge(e["lr"])
         return self._advance_stage(last_lr=e["lr"])
 
@@ -1059,15 +1236,25 @@ class StageController:
             return True
         return False
 
-    def _rollback_exploit(self, reason: str, *, ceiling: bool = False) -> tuple[Action, ...]:
+    def _rollback_exploit(
+        self, reason: str, *, ceiling: bool = False, diverged: bool = False
+    ) -> tuple[Action, ...]:
+        """Restores the stage's rollback point and goes on with another of its candidates.
+
+        Args:
+            reason: Why, for the event log.
+            ceiling: The rate made the stage worse: later stages search below half of it.
+            diverged: The rate gave a non-finite loss or parameters: this stage goes on only
+                with lower rates (the ceiling is kept: the cause may have been one bad batch).
+        """
         s = self._s
         e = s["exploit"]
         self._register_rollback(Phase.EXPLOIT, reason)
         if ceiling:
             self._lower_ceiling(e["lr"])
-        self._segment("exploit", e["start_step"], lr=e["lr"], committed=False)
+        self._segment("exploit", e["checkpoint_step"], lr=e["lr"], committed=False)
         e["excluded"].append(e["lr"])
-        e["excluded"] += [r["lr"] for r in s["results"] if ceiling and r["lr"] >= e["lr"]]
+        e["excluded"] += [r["lr"] for r in s["results"] if (ceiling or diverged) and r["lr"] >= e["lr"]]
         # A rate that just failed rules out its near twins (within 25 %): the search may have
         # tried rates a few per cent apart, and the next of them would only fail the same way.
         e["excluded"] += [
@@ -1078,12 +1265,15 @@ class StageController:
         remaining = max(e["end_step"] - s["step"], 1)
         e.update(
             reference=s["stage_reference"],
+            reference_spread=None,
             lr=lr,
             start_step=s["step"],
+            checkpoint_step=s["step"],
             end_step=s["step"] + remaining,
             kept_steps=0,
             losses=[],
             done=0,
+            lift=True,
         )
         s["lr"] = lr
         self._decision(lr, chosen, exploit_steps=remaining, reason=f"rollback: {reason}")
@@ -1106,6 +1296,7 @@ class StageController:
         decay = decay_length(self.config, self.total_steps) > 0
         s["final"] = {
             "start_step": s["step"],
+            "checkpoint_step": s["step"],
             "end_step": s["step"] + remaining,
             "lr0": lr0,
             "decay": decay,
@@ -1132,13 +1323,22 @@ class StageController:
         s = self._s
         f = s["final"]
         at_end = s["phase"] == Phase.FINAL and s["step"] >= f["end_step"]
-        if not _finite(loss) or (at_end and not model_finite):
+        checkpoint = not at_end and self._final_checkpoint_due(0)
+        if not _finite(loss) or ((at_end or checkpoint) and not model_finite):
             self._register_rollback(
                 s["phase"], "non-finite loss" if not _finite(loss) else "non-finite parameters"
             )
+            # Back to the latest checkpoint; the rest of the schedule runs at half the rate.
             f["lr0"] = float(f["lr0"]) / 2.0
             if s["phase"] == Phase.FINAL:
-                f["start_step"] = s["step"]
+                self._segment(
+                    "decay" if f["decay"] else "hold",
+                    f["checkpoint_step"],
+                    lr=self._final_lr(f["checkpoint_step"]),
+                    lr_end=s["lr"],
+                    committed=False,
+                )
+                f["checkpoint_step"] = s["step"]
             s["lr"] = self._final_lr()
             return (Restore(STAGE), SetLR(s["lr"]))
         self._record_committed(loss)
@@ -1147,20 +1347,33 @@ class StageController:
                 s["overrun_reported"] = True
                 self._emit("overrun", total_steps=self.total_steps, lr=s["lr"])
             return ()
-        if at_end:
+        if at_end or checkpoint:
             s["rollbacks"] = 0
             self._segment(
                 "decay" if f["decay"] else "hold",
-                f["start_step"],
-                lr=f["lr0"],
+                f["checkpoint_step"],
+                lr=self._final_lr(f["checkpoint_step"]),
                 lr_end=s["lr"],
                 committed=True,
             )
+            f["checkpoint_step"] = s["step"]
+        if at_end:
             s["phase"] = Phase.DONE
             self._emit("done", step=s["step"], lr=s["lr"])
             return (Snapshot(STAGE),)
         s["lr"] = self._final_lr()
-        return (SetLR(s["lr"]),) if f["decay"] else ()
+        actions: tuple[Action, ...] = (SetLR(s["lr"]),) if f["decay"] else ()
+        return ((Snapshot(STAGE),) if checkpoint else ()) + actions
+
+    def _final_checkpoint_due(self, ahead: int) -> bool:
+        """Whether the final phase commits a checkpoint after the step ``ahead`` steps from now
+        (0: the step just told)."""
+        s = self._s
+        f = s["final"]
+        if s["phase"] != Phase.FINAL:
+            return False
+        done = s["step"] + ahead - f["start_step"]
+        return done in _checkpoints(f["end_step"] - f["start_step"])
 
     # ================================================================== events
     def _decision(
@@ -1263,6 +1476,16 @@ class StageController:
             self._searcher = self._new_searcher(plan["search_low"], plan["search_high"], rng=None)
             self._searcher.load_state_dict(state["searcher"])
         self._events = []
+
+
+def _checkpoints(length: int) -> list[int]:
+    """Steps into a phase of ``length`` steps at which a healthy model is committed, so that a
+    rollback loses only the steps after it: one to three evenly spaced points, at least
+    ``2 * _GUARD_WINDOW`` steps apart (none in a shorter phase)."""
+    parts = min(4, length // (2 * _GUARD_WINDOW))
+    if parts < 2:
+        return []
+    return [length * k // parts for k in range(1, parts)]
 
 
 def _range_checkpoint_due(rt: dict[str, Any]) -> bool:

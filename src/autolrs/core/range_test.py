@@ -36,6 +36,8 @@ class RangeSuggestion:
         diverged_lr: Learning rate at which the loss diverged (None if it never did).
         best_lr: Learning rate at which the smoothed loss was lowest.
         stop_index: Index of the sweep step at which the sweep ended.
+        informative: Whether the sweep diverged or its loss fell clearly below its start; if
+            not, its lowest point is noise (a sweep too fast for the loss to respond).
     """
 
     low: float
@@ -43,6 +45,7 @@ class RangeSuggestion:
     diverged_lr: float | None
     best_lr: float
     stop_index: int
+    informative: bool = True
 
 
 def smooth(losses: Sequence[float], beta: float) -> list[float]:
@@ -81,6 +84,21 @@ def divergence_index(
         else:
             above = 0
     return None
+
+
+def _fell(losses: Sequence[float], smoothed: Sequence[float]) -> bool:
+    """Whether the smoothed loss fell clearly below its start: by 1 % and by three times the
+    smoothed loss's noise."""
+    raw = np.asarray([v for v in losses if math.isfinite(v)], dtype=float)
+    if raw.size < 4 or not math.isfinite(smoothed[0]):
+        return True  # too little to tell: trust the lowest point
+    # The noise of one loss, from the differences of neighbours (robust to the trend); the
+    # smoothing (beta 0.6) halves it.
+    diffs = np.diff(raw)
+    noise = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / math.sqrt(2.0)
+    smoothed_noise = 0.5 * noise
+    lowest = min(v for v in smoothed if math.isfinite(v))
+    return smoothed[0] - lowest > max(3.0 * smoothed_noise, 0.01 * abs(smoothed[0]))
 
 
 def suggest_range(
@@ -122,4 +140,12 @@ def suggest_range(
     if diverged is not None:
         high = min(high, diverged)
     low = high / 10.0**decades
-    return RangeSuggestion(low=low, high=high, diverged_lr=diverged, best_lr=best, stop_index=end)
+    informative = diverged is not None or _fell(losses[: end + 1], s[: end + 1])
+    return RangeSuggestion(
+        low=low,
+        high=high,
+        diverged_lr=diverged,
+        best_lr=best,
+        stop_index=end,
+        informative=informative,
+    )
