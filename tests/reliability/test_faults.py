@@ -28,11 +28,10 @@ def test_injected_faults_are_all_recovered_without_corruption(pytestconfig):
     assert kinds >= set(KINDS) - {"param_nan"} or len(reports) < 2
     for r in reports:
         assert r.steps == 400
-    # Training still works through the faults. With a dozen faults in 400 steps a run can lose
-    # most of its first stage's candidates and commit a rate at which this small SGD net dies
-    # (finite, loss stuck at ln 10): no corruption, but a lost run, and a known weakness (the
-    # range test's upper end is aggressive for this net). Reported; at most one run in five
-    # (at least one allowed) may end that way.
+    # Training still works through the faults. With a dozen faults in 400 steps (a NaN or
+    # interrupt every 30 steps) a run can still lose its first stages to rates at which this
+    # small SGD net dies: no corruption, but a lost run. Reported; at most one run in ten (at
+    # least one allowed) may end that way (measured: 2 of 30, 0 of 30 without faults).
     collapsed = [(seed, r.final_accuracy) for seed, r in enumerate(reports) if r.final_accuracy <= 0.8]
     print(f"runs below 0.8 accuracy: {collapsed}")
-    assert len(collapsed) <= max(1, len(reports) // 5), collapsed
+    assert len(collapsed) <= max(1, len(reports) // 10), collapsed
