@@ -1307,14 +1307,7 @@ class StageController:
             # Back to the latest checkpoint; the rest of the schedule runs at half the rate.
             f["lr0"] = float(f["lr0"]) / 2.0
             if s["phase"] == Phase.FINAL:
-                self._segment(
-                    "decay" if f["decay"] else "hold",
-                    f["checkpoint_step"],
-                    lr=self._final_lr(f["checkpoint_step"]),
-                    lr_end=s["lr"],
-                    committed=False,
-                )
-                f["checkpoint_step"] = s["step"]
+                self._final_segment(committed=False)
             s["lr"] = self._final_lr()
             return (Restore(STAGE), SetLR(s["lr"]))
         self._record_committed(loss)
@@ -1325,14 +1318,7 @@ class StageController:
             return ()
         if at_end or checkpoint:
             s["rollbacks"] = 0
-            self._segment(
-                "decay" if f["decay"] else "hold",
-                f["checkpoint_step"],
-                lr=self._final_lr(f["checkpoint_step"]),
-                lr_end=s["lr"],
-                committed=True,
-            )
-            f["checkpoint_step"] = s["step"]
+            self._final_segment(committed=True)
         if at_end:
             s["phase"] = Phase.DONE
             self._emit("done", step=s["step"], lr=s["lr"])
@@ -1340,6 +1326,19 @@ class StageController:
         s["lr"] = self._final_lr()
         actions: tuple[Action, ...] = (SetLR(s["lr"]),) if f["decay"] else ()
         return ((Snapshot(STAGE),) if checkpoint else ()) + actions
+
+    def _final_segment(self, *, committed: bool) -> None:
+        """Records the final phase's steps since its last checkpoint, which starts anew here."""
+        s = self._s
+        f = s["final"]
+        self._segment(
+            "decay" if f["decay"] else "hold",
+            f["checkpoint_step"],
+            lr=self._final_lr(f["checkpoint_step"]),
+            lr_end=s["lr"],
+            committed=committed,
+        )
+        f["checkpoint_step"] = s["step"]
 
     def _final_checkpoint_due(self, ahead: int) -> bool:
         """Whether the final phase commits a checkpoint after the step ``ahead`` steps from now
@@ -1444,6 +1443,9 @@ class StageController:
         self.total_steps = state["total_steps"]
         self.validation = bool(state.get("validation", self.validation))
         self._s = copy.deepcopy(inner)
+        for phase_state in (self._s.get("exploit"), self._s.get("final")):
+            if phase_state is not None:  # written before phases had checkpoints
+                phase_state.setdefault("checkpoint_step", phase_state["start_step"])
         self._rng = rng_from_state(state["rng"])
         if state["searcher"] is None:
             self._searcher = None
