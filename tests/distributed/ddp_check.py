@@ -64,7 +64,12 @@ def run(rank: int, world: int, out_dir: str) -> None:
         "lrs": lrs,
         "decisions": [[d["step"], d["lr"]] for d in sched.decisions],
         "checks": checks,
-        "rollbacks": [e["step"] for e in sched.events if e["event"] == "rollback"],
+        # a NaN rolls the trial back: retried (a "rollback") or ended as divergent
+        "rollbacks": [
+            e["step"]
+            for e in sched.events
+            if e["event"] == "rollback" or (e["event"] == "candidate" and e["diverged"])
+        ],
         "in_trial": sched.in_trial,
     }
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w", encoding="utf-8") as f:
