@@ -190,3 +190,25 @@ def test_a_sweep_keeps_a_checkpoint_to_resume_from_a_decade_below_its_high_end()
     rt = [e for e in rec.events if e["event"] == "range_test"][0]
     assert rt["resume_steps"] > 0
     assert rt["lrs"][rt["resume_steps"] - 1] <= rt["high"] / 10
+
+
+def test_a_fault_in_the_final_decay_gives_the_same_schedule_told_at_once_or_in_a_batch():
+    def to_final():
+        cfg = Config.paper(tau=10, min_trial_steps=2, candidates=2, final_decay_fraction=0.5)
+        ctrl = StageController(cfg, total_steps=200, lr_range=(1e-3, 1.0), seed=0)
+        ctrl.start()
+        step = 0
+        while ctrl.phase != "final":
+            ctrl.tell_loss(1.0 - 0.001 * step)
+            step += 1
+        for _ in range(10):
+            ctrl.tell_loss(0.5)
+        return ctrl
+
+    one_by_one, batched = to_final(), to_final()
+    for loss in (math.nan, 0.5, 0.5):
+        one_by_one.tell_loss(loss)
+    actions = batched.tell_losses([math.nan, 0.5, 0.5])  # the two steps after the NaN are lost
+    assert actions[0] == Restore(STAGE)
+    assert batched.step == one_by_one.step
+    assert batched.planned_lr(0) == pytest.approx(one_by_one.planned_lr(0))

@@ -356,10 +356,12 @@ class StageController:
             e = s["exploit"]
             e["start_step"] = e["checkpoint_step"] = s["step"]
             e["end_step"] = max(e["end_step"], s["step"] + 1)
-        elif s["phase"] == Phase.FINAL:
+        elif s["phase"] == Phase.FINAL:  # the decay's schedule goes on; the lost steps are spent
             f = s["final"]
-            f["start_step"] = s["step"]
+            f["checkpoint_step"] = s["step"]
             f["end_step"] = max(f["end_step"], s["step"] + 1)
+        elif s["phase"] == Phase.RANGE_TEST:
+            s["range_test"]["start_step"] = s["step"]
 
     def pop_events(self) -> list[dict[str, Any]]:
         """Events recorded since the last call (JSON-safe dicts with an ``"event"`` key)."""
@@ -392,7 +394,8 @@ class StageController:
         """Records the loss of the training step just taken; returns the actions to carry out.
 
         Args:
-            loss: The step's training loss (non-finite values are handled as divergence).
+            loss: The step's training loss (a non-finite value rolls back: retried once in a
+                calm sweep or trial, otherwise handled as divergence).
             model_finite: Whether every parameter is finite after the step; only consulted when
                 :attr:`needs_finite_check` was True.
 
@@ -495,10 +498,11 @@ class StageController:
             return self._finish_range_test()
         actions: list[Action] = []
         if checkpoint_due:
-            # The first two checkpoints take a slot each; later ones replace the newest, so
-            # the sweep keeps an early checkpoint (a warm start to resume from) and the newest
-            # (to retry from after a fault). Resuming from later checkpoints was tried: on
-            # digits it reached the target in 3 of 12 seeds instead of 8.
+            # The first two checkpoints take a slot each, the third replaces the first, and
+            # from then on each replaces the newest: the sweep keeps its second checkpoint (an
+            # early warm start to resume from) and the newest (to retry from after a fault).
+            # Resuming from later checkpoints was tried: on digits it reached the target in 3
+            # of 12 seeds instead of 8.
             used = [c[0] for c in rt["checkpoints"]]
             slot = RANGE_SLOTS[len(used) % 2]
             rt["checkpoints"] = [c for c in rt["checkpoints"] if c[0] != slot]
@@ -1088,7 +1092,8 @@ class StageController:
 
     def _exploit_checks(self, e: dict[str, Any]) -> list[int]:
         """Exploit steps (counted from the exploit's start) at which the stage guard looks and,
-        when the stage is healthy, the model becomes the stage's new rollback point."""
+        when the stage is healthy, the model becomes the stage's new rollback point: half-way,
+        in a phase of at least ``2 * _GUARD_WINDOW`` steps."""
         return _checkpoints(e["end_step"] - e["start_step"], parts=2)
 
     def _checkpoint_exploit(self, e: dict[str, Any]) -> tuple[Action, ...]:
@@ -1305,9 +1310,9 @@ class StageController:
                 s["phase"], "non-finite loss" if not _finite(loss) else "non-finite parameters"
             )
             # Back to the latest checkpoint; the rest of the schedule runs at half the rate.
-            f["lr0"] = float(f["lr0"]) / 2.0
             if s["phase"] == Phase.FINAL:
                 self._final_segment(committed=False)
+            f["lr0"] = float(f["lr0"]) / 2.0
             s["lr"] = self._final_lr()
             return (Restore(STAGE), SetLR(s["lr"]))
         self._record_committed(loss)
@@ -1459,8 +1464,8 @@ class StageController:
 def _checkpoints(length: int, parts: int = 4) -> list[int]:
     """Steps into a phase of ``length`` steps at which a healthy model is committed, so that a
     rollback loses only the steps after it: up to ``parts - 1`` evenly spaced points, at least
-    ``2 * _GUARD_WINDOW`` steps apart (none in a shorter phase)."""
-    parts = min(parts, length // (2 * _GUARD_WINDOW))
+    ``_GUARD_WINDOW`` steps apart (none in a phase shorter than ``2 * _GUARD_WINDOW``)."""
+    parts = min(parts, length // _GUARD_WINDOW)
     if parts < 2:
         return []
     return [length * k // parts for k in range(1, parts)]
