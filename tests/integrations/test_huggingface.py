@@ -62,17 +62,31 @@ def record_lrs(trainer, used):
     trainer.add_callback(Recorder())
 
 
+def held_out_loss(model) -> float:
+    """Mean loss on the last tenth of the corpus (the Trainer trains on the rest)."""
+    ids, _ = corpus()
+    held = Windows(ids[int(0.9 * len(ids)) :])
+    batch = torch.stack([held[i]["input_ids"] for i in range(min(32, len(held)))])
+    model.eval()
+    with torch.no_grad():
+        return float(model(input_ids=batch, labels=batch).loss)
+
+
 def test_trainer_trains_with_the_learning_rate_autolrs_chooses(tmp_path):
     callback = AutoLRSCallback(seed=0, config=Config(candidates=4))
     trainer, model, used = make_trainer(tmp_path, callback)
     record_lrs(trainer, used)
+    before = held_out_loss(model)
     with warnings.catch_warnings():
         warnings.simplefilter("error", AutoLRSWarning)
-        result = trainer.train()
+        trainer.train()
     assert len(used) == 120
     assert len(set(used)) > 10  # range test and candidates, not the Trainer's constant 1e-3
     assert callback.sched.decisions and not callback.sched.in_trial
-    assert result.training_loss < 4.0
+    # The Trainer's training_loss averages every step, the range test's divergent end included;
+    # what counts is the model it leaves: clearly better than the untrained one on held-out text.
+    after = held_out_loss(model)
+    assert after < before - 0.5, (before, after)
     assert os.path.exists(tmp_path / "checkpoint-60" / STATE_FILE)
 
 
