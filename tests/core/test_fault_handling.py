@@ -125,7 +125,8 @@ def test_a_short_exploit_that_holds_its_level_is_kept():
 
 
 # ------------------------------------------------------------------ final phase
-def test_the_final_decay_commits_checkpoints_and_a_fault_halves_the_rest_of_it():
+def _in_the_final_decay() -> StageController:
+    """A controller whose stages are over: the next loss is the final decay's first."""
     cfg = Config.paper(tau=10, min_trial_steps=2, candidates=2, final_decay_fraction=0.5)
     ctrl = StageController(cfg, total_steps=200, lr_range=(1e-3, 1.0), seed=0)
     ctrl.start()
@@ -133,6 +134,11 @@ def test_the_final_decay_commits_checkpoints_and_a_fault_halves_the_rest_of_it()
     while ctrl.phase != "final":
         ctrl.tell_loss(1.0 - 0.001 * step)
         step += 1
+    return ctrl
+
+
+def test_the_final_decay_commits_checkpoints_and_a_fault_halves_the_rest_of_it():
+    ctrl = _in_the_final_decay()
     final = [e for e in ctrl.pop_events() if e["event"] == "final"][0]
     length = final["end"] - final["start"]
     expected = [length * k // 4 for k in (1, 2, 3)]
@@ -147,6 +153,19 @@ def test_the_final_decay_commits_checkpoints_and_a_fault_halves_the_rest_of_it()
     assert ctrl.lr == pytest.approx(planned / 2)  # the schedule goes on, at half the rate
     lost = [e for e in ctrl.pop_events() if e["event"] == "segment" and not e["committed"]]
     assert [e["end"] - e["start"] for e in lost] == [5]
+
+
+def test_a_fault_in_the_final_decay_gives_the_same_schedule_told_at_once_or_in_a_batch():
+    one_by_one, batched = _in_the_final_decay(), _in_the_final_decay()
+    for ctrl in (one_by_one, batched):
+        for _ in range(10):
+            ctrl.tell_loss(0.5)
+    for loss in (math.nan, 0.5, 0.5):
+        one_by_one.tell_loss(loss)
+    actions = batched.tell_losses([math.nan, 0.5, 0.5])  # the two steps after the NaN are lost
+    assert actions[0] == Restore(STAGE)
+    assert batched.step == one_by_one.step
+    assert batched.planned_lr(0) == pytest.approx(one_by_one.planned_lr(0))
 
 
 # ------------------------------------------------------------------ range test
@@ -191,24 +210,3 @@ def test_a_sweep_keeps_a_checkpoint_to_resume_from_a_decade_below_its_high_end()
     assert rt["resume_steps"] > 0
     assert rt["lrs"][rt["resume_steps"] - 1] <= rt["high"] / 10
 
-
-def test_a_fault_in_the_final_decay_gives_the_same_schedule_told_at_once_or_in_a_batch():
-    def to_final():
-        cfg = Config.paper(tau=10, min_trial_steps=2, candidates=2, final_decay_fraction=0.5)
-        ctrl = StageController(cfg, total_steps=200, lr_range=(1e-3, 1.0), seed=0)
-        ctrl.start()
-        step = 0
-        while ctrl.phase != "final":
-            ctrl.tell_loss(1.0 - 0.001 * step)
-            step += 1
-        for _ in range(10):
-            ctrl.tell_loss(0.5)
-        return ctrl
-
-    one_by_one, batched = to_final(), to_final()
-    for loss in (math.nan, 0.5, 0.5):
-        one_by_one.tell_loss(loss)
-    actions = batched.tell_losses([math.nan, 0.5, 0.5])  # the two steps after the NaN are lost
-    assert actions[0] == Restore(STAGE)
-    assert batched.step == one_by_one.step
-    assert batched.planned_lr(0) == pytest.approx(one_by_one.planned_lr(0))

@@ -289,18 +289,13 @@ class StageController:
         if phase == Phase.EXPLOIT:
             e = s["exploit"]
             left = e["end_step"] - s["step"] - 1
-            ahead = [c for c in self._exploit_checks(e) if c > e["done"]]
-            if ahead:
-                left = min(left, ahead[0] - e["done"] - 1)
-            return max(0, left)
+            return max(0, min(left, _before_next(self._exploit_checks(e), e["done"])))
         if phase == Phase.FINAL:
             f = s["final"]
             left = f["end_step"] - s["step"] - 1
             done = s["step"] - f["start_step"]
-            ahead = [c for c in _checkpoints(f["end_step"] - f["start_step"]) if c > done]
-            if ahead:
-                left = min(left, ahead[0] - done - 1)
-            return max(0, left)
+            checks = _checkpoints(f["end_step"] - f["start_step"])
+            return max(0, min(left, _before_next(checks, done)))
         return 1 << 30
 
     def planned_lr(self, ahead: int) -> float:
@@ -453,8 +448,10 @@ class StageController:
         if s["phase"] == Phase.RANGE_TEST:
             self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=STAGE)
             rt = s["range_test"]
-            rt.update(losses=[], checkpoints=[], start_step=s["step"], retries=0, first_index=0)
-            rt.pop("origin", None)
+            rt.update(
+                losses=[], checkpoints=[], start_step=s["step"], origin=s["step"], retries=0,
+                first_index=0,
+            )
             s["lr"] = rt["lrs"][0]
             return (Restore(STAGE), SetLR(rt["lrs"][0]))
         return ()
@@ -473,7 +470,11 @@ class StageController:
             "lrs": lrs,
             "losses": [],
             "checkpoints": [],
-            "start_step": s["step"],
+            "start_step": s["step"],  # where the current pass of the sweep started
+            "origin": s["step"],  # where the sweep's first pass started (before any retry)
+            "first_index": 0,  # the sweep index at start_step
+            "retries": 0,
+            "refined": False,
             "every": max(1, int(round(n / decades))),
         }
         s["lr"] = lrs[0]
@@ -517,36 +518,40 @@ class StageController:
         sweep, from the same start: the first was too fast for the loss to respond anywhere."""
         s, cfg = self._s, self.config
         rt = s["range_test"]
-        origin = rt.get("origin", rt["start_step"])
         self._emit(
             "range_refine",
-            start=origin,
+            start=rt["origin"],
             end=s["step"],
             lrs=rt["lrs"][: len(rt["losses"])],
             losses=rt["losses"],
             top=top,
         )
-        self._segment(
-            "range_test",
-            rt["start_step"],
-            lr=rt["lrs"][rt.get("first_index", 0)],
-            lr_end=rt["lrs"][len(rt["losses"]) - 1],
-            committed=False,
-        )
+        self._sweep_segment(len(rt["losses"]) - 1)
         lrs = sweep_lrs(top / 10.0 ** (cfg.range_decades + 1), top, len(rt["lrs"]))
         rt.update(
             lrs=lrs,
             losses=[],
             checkpoints=[],
             start_step=s["step"],
+            origin=s["step"],
             retries=0,
             first_index=0,
             refined=True,
             every=max(1, int(round(len(lrs) / (cfg.range_decades + 1)))),
         )
-        rt.pop("origin", None)
         s["lr"] = lrs[0]
         return (Restore(STAGE), *(Discard(slot) for slot in RANGE_SLOTS), SetLR(lrs[0]))
+
+    def _sweep_segment(self, end_index: int) -> None:
+        """Records the sweep's current pass, up to sweep index ``end_index``, as not committed."""
+        rt = self._s["range_test"]
+        self._segment(
+            "range_test",
+            rt["start_step"],
+            lr=rt["lrs"][rt["first_index"]],
+            lr_end=rt["lrs"][end_index],
+            committed=False,
+        )
 
     def _sweep_was_calm(self, rt: dict[str, Any]) -> bool:
         """Whether a non-finite result in the sweep may be a one-off fault, not divergence.
@@ -555,7 +560,7 @@ class StageController:
         has stayed below 1.5 times its running minimum: a bad batch or an overflow should not
         end the sweep and make its interval. A second non-finite result is divergence.
         """
-        if rt.get("retries", 0) >= _FAULT_RETRIES:
+        if rt["retries"] >= _FAULT_RETRIES:
             return False
         if not rt["losses"]:
             return True  # the first loss comes before any step of the sweep
@@ -566,19 +571,12 @@ class StageController:
         """Rolls the sweep back to its latest checkpoint (or its start) and goes on from there."""
         s = self._s
         rt = s["range_test"]
-        rt["retries"] = rt.get("retries", 0) + 1
+        rt["retries"] += 1
         slot, done = STAGE, 0
         if rt["checkpoints"]:
             slot, done = max(rt["checkpoints"], key=lambda c: c[1])[:2]
         self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=slot, lr=s["lr"])
-        self._segment(
-            "range_test",
-            rt["start_step"],
-            lr=rt["lrs"][rt.get("first_index", 0)],
-            lr_end=rt["lrs"][len(rt["losses"])],
-            committed=False,
-        )
-        rt.setdefault("origin", rt["start_step"])
+        self._sweep_segment(len(rt["losses"]))  # up to the step that failed
         rt["losses"] = rt["losses"][:done]
         rt["start_step"], rt["first_index"] = s["step"], done
         s["lr"] = rt["lrs"][done]
@@ -595,7 +593,7 @@ class StageController:
         if (
             not suggestion.informative
             and rt["lrs"].index(suggestion.best_lr) < 0.75 * suggestion.stop_index
-            and not rt.get("refined")
+            and not rt["refined"]
             and (self.total_steps is None or s["step"] + n <= self.total_steps // 3)
         ):
             return self._refine_range_test(rt["lrs"][suggestion.stop_index])
@@ -610,7 +608,7 @@ class StageController:
                 resume_slot, resume_steps = slot, steps_done
         kept = [v for v in losses[:resume_steps] if math.isfinite(v)]
         s["recent"] = kept[-4:]
-        start, origin = rt["start_step"], rt.get("origin", rt["start_step"])
+        origin = rt["origin"]
         self._emit(
             "range_test",
             start=origin,
@@ -623,10 +621,7 @@ class StageController:
             best_lr=suggestion.best_lr,
             resume_steps=resume_steps,
         )
-        first = rt["lrs"][rt.get("first_index", 0)]
-        self._segment(
-            "range_test", start, lr=first, lr_end=rt["lrs"][len(losses) - 1], committed=False
-        )
+        self._sweep_segment(len(losses) - 1)
         if resume_steps:
             self._segment(
                 "warmup",
@@ -761,6 +756,7 @@ class StageController:
             "y": [],
             "tail": [],
             "evals": 0,
+            "retries": 0,
         }
         s["lr"] = lr
         return (SetLR(lr),)
@@ -839,8 +835,8 @@ class StageController:
         calm = not t["tail"] or reference is None or (
             sum(t["tail"]) / len(t["tail"]) <= reference + 3.0 * (s["stage_spread"] or 0.0)
         )
-        if t.get("retries", 0) < _FAULT_RETRIES and calm:
-            t["retries"] = t.get("retries", 0) + 1
+        if t["retries"] < _FAULT_RETRIES and calm:
+            t["retries"] += 1
             return self._restart_trial(f"{reason} (retrying the candidate once)")
         return self._end_trial(diverged=reason)
 
@@ -1034,6 +1030,7 @@ class StageController:
             "start_step": s["step"],
             "checkpoint_step": s["step"],
             "end_step": s["step"] + length,
+            "lift": False,  # whether the next loss is the first after a rollback
             "kept_steps": from_winner,
             "excluded": [],
             "losses": [],
@@ -1067,7 +1064,8 @@ class StageController:
             return self._rollback_exploit(
                 "non-finite loss" if not _finite(loss) else "non-finite parameters", diverged=True
             )
-        if e.pop("lift", False):
+        if e["lift"]:
+            e["lift"] = False
             # The first loss after a rollback is computed on the restored state, before any step
             # at the new rate: a restored state clearly above the reference is the new start.
             lifted = loss - 3.0 * (s["stage_spread"] or 0.0)
@@ -1235,7 +1233,8 @@ class StageController:
             self._lower_ceiling(e["lr"])
         self._segment("exploit", e["checkpoint_step"], lr=e["lr"], committed=False)
         e["excluded"].append(e["lr"])
-        e["excluded"] += [r["lr"] for r in s["results"] if (ceiling or diverged) and r["lr"] >= e["lr"]]
+        if ceiling or diverged:
+            e["excluded"] += [r["lr"] for r in s["results"] if r["lr"] >= e["lr"]]
         # A rate that just failed rules out its near twins (within 25 %): the search may have
         # tried rates a few per cent apart, and the next of them would only fail the same way.
         e["excluded"] += [
@@ -1448,9 +1447,7 @@ class StageController:
         self.total_steps = state["total_steps"]
         self.validation = bool(state.get("validation", self.validation))
         self._s = copy.deepcopy(inner)
-        for phase_state in (self._s.get("exploit"), self._s.get("final")):
-            if phase_state is not None:  # written before phases had checkpoints
-                phase_state.setdefault("checkpoint_step", phase_state["start_step"])
+        _upgrade(self._s)
         self._rng = rng_from_state(state["rng"])
         if state["searcher"] is None:
             self._searcher = None
@@ -1461,6 +1458,22 @@ class StageController:
         self._events = []
 
 
+def _upgrade(s: dict[str, Any]) -> None:
+    """Fills in, in a state written before retries and phase checkpoints, the fields they use."""
+    for phase_state in (s.get("exploit"), s.get("final")):
+        if phase_state is not None:
+            phase_state.setdefault("checkpoint_step", phase_state["start_step"])
+    if s.get("exploit") is not None:
+        s["exploit"].setdefault("lift", False)
+    if s.get("trial") is not None:
+        s["trial"].setdefault("retries", 0)
+    rt = s.get("range_test")
+    if rt is not None:
+        rt.setdefault("origin", rt["start_step"])
+        for key, value in (("first_index", 0), ("retries", 0), ("refined", False)):
+            rt.setdefault(key, value)
+
+
 def _checkpoints(length: int, parts: int = 4) -> list[int]:
     """Steps into a phase of ``length`` steps at which a healthy model is committed, so that a
     rollback loses only the steps after it: up to ``parts - 1`` evenly spaced points, at least
@@ -1469,6 +1482,12 @@ def _checkpoints(length: int, parts: int = 4) -> list[int]:
     if parts < 2:
         return []
     return [length * k // parts for k in range(1, parts)]
+
+
+def _before_next(points: list[int], done: int) -> int | float:
+    """Steps that can pass before the next of ``points`` after ``done`` (inf: none left)."""
+    ahead = [p for p in points if p > done]
+    return ahead[0] - done - 1 if ahead else math.inf
 
 
 def _range_checkpoint_due(rt: dict[str, Any]) -> bool:

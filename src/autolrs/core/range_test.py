@@ -3,9 +3,9 @@
 A short exponential sweep (a learning-rate range test, Smith 2017) raises the learning rate
 every step from ``range_test_bounds[0]`` until the loss diverges or the sweep ends. The learning
 rate at which the smoothed loss was lowest, times a small headroom (capped at the divergence
-point), bounds the search from above; the interval reaches ``range_decades`` decades below it. The sweep's steps are real optimizer steps and count as
-spent; the model then resumes from a checkpoint taken about two decades below the divergence
-point, so the sweep's early part serves as a warm-up instead of being thrown away.
+point), bounds the search from above; the interval reaches ``range_decades`` decades below it.
+The sweep's steps are real optimizer steps and count as spent; the model then resumes from an
+early checkpoint of the sweep (a short warm-up) or from where the sweep started.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import median_abs_deviation
 
 __all__ = ["RangeSuggestion", "sweep_lrs", "suggest_range"]
 
@@ -94,8 +95,7 @@ def _fell(losses: Sequence[float], smoothed: Sequence[float]) -> bool:
         return True  # too little to tell: trust the lowest point
     # The noise of one loss, from the differences of neighbours (robust to the trend); the
     # smoothing (beta 0.6) halves it.
-    diffs = np.diff(raw)
-    noise = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / math.sqrt(2.0)
+    noise = float(median_abs_deviation(np.diff(raw), scale="normal")) / math.sqrt(2.0)
     smoothed_noise = 0.5 * noise
     lowest = min(v for v in smoothed if math.isfinite(v))
     return smoothed[0] - lowest > max(3.0 * smoothed_noise, 0.01 * abs(smoothed[0]))
