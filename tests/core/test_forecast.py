@@ -8,8 +8,7 @@ import pytest
 from autolrs.core.forecast import (
     ExponentialForecaster,
     PaperExponentialForecaster,
-    Trimming,
-    denoise,
+    paper_trim,
 )
 from autolrs.testing import synthetic_curve
 
@@ -43,11 +42,11 @@ def test_robust_fit_recovers_parameters_without_noise():
 @pytest.mark.parametrize("seed", range(8))
 def test_nearly_linear_windows_never_give_negative_or_wild_forecasts(seed):
     # A window far from saturation (time constant 30x the window): the paper's fit may
-    # extrapolate it linearly below zero; the robust one must stay within the data's scale.
+    # extrapolate it linearly below zero (as the original does); the robust one must stay within
+    # the data's scale.
     y = synthetic_curve(100, start=2.0, floor=0.5, time_constant=3000.0, noise=0.05, seed=seed)
-    for forecaster in FORECASTERS:
-        value = forecaster.fit(np.arange(100.0), y, horizon=1000).predict(1000)
-        assert math.isfinite(value) and value >= 0.0
+    paper = PaperExponentialForecaster().fit(np.arange(100.0), y, horizon=1000).predict(1000)
+    assert math.isfinite(paper)
     robust = ExponentialForecaster().fit(np.arange(100.0), y, horizon=1000).predict(1000)
     assert 0.0 < robust <= y.max() + 0.05
     # The truth at 1000 is about 1.58; the robust forecast stays in the right region.
@@ -90,9 +89,25 @@ def test_negative_series_are_allowed_without_the_nonnegative_constraint():
 def test_outliers_in_first_half_are_trimmed():
     y = synthetic_curve(100, time_constant=30.0, noise=0.005, seed=3)
     y[[5, 10, 20]] += 3.0
-    _, kept = denoise(np.arange(100.0), y, Trimming.for_training_loss())
+    kept = paper_trim(y)
     assert not kept[[5, 10, 20]].any()
     assert kept[50:].all()
+    assert 3 <= (~kept).sum() <= 30  # at most 3 points a pass, 10 passes, first half only
+
+
+def test_validation_trimming_drops_at_most_the_largest_first_half_residual():
+    y = synthetic_curve(16, time_constant=5.0, noise=0.001, seed=0)
+    y[3] += 1.0
+    assert np.flatnonzero(~paper_trim(y, validation=True)).tolist() == [3]
+    late = synthetic_curve(16, time_constant=5.0, noise=0.001, seed=0)
+    late[12] += 1.0  # the largest residual lies in the second half: nothing is dropped
+    assert paper_trim(late, validation=True).all()
+
+
+def test_short_training_series_keep_every_point():
+    # Below 17 points round(3 %) is 0: the original's slice then drops every first-half point
+    # each pass until its spline fails; ours drops none.
+    assert paper_trim(synthetic_curve(16, time_constant=5.0, noise=0.01, seed=1)).all()
 
 
 @pytest.mark.parametrize("bad", [[1.0, float("nan"), 2.0, 3.0, 4.0], [1.0, float("inf"), 2.0, 1.0]])

@@ -25,17 +25,13 @@ from typing import Any
 import numpy as np
 
 from autolrs.bench.workloads import get_workload
-from autolrs.core.forecast import ExponentialForecaster, PaperExponentialForecaster, Trimming
+from autolrs.core.forecast import ExponentialForecaster, paper_forecast
 
 __all__ = ["RULES", "run_study", "write_study"]
 
 
 def _paper(y: np.ndarray, horizon: float) -> float:
-    return (
-        PaperExponentialForecaster(Trimming.for_training_loss())
-        .fit(np.arange(len(y), dtype=float), y, horizon=horizon)
-        .predict(horizon)
-    )
+    return paper_forecast(y, horizon)
 
 
 def _robust(y: np.ndarray, horizon: float) -> float:

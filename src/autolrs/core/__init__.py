@@ -14,7 +14,7 @@ from autolrs.core.forecast import (
     ExponentialForecaster,
     Forecaster,
     PaperExponentialForecaster,
-    Trimming,
+    paper_forecast,
 )
 from autolrs.core.search import BayesSearcher, Observation, Searcher
 
@@ -35,5 +35,5 @@ __all__ = [
     "SetLR",
     "Snapshot",
     "StageController",
-    "Trimming",
+    "paper_forecast",
 ]

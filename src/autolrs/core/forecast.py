@@ -4,18 +4,17 @@ AutoLRS judges a candidate learning rate by the loss it would reach after tau st
 trained it for only tau' << tau steps. The paper fits ``L(x) = a * exp(b * x) + c`` (b < 0) to a
 de-noised version of the trial's loss series and evaluates it at the horizon.
 
-Two forecasters share the model and the de-noising:
+Two forecasters share the model:
 
-* :class:`PaperExponentialForecaster` fits as the reference code does (Nelder-Mead over
-  ``log(-b)`` from ``b = -1``, (a, c) by linear least squares, the curve fitted to the smoothed
-  series). It is fragile on nearly linear windows, where the rate runs off to zero and the
-  forecast becomes a long linear extrapolation.
-* :class:`ExponentialForecaster` (robust) fits the raw points over a bounded grid of rates
-  refined by a bounded scalar search, with ``c >= 0`` when the losses are non-negative, drops
-  outliers by their residuals, and falls back to the series' level when it is too short or flat.
-
-Both return a :class:`CurveFit` whose predictions are never NaN, infinite, or (for a
-non-negative series) negative.
+* :func:`paper_forecast` (and :class:`PaperExponentialForecaster` around it) is the reference
+  code's ``exp_forecast`` number for number: iterated spline trimming of outliers, a degree-2
+  smoothing spline, Nelder-Mead over ``log(-b)`` from ``b = -1``, (a, c) by linear least squares.
+  It is fragile on nearly linear windows, where the rate runs off to zero and the forecast
+  becomes a long linear extrapolation (negative forecasts are returned as they are).
+* :class:`ExponentialForecaster` (robust, the default's) fits the raw points over a bounded grid
+  of rates refined by a bounded scalar search, with ``c >= 0`` when the losses are non-negative,
+  drops outliers by their residuals, and falls back to the series' level when it is too short or
+  flat. Its predictions are never NaN, infinite, or (for a non-negative series) negative.
 """
 
 from __future__ import annotations
@@ -38,39 +37,13 @@ __all__ = [
     "ExponentialForecaster",
     "Forecaster",
     "PaperExponentialForecaster",
-    "Trimming",
-    "denoise",
+    "PaperFit",
+    "paper_fit",
+    "paper_forecast",
+    "paper_trim",
 ]
 
 FloatArray = NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class Trimming:
-    """Outlier removal before a fit: the reference code's iterated spline trimming.
-
-    Each iteration fits a degree-2 smoothing spline to the kept points and drops the points with
-    the largest residuals; only points in the first half of the window may be dropped.
-
-    Attributes:
-        fraction: Share of the points dropped per iteration (rounded); used when ``count`` is 0.
-        count: Points dropped per iteration (overrides ``fraction`` when positive).
-        iterations: Number of iterations.
-    """
-
-    fraction: float = 0.03
-    count: int = 0
-    iterations: int = 10
-
-    @classmethod
-    def for_training_loss(cls) -> Trimming:
-        """3 % of the points per iteration, 10 iterations (the paper's training-loss mode)."""
-        return cls(fraction=0.03, count=0, iterations=10)
-
-    @classmethod
-    def for_validation_loss(cls) -> Trimming:
-        """One point, once (the paper's validation-loss mode)."""
-        return cls(fraction=0.0, count=1, iterations=1)
 
 
 @dataclass(frozen=True)
@@ -160,42 +133,47 @@ def _spline(x: FloatArray, y: FloatArray) -> UnivariateSpline | None:
     return spline
 
 
-def denoise(
-    x: ArrayLike, y: ArrayLike, trimming: Trimming
-) -> tuple[FloatArray, NDArray[np.bool_]]:
-    """Iterated spline outlier trimming (the reference code's ``spline_iter``).
+def paper_trim(y: ArrayLike, *, validation: bool = False) -> NDArray[np.bool_]:
+    """The reference code's outlier trimming (``spline_iter``), on x = 0..n-1.
+
+    Training loss: 10 passes; each fits a degree-2 smoothing spline to the points still kept and
+    drops the ``round(3 %)`` largest residuals among them, but only those whose index *in the kept
+    array* lies below ``x[(n - 1) // 2]`` (the original compares the shrinking array's indices with
+    an x value fixed before the first pass). Validation loss: one pass dropping the single
+    largest residual if it lies in that first half. Ties go to the later point, as Python's
+    stable sort does in the original.
+
+    Two guards where the original raises: below 17 points ``round(3 %)`` is 0 and the original's
+    slice ``[-0:]`` drops every first-half point each pass until its spline fails; here nothing is
+    dropped. A pass that would leave fewer than 4 points is not made.
 
     Args:
-        x: Increasing positions.
-        y: Values.
-        trimming: How many points to drop, how often.
+        y: The loss series (finite).
+        validation: Validation-loss mode (one pass, one point).
 
     Returns:
-        ``(smoothed, kept)``: the spline refitted on the kept points and evaluated at every x
-        (the raw values where no spline could be fitted), and the mask of kept points.
+        The mask of kept points.
     """
-    xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
-    n = len(xs)
-    kept = np.ones(n, dtype=bool)
-    first_half = xs < xs[0] + (xs[-1] - xs[0]) / 2.0 if n else kept
-    drop = trimming.count if trimming.count > 0 else int(round(trimming.fraction * n))
-    if drop > 0:
-        for _ in range(trimming.iterations):
-            spline = _spline(xs[kept], ys[kept])
-            if spline is None:
-                break
-            residual = np.abs(ys - spline(xs))
-            candidates = np.flatnonzero(kept & first_half)
-            if len(candidates) == 0 or kept.sum() - drop < 4:
-                break
-            order = candidates[np.argsort(residual[candidates])[::-1]]
-            kept[order[:drop]] = False
-    spline = _spline(xs[kept], ys[kept])
-    smoothed = ys.copy() if spline is None else np.asarray(spline(xs), dtype=float)
-    if not np.all(np.isfinite(smoothed)):
-        smoothed = ys.copy()
-    return smoothed, kept
+    n = len(ys)
+    index = np.arange(n)  # positions in the original series of the points still kept
+    bound = float(int((n - 1) * 0.5))  # x[int((n - 1) * bound)] with x = 0..n-1
+    for _ in range(1 if validation else 10):
+        spline = _spline(index.astype(float), ys[index])
+        if spline is None:
+            break
+        residual = np.abs(ys[index] - spline(index.astype(float)))
+        order = np.argsort(residual, kind="stable")
+        count = 1 if validation else -int(round(-len(index) * 0.03))
+        if count <= 0:
+            break
+        drop = [i for i in order[len(order) - count :] if i < bound]
+        if len(index) - len(drop) < 4:
+            break
+        index = np.delete(index, drop)
+    kept = np.zeros(n, dtype=bool)
+    kept[index] = True
+    return kept
 
 
 def _level(smoothed: FloatArray, y: FloatArray) -> float:
@@ -248,53 +226,130 @@ def _r2(y: FloatArray, fitted: FloatArray) -> float:
 
 
 # --------------------------------------------------------------------------- paper
-class PaperExponentialForecaster(Forecaster):
-    """The reference implementation's fit: spline-smoothed series, Nelder-Mead over log-rate.
+@dataclass(frozen=True)
+class PaperFit:
+    """The reference code's fit ``a * exp(-rate * x) + c`` of a series on x = 0..n-1.
 
-    Args:
-        trimming: Outlier removal; the paper uses :meth:`Trimming.for_training_loss` for
-            training-loss windows and :meth:`Trimming.for_validation_loss` for validation ones.
+    Attributes:
+        a: Amplitude.
+        rate: Decay rate per x unit (``-b`` in the original; positive by construction).
+        c: Asymptote.
+        removed: How many points the outlier trimming dropped.
+        smoothed: The final spline (fitted to the kept points) evaluated at every x: the series
+            the curve was fitted to.
     """
 
-    def __init__(self, trimming: Trimming | None = None) -> None:
-        self.trimming = trimming or Trimming.for_training_loss()
+    a: float
+    rate: float
+    c: float
+    removed: int
+    smoothed: FloatArray
+
+    def predict(self, x: float) -> float:
+        """The forecast at ``x``, as the original computes it (it may be negative or non-finite)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(self.a * np.exp(-self.rate * x) + self.c)
+
+
+def _paper_residual(beta: NDArray[np.float64], x: FloatArray, smoothed: FloatArray) -> float:
+    """The original's objective: the least-squares residual of [exp(-exp(beta) x), 1].
+
+    Where the design matrix is numerically rank one (beta far below zero), NumPy returns no
+    residual and the original's Nelder-Mead never moves there (every comparison with the empty
+    array is false); NaN has the same effect on SciPy's Nelder-Mead.
+    """
+    design = np.column_stack([np.exp(-np.exp(beta[0]) * x), np.ones_like(x)])
+    residual = np.linalg.lstsq(design, smoothed, rcond=None)[1]
+    return float(residual[0]) if residual.size else math.nan
+
+
+def paper_fit(losses: ArrayLike, *, validation: bool = False) -> PaperFit:
+    """Fits a loss series exactly as the reference code's ``exp_forecast`` does.
+
+    x runs from 0 to n-1; the series is trimmed (:func:`paper_trim`), a degree-2 smoothing spline
+    is fitted to the kept points and evaluated at every x, ``beta`` is found by Nelder-Mead from 0
+    (``xtol = ftol = 1e-5``) on the residual of the linear least-squares fit of
+    ``[exp(-exp(beta) x), 1]``, and ``(a, c)`` by least squares at that beta.
+
+    Args:
+        losses: The trial's loss series, oldest first (at least 4 finite values).
+        validation: Validation-loss mode (one trimming pass that drops at most one point).
+
+    Raises:
+        ValueError: If the series has fewer than 4 points or a non-finite value.
+    """
+    y = np.asarray(losses, dtype=float).ravel()
+    if len(y) < 4:
+        raise ValueError(f"the paper's forecaster needs at least 4 losses, got {len(y)}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("the loss series must be finite; score diverged trials separately")
+    x = np.arange(len(y), dtype=float)
+    kept = paper_trim(y, validation=validation)
+    spline = _spline(x[kept], y[kept])
+    smoothed = y.copy() if spline is None else np.asarray(spline(x), dtype=float)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        beta = optimize.fmin(
+            _paper_residual, x0=0.0, args=(x, smoothed), xtol=1e-5, ftol=1e-5, disp=False
+        )[0]
+        rate = float(np.exp(beta))
+        design = np.column_stack([np.exp(-rate * x), np.ones_like(x)])
+        a, c = np.linalg.lstsq(design, smoothed, rcond=None)[0]
+    return PaperFit(float(a), rate, float(c), int(len(y) - kept.sum()), smoothed)
+
+
+def paper_forecast(losses: ArrayLike, at: float, *, validation: bool = False) -> float:
+    """The reference code's forecast of a loss series at ``x = at`` (x = 0..n-1 for the series).
+
+    Example:
+        >>> y = 0.5 + 1.5 * np.exp(-np.arange(100) / 20)
+        >>> round(paper_forecast(y, 1000), 3)
+        0.5
+    """
+    return paper_fit(losses, validation=validation).predict(at)
+
+
+class PaperExponentialForecaster(Forecaster):
+    """The reference implementation's forecaster (:func:`paper_fit`) behind :class:`Forecaster`.
+
+    The series must be observed at consecutive x (one training step or one evaluation apart),
+    as the original's ring buffer is. Its forecast is the original's, negative values included;
+    only where the original would fail (fewer than 4 points) or return a non-finite number does
+    :meth:`CurveFit.predict` give the series' last smoothed value instead.
+
+    Args:
+        validation: Validation-loss mode (one trimming pass of at most one point).
+    """
+
+    def __init__(self, *, validation: bool = False) -> None:
+        self.validation = bool(validation)
 
     def fit(self, x: ArrayLike, y: ArrayLike, *, horizon: float) -> CurveFit:
         with single_threaded_blas():
-            return self._fit(x, y, horizon)
+            return self._fit(x, y)
 
-    def _fit(self, x: ArrayLike, y: ArrayLike, horizon: float) -> CurveFit:
+    def _fit(self, x: ArrayLike, y: ArrayLike) -> CurveFit:
         xs, ys = _prepare(x, y)
+        if len(xs) > 1 and not np.allclose(np.diff(xs), 1.0):
+            raise ValueError("the paper's forecaster needs consecutive x (one unit apart)")
         if len(ys) < 4:
             return _constant_fit(float(np.mean(ys)), ys, "too few points")
-        smoothed, _ = denoise(xs, ys, self.trimming)
-        level = _level(smoothed, ys)
-
-        def solve(beta: float) -> tuple[float, float, float]:
-            rate = math.exp(min(float(beta), 700.0))
-            design = np.column_stack([np.exp(-rate * xs), np.ones_like(xs)])
-            coef, _, _, _ = np.linalg.lstsq(design, smoothed, rcond=None)
-            sse = float(np.sum((design @ coef - smoothed) ** 2))
-            return float(coef[0]), float(coef[1]), sse
-
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            beta = optimize.fmin(
-                lambda b: solve(b[0])[2], x0=[0.0], xtol=1e-5, ftol=1e-5, disp=False
-            )[0]
-            a, c, _ = solve(beta)
-        rate = math.exp(min(float(beta), 700.0))
-        fitted = a * np.exp(-rate * xs) + c
-        if not (math.isfinite(a) and math.isfinite(c) and np.all(np.isfinite(fitted))):
+        fit = paper_fit(ys, validation=self.validation)
+        # Express the curve in the caller's x: a * exp(-rate * (x - x0)) + c.
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = fit.a * math.exp(min(fit.rate * xs[0], 700.0))
+            fitted = a * np.exp(-fit.rate * xs) + fit.c
+        level = _level(fit.smoothed, ys)
+        if not (math.isfinite(a) and math.isfinite(fit.c) and np.all(np.isfinite(fitted))):
             return _constant_fit(level, ys, "non-finite fit")
         return CurveFit(
             a=a,
-            rate=rate,
-            c=c,
+            rate=fit.rate,
+            c=fit.c,
             r2=_r2(ys, fitted),
             noise=float(np.std(ys - fitted)),
             level=level,
-            nonnegative=bool(np.all(ys >= 0)),
+            nonnegative=False,  # the original returns negative forecasts as they are
             fallback=None,
             points=len(ys),
         )
