@@ -27,11 +27,10 @@ from autolrs.core.forecast import (
     ExponentialForecaster,
     Forecaster,
     PaperExponentialForecaster,
-    Trimming,
 )
 from autolrs.core.planning import decay_length, first_tau, plan_stage, range_test_length
 from autolrs.core.range_test import divergence_index, suggest_range, sweep_lrs
-from autolrs.core.search import BayesSearcher
+from autolrs.core.search import BayesSearcher, PaperBayesSearcher
 
 __all__ = ["Phase", "StageController", "validate_lr_range", "validate_total_steps"]
 
@@ -47,6 +46,7 @@ _EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (
 class Phase:
     """Names of the controller's phases."""
 
+    WARMUP = "warmup"
     RANGE_TEST = "range_test"
     TRIAL = "trial"
     EXPLOIT = "exploit"
@@ -163,7 +163,12 @@ class StageController:
         self._s: dict[str, Any] = {
             "started": False,
             "step": 0,
-            "phase": Phase.RANGE_TEST if lr_range is None else Phase.TRIAL,
+            "phase": (
+                Phase.WARMUP
+                if config.warmup_steps > 0
+                else Phase.RANGE_TEST if lr_range is None else Phase.TRIAL
+            ),
+            "warmup": None,
             "lr": None,
             "stage": 0,
             "nominal_tau": tau0,
@@ -248,6 +253,9 @@ class StageController:
         step?) so that a non-finite model is never committed.
         """
         s, phase = self._s, self._s["phase"]
+        if phase == Phase.WARMUP:
+            w = s["warmup"]
+            return w is not None and w["done"] + 1 >= w["length"]
         if phase == Phase.RANGE_TEST:
             return s["range_test"] is not None and _range_checkpoint_due(s["range_test"])
         if phase == Phase.TRIAL:
@@ -272,6 +280,9 @@ class StageController:
         s, phase = self._s, self._s["phase"]
         if s["awaiting_validation"]:
             return 0
+        if phase == Phase.WARMUP:
+            w = s["warmup"]
+            return max(0, w["length"] - w["done"] - 1)
         if phase == Phase.RANGE_TEST:
             rt = s["range_test"]
             done, every = len(rt["losses"]), rt["every"]
@@ -305,6 +316,8 @@ class StageController:
         every step); ``planned_lr(0)`` is :attr:`lr`.
         """
         s, phase = self._s, self._s["phase"]
+        if phase == Phase.WARMUP:
+            return self._warmup_lr(s["warmup"]["done"] + ahead)
         if phase == Phase.RANGE_TEST:
             rt = s["range_test"]
             return float(rt["lrs"][min(len(rt["losses"]) + ahead, len(rt["lrs"]) - 1)])
@@ -357,6 +370,8 @@ class StageController:
             f["end_step"] = max(f["end_step"], s["step"] + 1)
         elif s["phase"] == Phase.RANGE_TEST:
             s["range_test"]["start_step"] = s["step"]
+        elif s["phase"] == Phase.WARMUP:
+            s["warmup"]["start_step"] = s["step"]
 
     def pop_events(self) -> list[dict[str, Any]]:
         """Events recorded since the last call (JSON-safe dicts with an ``"event"`` key)."""
@@ -379,6 +394,12 @@ class StageController:
             total_steps=self.total_steps,
             lr_range=self._s["search_range"],
         )
+        if self.config.warmup_steps > 0:
+            return self._begin_warmup()
+        return self._after_warmup()
+
+    def _after_warmup(self) -> tuple[Action, ...]:
+        """The first phase of the method proper: a range test, or the first stage."""
         if self._s["search_range"] is None:
             if self.total_steps is not None and self.total_steps < _MIN_SEARCH_BUDGET:
                 return self._begin_final()
@@ -405,6 +426,8 @@ class StageController:
         loss = float(loss)
         s["step"] += 1
         phase = s["phase"]
+        if phase == Phase.WARMUP:
+            return self._warmup_tell(loss, model_finite)
         if phase == Phase.RANGE_TEST:
             return self._range_test_tell(loss, model_finite)
         if phase == Phase.TRIAL:
@@ -426,8 +449,8 @@ class StageController:
         t = s["trial"]
         if not _finite(value):
             return self._trial_fault("non-finite validation loss")
+        t["x"].append(float(t["evals"]))  # x = 0, 1, ... as in the reference code
         t["evals"] += 1
-        t["x"].append(float(t["evals"]))
         t["y"].append(float(value))
         if t["steps"] >= s["plan"]["trial_steps"]:
             return self._end_trial()
@@ -455,6 +478,49 @@ class StageController:
             s["lr"] = rt["lrs"][0]
             return (Restore(STAGE), SetLR(rt["lrs"][0]))
         return ()
+
+    # ================================================================== warm-up
+    def _begin_warmup(self) -> tuple[Action, ...]:
+        """The original callback's optional linear warm-up (``Config.warmup_steps``)."""
+        s, cfg = self._s, self.config
+        assert cfg.warmup_lr is not None  # Config requires it with warmup_steps
+        length = cfg.warmup_steps
+        if self.total_steps is not None:
+            length = min(length, self.total_steps)
+        s["phase"] = Phase.WARMUP
+        s["warmup"] = {"length": length, "lr": cfg.warmup_lr, "done": 0, "start_step": s["step"]}
+        s["lr"] = self._warmup_lr(0)
+        return (Snapshot(STAGE), SetLR(s["lr"]))
+
+    def _warmup_lr(self, done: int) -> float:
+        """The warm-up's rate for its step ``done`` (0-based): ``lr * (done + 1) / length``."""
+        w = self._s["warmup"]
+        done = min(done, w["length"] - 1)
+        return float(w["lr"]) * (done + 1) / w["length"]
+
+    def _warmup_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
+        s = self._s
+        w = s["warmup"]
+        at_end = w["done"] + 1 >= w["length"]
+        if not _finite(loss) or (at_end and not model_finite):
+            # Nothing was committed since the warm-up began: start it again, to half the rate.
+            reason = "non-finite loss" if not _finite(loss) else "non-finite parameters"
+            self._register_rollback(Phase.WARMUP, f"{reason} in the warm-up")
+            self._segment("warmup", w["start_step"], lr=self._warmup_lr(0), committed=False)
+            w.update(lr=float(w["lr"]) / 2.0, done=0, start_step=s["step"])
+            s["lr"] = self._warmup_lr(0)
+            return (Restore(STAGE), SetLR(s["lr"]))
+        w["done"] += 1
+        if not at_end:
+            s["lr"] = self._warmup_lr(w["done"])
+            return (SetLR(s["lr"]),)
+        s["rollbacks"] = 0
+        self._segment(
+            "warmup", w["start_step"], lr=self._warmup_lr(0), lr_end=s["lr"], committed=True
+        )
+        if self.finished:
+            return self._begin_final()
+        return self._after_warmup()
 
     # ================================================================== range test
     def _begin_range_test(self) -> tuple[Action, ...]:
@@ -670,7 +736,8 @@ class StageController:
             # judged by one evaluation at its end.
             val_every = trial_steps if anneal else max(1, trial_steps // cfg.val_points)
             trial_steps = (trial_steps // val_every) * val_every
-        horizon = plan.tau if val_every is None else plan.tau / val_every
+        # The reference code forecasts a validation series at int(tau / val_every) evaluations.
+        horizon = plan.tau if val_every is None else plan.tau // val_every
         low, high = s["search_range"]
         if cfg.trust_region is not None and s["last_lr"] is not None:
             low, high = _trust_region(low, high, s["last_lr"], cfg.trust_region)
@@ -718,7 +785,8 @@ class StageController:
         """A searcher over [low, high]; its generator is spawned from the controller's unless
         ``rng`` is None (the caller then loads the searcher's own state)."""
         cfg = self.config
-        return BayesSearcher(
+        searcher = PaperBayesSearcher if cfg.searcher == "paper" else BayesSearcher
+        return searcher(
             low,
             high,
             acquisition=cfg.acquisition,
@@ -762,11 +830,8 @@ class StageController:
         return (SetLR(lr),)
 
     def _forecaster(self, mode: str) -> Forecaster:
-        trimming = (
-            Trimming.for_training_loss() if mode == "train" else Trimming.for_validation_loss()
-        )
         if self.config.forecaster == "paper":
-            return PaperExponentialForecaster(trimming)
+            return PaperExponentialForecaster(validation=mode == "validation")
         return ExponentialForecaster()
 
     def _trial_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
@@ -1436,7 +1501,7 @@ class StageController:
         if missing:
             raise StateDictError(f"controller state misses key(s) {missing}")
         inner = state["state"]
-        missing_inner = sorted(set(self._s) - set(inner))
+        missing_inner = sorted(set(self._s) - set(inner) - {"warmup"})  # warmup: added later
         if missing_inner:
             raise StateDictError(f"controller state misses field(s) {missing_inner}")
         try:
@@ -1459,7 +1524,9 @@ class StageController:
 
 
 def _upgrade(s: dict[str, Any]) -> None:
-    """Fills in, in a state written before retries and phase checkpoints, the fields they use."""
+    """Fills in, in a state written before retries, phase checkpoints and the warm-up, the fields
+    they use."""
+    s.setdefault("warmup", None)
     for phase_state in (s.get("exploit"), s.get("final")):
         if phase_state is not None:
             phase_state.setdefault("checkpoint_step", phase_state["start_step"])

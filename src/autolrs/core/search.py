@@ -3,8 +3,14 @@
 The search space is one dimension: ``u = (log10(lr) - log10(low)) / (log10(high) - log10(low))``
 in [0, 1]. The surrogate is scikit-learn's :class:`~sklearn.gaussian_process.GaussianProcessRegressor`
 with the kernel the reference implementation used through scikit-optimize (constant x Matern-5/2
-plus white noise, normalised targets, two restarts of the marginal-likelihood fit). Proposals
-minimise an acquisition function over a dense grid of u.
+plus white noise).
+
+* :class:`BayesSearcher` (the default's) standardises the targets (mean and standard deviation)
+  and minimises the acquisition over a dense grid of u, never proposing a rate next to one tried.
+* :class:`PaperBayesSearcher` is the reference code's scikit-optimize loop: targets centred on
+  their mean only (the scikit-learn of that time), the acquisition minimised over 10,000 random
+  points and then by L-BFGS-B from the best 5, and a proposal equal to a rate already tried told
+  again and re-asked.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from scipy import optimize
 from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -24,7 +31,14 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from autolrs.core._rng import rng_from_state, rng_state
 from autolrs.core._threads import single_threaded_blas
 
-__all__ = ["BayesSearcher", "Observation", "Searcher", "expected_improvement", "lower_confidence_bound"]
+__all__ = [
+    "BayesSearcher",
+    "Observation",
+    "PaperBayesSearcher",
+    "Searcher",
+    "expected_improvement",
+    "lower_confidence_bound",
+]
 
 _GRID = np.linspace(0.0, 1.0, 1001)
 _MIN_SEPARATION = 2e-3  # proposals closer than this (in u) to an observed point are not repeated
@@ -40,12 +54,15 @@ class Observation:
         diverged: Whether the trial diverged (the GP then sees a stand-in value).
         prior: Whether the point was carried over from an earlier stage (warm start) rather
             than evaluated in this one.
+        repeat: Whether the point re-tells an evaluated rate that the searcher proposed again
+            (:class:`PaperBayesSearcher`); it informs the GP and is never 'best'.
     """
 
     lr: float
     value: float | None
     diverged: bool = False
     prior: bool = False
+    repeat: bool = False
 
 
 def lower_confidence_bound(mean: np.ndarray, std: np.ndarray, kappa: float) -> np.ndarray:
@@ -153,8 +170,8 @@ class BayesSearcher(Searcher):
     # ------------------------------------------------------------------ ask / tell
     @property
     def evaluated(self) -> list[Observation]:
-        """Observations made by this searcher (warm-start priors excluded)."""
-        return [o for o in self.observations if not o.prior]
+        """Observations made by this searcher (warm-start priors and repeats excluded)."""
+        return [o for o in self.observations if not (o.prior or o.repeat)]
 
     def ask(self) -> float:
         with single_threaded_blas():
@@ -210,38 +227,43 @@ class BayesSearcher(Searcher):
             self.observations.append(Observation(float(lr), float(value), False, True))
 
     # ------------------------------------------------------------------ model
-    def _fit(self) -> GaussianProcessRegressor | None:
+    #: Divide the targets by their standard deviation as well as centring them (modern
+    #: scikit-learn's ``normalize_y=True``); False centres them only.
+    standardize_targets = True
+
+    def _fit(self) -> tuple[GaussianProcessRegressor, float] | None:
+        """The GP fitted to the observations and the offset to add to its mean."""
         if not self.observations:
             return None
         u = np.array([[self.to_unit(o.lr)] for o in self.observations])
         y = self.values()
+        offset = 0.0 if self.standardize_targets else float(np.mean(y))
         kernel = ConstantKernel(1.0, (0.01, 1000.0)) * Matern(
             length_scale=1.0, length_scale_bounds=(0.01, 100.0), nu=2.5
         ) + WhiteKernel(noise_level=1.0, noise_level_bounds=(1e-5, 1e5))
         gp = GaussianProcessRegressor(
             kernel=kernel,
-            normalize_y=True,
+            normalize_y=self.standardize_targets,
             n_restarts_optimizer=self.restarts,
             random_state=int(self._rng.integers(0, 2**31 - 1)),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            gp.fit(u, y)
+            gp.fit(u, y - offset)
         # Predict the latent function, not a new noisy observation: drop the fitted white-noise
         # term from the kernel used at prediction time (as scikit-optimize does), so that the
         # posterior standard deviation shrinks at evaluated points.
         gp.kernel_ = gp.kernel_.k1
-        return gp
+        return gp, offset
 
     def posterior(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """GP posterior mean and standard deviation at normalised positions ``u``."""
         with single_threaded_blas():
-            gp = self._fit()
-            if gp is None:
+            fitted = self._fit()
+            if fitted is None:
                 return np.zeros_like(u, dtype=float), np.ones_like(u, dtype=float)
-            mean, std = gp.predict(np.asarray(u, dtype=float).reshape(-1, 1), return_std=True)
-        return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+            return _predict(*fitted, u)
 
     # ------------------------------------------------------------------ results
     def best(self, *, use_posterior: bool = False) -> Observation:
@@ -271,7 +293,9 @@ class BayesSearcher(Searcher):
             "version": 1,
             "low": self.low,
             "high": self.high,
-            "observations": [[o.lr, o.value, o.diverged, o.prior] for o in self.observations],
+            "observations": [
+                [o.lr, o.value, o.diverged, o.prior, o.repeat] for o in self.observations
+            ],
             "rng": rng_state(self._rng),
         }
 
@@ -280,7 +304,86 @@ class BayesSearcher(Searcher):
         self.low = float(state["low"])
         self.high = float(state["high"])
         self.observations = [
-            Observation(float(lr), None if v is None else float(v), bool(d), bool(p))
-            for lr, v, d, p in state["observations"]
+            Observation(
+                float(o[0]), None if o[1] is None else float(o[1]), bool(o[2]), bool(o[3]),
+                bool(o[4]) if len(o) > 4 else False,  # states before repeats had four fields
+            )
+            for o in state["observations"]
         ]
         self._rng = rng_from_state(state["rng"])
+
+
+def _predict(
+    gp: GaussianProcessRegressor, offset: float, u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = gp.predict(np.asarray(u, dtype=float).reshape(-1, 1), return_std=True)
+    return np.asarray(mean, dtype=float) + offset, np.asarray(std, dtype=float)
+
+
+class PaperBayesSearcher(BayesSearcher):
+    """The reference code's search: a scikit-optimize ``Optimizer`` as AutoLRS drives it.
+
+    Differences from :class:`BayesSearcher`, each as scikit-optimize 0.8.1 with scikit-learn 0.21
+    behaves:
+
+    * The GP's targets are centred on their mean, not divided by their standard deviation, so a
+      diverged trial's penalty of 1e6 dominates the fit as it did in the original.
+    * The acquisition is minimised over :attr:`samples` uniform random points, then by L-BFGS-B
+      (at most 20 iterations) from the best :attr:`starts` of them; the best end point wins.
+    * A proposal equal to a rate already evaluated is told again with that rate's value and the
+      searcher asks anew, as the original's loop does. The original repeats without bound (it can
+      spin over 100 times, or forever when the acquisition keeps its edge); here at most
+      :attr:`max_repeats` times, after which the best grid point away from every tried rate is
+      proposed (:class:`BayesSearcher`'s rule).
+
+    Args: as :class:`BayesSearcher`.
+    """
+
+    standardize_targets = False
+    samples = 10_000
+    starts = 5
+    max_repeats = 10
+    _SAME = 1e-9  # in u: a proposal this close to a tried rate repeats it
+
+    def _ask(self) -> float:
+        if len(self.evaluated) < self.initial_random:
+            return self.from_unit(float(self._rng.uniform(0.0, 1.0)))
+        for attempt in range(self.max_repeats + 1):
+            u = self._minimise_acquisition()
+            tried = next(
+                (o for o in self.evaluated if abs(self.to_unit(o.lr) - u) < self._SAME), None
+            )
+            if tried is None:
+                return self.from_unit(u)
+            if attempt == self.max_repeats:
+                break
+            self.observations.append(
+                Observation(tried.lr, tried.value, tried.diverged, repeat=True)
+            )
+        return super()._ask()
+
+    def _minimise_acquisition(self) -> float:
+        fitted = self._fit()
+        assert fitted is not None  # _ask is only reached with observations
+
+        def score(u: np.ndarray) -> np.ndarray:
+            mean, std = _predict(*fitted, np.clip(u, 0.0, 1.0))
+            if self.acquisition == "lcb":
+                return lower_confidence_bound(mean, std, self.kappa)
+            values = self.values()
+            scale = float(np.std(values)) or 1.0
+            return expected_improvement(mean, std, float(np.min(values)), self.xi * scale)
+
+        points = self._rng.uniform(0.0, 1.0, self.samples)
+        best_u, best_score = 0.0, math.inf
+        for start in points[np.argsort(score(points))[: self.starts]]:
+            result = optimize.minimize(
+                lambda z: float(score(z)[0]),
+                x0=[start],
+                method="L-BFGS-B",
+                bounds=[(0.0, 1.0)],
+                options={"maxiter": 20},
+            )
+            if float(result.fun) < best_score:
+                best_u, best_score = float(result.x[0]), float(result.fun)
+        return min(max(best_u, 0.0), 1.0)
