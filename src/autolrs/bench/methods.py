@@ -122,7 +122,21 @@ def _train_plain(
 
 
 # --------------------------------------------------------------------------- autolrs
-def _run_autolrs(ctx: RunContext, config: Config) -> None:
+def paper_lr_range(default_lr: float) -> tuple[float, float]:
+    """The ``lr_range`` a user of the original code would give: two decades ending at the
+    optimizer family's conventional rate.
+
+    The official example (``run.sh`` with ``cifar10_example.py``: VGG-16, SGD momentum 0.9, whose
+    conventional rate is 0.1) starts the server with ``--min_lr 0.001 --max_lr 0.1``; the same rule
+    gives AdamW (conventional 1e-3) ``[1e-5, 1e-3]``. The paper's own per-workload intervals were
+    chosen with a range test and are not published.
+    """
+    return (default_lr / 100.0, default_lr)
+
+
+def _run_autolrs(
+    ctx: RunContext, config: Config, lr_range: tuple[float, float] | None = None
+) -> None:
     work = ctx.workload
     model = ctx.model()
     opt = work.make_optimizer(model.parameters(), lr=work.default_lr)
@@ -134,7 +148,15 @@ def _run_autolrs(ctx: RunContext, config: Config) -> None:
         val_seconds[0] += time.perf_counter() - start
         return value
 
-    sched = AutoLRS(model, opt, total_steps=ctx.budget, val_fn=val_fn, config=config, seed=ctx.seed)
+    sched = AutoLRS(
+        model,
+        opt,
+        total_steps=ctx.budget,
+        val_fn=val_fn,
+        config=config,
+        seed=ctx.seed,
+        lr_range=lr_range,
+    )
     step_seconds = 0.0
     ctx.result.extra["autolrs"] = {}
     try:
@@ -218,7 +240,8 @@ def resolve_method(name: str) -> MethodSpec:
     config = Config.from_dict({**preset.to_dict(), **overrides})  # validates the fields
 
     def run(ctx: RunContext) -> None:
-        _run_autolrs(ctx, config)
+        paper = base == "autolrs-paper"
+        _run_autolrs(ctx, config, paper_lr_range(ctx.workload.default_lr) if paper else None)
 
     spec_ = MethodSpec(name, run, f"{base} with {overrides}")
     METHODS[name] = spec_
@@ -226,9 +249,19 @@ def resolve_method(name: str) -> MethodSpec:
 
 
 @register(
-    "autolrs-paper", "autolrs Config.paper(): the reference method, stages scaled to the budget"
+    "autolrs-paper",
+    "autolrs Config.paper() with the lr_range a paper user gives (two decades ending at the "
+    "optimizer's conventional rate), stages scaled to the budget",
 )
 def autolrs_paper(ctx: RunContext) -> None:
+    _run_autolrs(ctx, Config.paper(), lr_range=paper_lr_range(ctx.workload.default_lr))
+
+
+@register(
+    "autolrs-paper-rangetest",
+    "autolrs Config.paper() with no lr_range: our range test finds it (not in the paper)",
+)
+def autolrs_paper_rangetest(ctx: RunContext) -> None:
     _run_autolrs(ctx, Config.paper())
 
 

@@ -210,7 +210,7 @@ def write_report(
                 f"{tt} | {nt} | {row['final_score']:.4f} | {acc} | {row['seconds_per_step'] * 1e3:.1f} ms | "
                 f"{row['overhead']:.2f}x | {row['diverged']}/{row['seeds']} |"
             )
-        for method in ("autolrs", "autolrs-paper"):
+        for method in ("autolrs", "autolrs-paper", "autolrs-paper-rangetest"):
             row = data["methods"].get(method)
             if row and "controller_share" in row:
                 lines.append("")

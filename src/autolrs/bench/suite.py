@@ -33,6 +33,7 @@ class Suite:
 ALL_METHODS = (
     "autolrs",
     "autolrs-paper",
+    "autolrs-paper-rangetest",
     "oracle",
     "naive",
     "wsd",
