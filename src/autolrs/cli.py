@@ -31,7 +31,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from autolrs.plot import plot_run
 
-    plot_run(args.run, args.output)
+    name, count = plot_run(args.run, args.output, run=args.which)
+    if count > 1:
+        print(
+            f"{args.run} holds {count} runs (one per AutoLRS that appended to it); drew run "
+            f"{name} (choose with --run ID or --run N)"
+        )
     print(f"wrote {args.output}")
     return 0
 
@@ -55,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="draw the schedule of a run from its JSONL events")
     plot.add_argument("run", help="JSONL file written with AutoLRS(log_file=...)")
     plot.add_argument("-o", "--output", default="schedule.png", help="PNG to write")
+    plot.add_argument(
+        "--run",
+        dest="which",
+        help="which run, when several appended to the file: its id, or its position (1 first, "
+        "-1 last; default: the last)",
+    )
     plot.set_defaults(func=_plot)
 
     try:

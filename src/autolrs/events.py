@@ -2,7 +2,15 @@
 
 Each event is a JSON-safe dict with an ``"event"`` key (``start``, ``range_test``, ``stage``,
 ``candidate``, ``decision``, ``segment``, ``rollback``, ``final``, ``done``, ``overrun``,
-``resume``) and the ``"step"`` at which it happened. ``autolrs plot`` reads the JSONL file.
+``resume``) and the ``"step"`` at which it happened. In the JSONL file every record also carries
+``"run"``, the identity of the run that wrote it: a file appended to by several runs (a script
+run twice with the same ``log_file``) holds them apart, and ``autolrs plot`` draws the last one
+unless told otherwise (:func:`split_runs`).
+
+Log levels: the search's normal course (stages, decisions, the range test, the final phase, and
+the rollbacks that are part of the method: a stage whose rate made the loss worse, a trial
+retried) is logged at INFO; what needs the user's attention (a non-finite loss or parameter,
+training past ``total_steps``) at WARNING; every candidate and segment at DEBUG.
 """
 
 from __future__ import annotations
@@ -12,15 +20,16 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Iterable
 from typing import IO, Any
 
-__all__ = ["EventLog", "describe", "read_events"]
+__all__ = ["EventLog", "describe", "level", "new_run_id", "read_events", "split_runs"]
 
 logger = logging.getLogger("autolrs")
 
 _LEVELS = {
-    "rollback": logging.WARNING,
+    "rollback": logging.INFO,  # WARNING when a non-finite value caused it: see level()
     "overrun": logging.WARNING,
     "stage": logging.INFO,
     "decision": logging.INFO,
@@ -32,6 +41,19 @@ _LEVELS = {
     "candidate": logging.DEBUG,
     "segment": logging.DEBUG,
 }
+
+
+def level(event: dict[str, Any]) -> int:
+    """The logging level of an event (see the module docstring)."""
+    kind = str(event.get("event"))
+    if kind == "rollback" and "non-finite" in str(event.get("reason", "")):
+        return logging.WARNING
+    return _LEVELS.get(kind, logging.DEBUG)
+
+
+def new_run_id() -> str:
+    """A fresh run identity: the start time and a random suffix, e.g. ``20261130-021503-3fa2``."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
 
 def _fmt(value: Any) -> str:
@@ -65,7 +87,10 @@ def describe(event: dict[str, Any]) -> str:
             f"(forecast {_fmt(event['forecast'])}) for {event['exploit_steps']} steps{extra}"
         )
     if kind == "rollback":
-        return f"step {step}: rolled back during {event['phase']}: {event['reason']}"
+        return (
+            f"step {step}: rolled back to the last committed state during the {event['phase']} "
+            f"phase ({event['reason']}); training goes on from there"
+        )
     if kind == "final":
         what = "linear decay" if event["decay"] else "constant"
         return f"step {step}: final phase to step {event['end']}: {what} from lr {event['lr']:.3g}"
@@ -93,11 +118,20 @@ class EventLog:
     Args:
         path: JSONL file to append to, or None for the logger only.
         enabled: False silences both (e.g. on non-zero ranks of a distributed run).
+        run: The run's identity, written into every record (default: a new one; a resumed run
+            passes the identity it had).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        enabled: bool = True,
+        run: str | None = None,
+    ) -> None:
         self.path = None if path is None else os.fspath(path)
         self.enabled = enabled
+        self.run = run or new_run_id()
         self._file: IO[str] | None = None
 
     def emit(self, events: Iterable[dict[str, Any]]) -> None:
@@ -105,9 +139,9 @@ class EventLog:
         if not self.enabled:
             return
         for event in events:
-            level = _LEVELS.get(str(event.get("event")), logging.DEBUG)
-            if logger.isEnabledFor(level):
-                logger.log(level, "%s", describe(event))
+            lvl = level(event)
+            if logger.isEnabledFor(lvl):
+                logger.log(lvl, "%s", describe(event))
             if self.path is not None:
                 if self._file is None:
                     directory = os.path.dirname(os.path.abspath(self.path))
@@ -115,6 +149,7 @@ class EventLog:
                     self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
                 record = dict(event)
                 record.setdefault("time", time.time())
+                record.setdefault("run", self.run)
                 self._file.write(json.dumps(_json_safe(record)) + "\n")
                 self._file.flush()
 
@@ -143,3 +178,21 @@ def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except json.JSONDecodeError as err:
                 raise ValueError(f"{os.fspath(path)} line {number} is not JSON: {err}") from err
     return events
+
+
+def split_runs(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The events of each run in a JSONL file, in the order the runs first appear.
+
+    Records carry the ``"run"`` that wrote them; in files written before runs had an identity,
+    each ``start`` event begins a new run, named ``"1"``, ``"2"``, ...
+    """
+    runs: dict[str, list[dict[str, Any]]] = {}
+    unnamed = 0
+    for event in events:
+        run = event.get("run")
+        if run is None:
+            if event.get("event") == "start" or unnamed == 0:
+                unnamed += 1
+            run = str(unnamed)
+        runs.setdefault(str(run), []).append(event)
+    return runs

@@ -6,9 +6,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from autolrs.events import read_events
+from autolrs.events import read_events, split_runs
 
-__all__ = ["plot_events", "plot_run", "require_matplotlib"]
+__all__ = ["plot_events", "plot_run", "require_matplotlib", "select_run"]
 
 
 def require_matplotlib() -> Any:
@@ -29,20 +29,68 @@ def require_matplotlib() -> Any:
     return plt
 
 
-def plot_run(path: str | os.PathLike[str], output: str | os.PathLike[str], *, title: str | None = None) -> None:
-    """Reads a run's JSONL events and writes a PNG of its schedule.
+def select_run(
+    runs: dict[str, list[dict[str, Any]]], run: str | int | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """One run of a file's runs (:func:`autolrs.events.split_runs`).
+
+    Args:
+        runs: The runs, in file order.
+        run: Its identity, or its position (1 is the first run, -1 the last); None: the last.
+
+    Raises:
+        ValueError: If there is no such run (the message lists the runs there are).
+    """
+    names = list(runs)
+    if not names:
+        raise ValueError("the file holds no autolrs events")
+    if run is None:
+        run = -1
+    if isinstance(run, str) and run not in runs:
+        try:
+            run = int(run)
+        except ValueError:
+            pass
+    if isinstance(run, int):
+        index = run - 1 if run > 0 else len(names) + run
+        if not 0 <= index < len(names):
+            raise ValueError(f"run {run} does not exist; the file holds {len(names)} run(s): {names}")
+        name = names[index]
+    elif run in runs:
+        name = run
+    else:
+        raise ValueError(f"run {run!r} does not exist; the file holds {len(names)} run(s): {names}")
+    return name, runs[name]
+
+
+def plot_run(
+    path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    run: str | int | None = None,
+) -> tuple[str, int]:
+    """Reads a JSONL event file and writes a PNG of one run's schedule.
 
     Args:
         path: The JSONL file written with ``AutoLRS(log_file=...)``.
         output: The PNG to write.
-        title: Figure title (default: the file name).
+        title: Figure title (default: the file name and the run).
+        run: Which run, when several runs appended to the file: its identity, or its position
+            (1 first, -1 last); None: the last.
+
+    Returns:
+        The identity of the run drawn and how many runs the file holds.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file holds no autolrs events.
+        ValueError: If the file holds no autolrs events, or no such run.
     """
-    events = read_events(path)
-    plot_events(events, output, title=title or os.path.basename(os.fspath(path)))
+    runs = split_runs(read_events(path))
+    name, events = select_run(runs, run)
+    label = os.path.basename(os.fspath(path)) + (f" (run {name})" if len(runs) > 1 else "")
+    plot_events(events, output, title=title or label)
+    return name, len(runs)
 
 
 def plot_events(events: Sequence[dict[str, Any]], output: str | os.PathLike[str], *, title: str = "") -> None:
@@ -70,6 +118,8 @@ def plot_events(events: Sequence[dict[str, Any]], output: str | os.PathLike[str]
             top.plot([start, end], [lr, lr], color="tab:orange", alpha=0.45, lw=2)
         elif seg.get("committed"):
             top.plot([start, end], [lr, lr_end], color="tab:blue", lw=2.5)
+        else:  # steps of a phase that was rolled back: spent, then undone
+            top.plot([start, end], [lr, lr_end], ":", color="tab:blue", lw=1.5)
     for cand in (e for e in events if e.get("event") == "candidate"):
         if cand.get("diverged"):
             top.plot([cand["end"]], [cand["lr"]], "x", color="tab:red", ms=6)
@@ -82,7 +132,9 @@ def plot_events(events: Sequence[dict[str, Any]], output: str | os.PathLike[str]
     top.plot([], [], color="tab:blue", lw=2.5, label="committed schedule")
     top.plot([], [], color="tab:orange", lw=2, alpha=0.45, label="candidate trials")
     top.plot([], [], "--", color="0.5", label="range test")
+    top.plot([], [], ":", color="tab:blue", lw=1.5, label="rolled back (steps spent, then undone)")
     top.plot([], [], "x", color="tab:red", label="diverged candidate")
+    top.plot([], [], color="tab:red", alpha=0.3, lw=1, label="rollback to the last committed state")
     top.legend(loc="best", fontsize=8)
     top.grid(alpha=0.3, which="both")
 
@@ -100,6 +152,9 @@ def plot_events(events: Sequence[dict[str, Any]], output: str | os.PathLike[str]
         if chosen is not None and chosen.get("forecast") is not None:
             bottom.plot([chosen["lr"]], [chosen["forecast"]], "o", mfc="none", mec=color, ms=11, mew=1.5)
     bottom.set_xscale("log")
+    forecasts = [e["forecast"] for e in events if e.get("event") == "candidate" and e.get("forecast") is not None]
+    if forecasts and min(forecasts) > 0:  # later stages' losses are small: a linear axis squashes them
+        bottom.set_yscale("log")
     bottom.set_xlabel("candidate learning rate")
     bottom.set_ylabel("forecast loss at end of stage")
     if stages:
