@@ -135,3 +135,16 @@ def test_a_model_without_a_loss_output_needs_logging_every_step(tmp_path):
 
 def test_missing_transformers_names_the_extra():
     assert 'pip install "autolrs[hf]"' in import_error_without("transformers", "autolrs.integrations.huggingface")
+
+
+def test_the_trainers_logged_learning_rate_is_the_rate_autolrs_set(tmp_path):
+    trainer, _, used = make_trainer(
+        tmp_path, AutoLRSCallback(seed=0, config=Config(candidates=4)), max_steps=60,
+        logging_steps=1, save_strategy="no",
+    )
+    record_lrs(trainer, used)
+    trainer.train()
+    logged = [(e["step"], e["learning_rate"]) for e in trainer.state.log_history if "learning_rate" in e]
+    assert len(logged) == 60
+    assert [lr for _, lr in logged] == pytest.approx([used[step - 1] for step, _ in logged], rel=1e-6)
+    assert len({lr for _, lr in logged}) > 10  # not the Trainer's constant 1e-3

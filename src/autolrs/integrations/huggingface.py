@@ -16,12 +16,17 @@ How it plugs in (public Trainer API only):
 - ``on_step_end`` (after ``optimizer.step()`` and the Trainer's scheduler step) reports the
   step's mean loss: autolrs may roll the weights back and sets the learning rate of the next
   optimizer step. The Trainer's own scheduler is thereby overridden; anything but
-  ``lr_scheduler_type="constant"`` and no warm-up is reported as mis-wiring.
+  ``lr_scheduler_type="constant"`` and no warm-up is reported as mis-wiring. With the constant
+  schedule the callback keeps that scheduler's ``base_lrs`` at autolrs' rates, so the Trainer's
+  own logged ``learning_rate`` (what TensorBoard, W&B and ``state.log_history`` show) is the rate
+  each step really used; ``autolrs_lr`` in the logs is the rate of the next step.
 - ``on_save`` writes ``autolrs_state.pt`` (controller state and the stage snapshot's tensors)
   into the checkpoint folder; resuming with ``trainer.train(resume_from_checkpoint=...)`` finds
   it in ``output_dir/checkpoint-<step>`` (or pass ``resume_from=``).
 
-Batches are drawn by the Trainer, so candidates see different batches (no replay).
+Batches are drawn by the Trainer, so candidates see different batches: the Trainer owns its
+data loader and offers no hook to rewind it, so the common random numbers of
+``AutoLRS.wrap`` are not available here.
 """
 
 from __future__ import annotations
@@ -117,12 +122,13 @@ class AutoLRSCallback(transformers.TrainerCallback):
         self._losses: list[torch.Tensor] = []
         self._pending = False
         self._hook: Any = None
+        self._constant_schedule = False
 
     # ------------------------------------------------------------------ events
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None, **kwargs: Any) -> None:
         if model is None or optimizer is None:
             raise RuntimeError("AutoLRSCallback needs the Trainer's model and optimizer at on_train_begin")
-        self._check_wiring(args)
+        self._constant_schedule = self._check_wiring(args)
         val_fn = self.val_fn
         if self.val_dataset is not None:
             val_fn = self._dataset_loss(model)
@@ -141,6 +147,7 @@ class AutoLRSCallback(transformers.TrainerCallback):
         if state.global_step > 0:
             self._resume(args, state)
         self._hook = model.register_forward_hook(self._capture_loss)
+        self._report_rates(kwargs.get("lr_scheduler"))
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._pending:
@@ -159,6 +166,7 @@ class AutoLRSCallback(transformers.TrainerCallback):
             self.sched.step(loss)
         else:
             self._pending = True  # maybe the Trainer logs it (logging_steps=1): see on_log
+        self._report_rates(kwargs.get("lr_scheduler"))
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if self.sched is None or logs is None:
@@ -196,6 +204,21 @@ class AutoLRSCallback(transformers.TrainerCallback):
             self._hook = None
 
     # ------------------------------------------------------------------ helpers
+    def _report_rates(self, lr_scheduler: Any) -> None:
+        """Makes the Trainer's constant scheduler hold autolrs' rates for the next step.
+
+        The Trainer logs ``lr_scheduler.get_last_lr()`` read right after ``optimizer.step()``,
+        then steps the scheduler. Holding autolrs' rates as the scheduler's ``base_lrs`` makes its
+        ``step()`` set what autolrs chose anyway, and as its last rates (``get_last_lr()`` returns
+        torch's ``LRScheduler._last_lr``) makes the logged ``learning_rate`` the rate the step used.
+        """
+        if self.sched is None or not self._constant_schedule or lr_scheduler is None:
+            return
+        if isinstance(getattr(lr_scheduler, "base_lrs", None), list):
+            rates = [float(g["lr"]) for g in self.sched.optimizer.param_groups]
+            lr_scheduler.base_lrs = list(rates)
+            lr_scheduler._last_lr = list(rates)
+
     def _capture_loss(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
         if module.training:
             loss = _output_loss(output)
@@ -216,7 +239,8 @@ class AutoLRSCallback(transformers.TrainerCallback):
             return
         self.sched.load_state_dict(torch.load(path, weights_only=False))
 
-    def _check_wiring(self, args: Any) -> None:
+    def _check_wiring(self, args: Any) -> bool:
+        """Warns when the Trainer's schedule would fight autolrs; True when it is constant."""
         kind = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
         problems = []
         if kind != "constant":
@@ -232,6 +256,7 @@ class AutoLRSCallback(transformers.TrainerCallback):
                 AutoLRSWarning,
                 stacklevel=3,
             )
+        return not problems
 
     def _dataset_loss(self, model: torch.nn.Module) -> Callable[[], float]:
         loader = torch.utils.data.DataLoader(
