@@ -15,6 +15,10 @@
   Lightning checkpoints and comes back with ``trainer.fit(..., ckpt_path=...)``.
 - Under the ``ddp`` strategy every rank runs the callback; rank 0 decides (see
   :mod:`autolrs.torch.distributed`).
+
+Batches are drawn by Lightning's fit loop, which offers a callback no way to rewind its data
+loader, so candidates see different batches: the common random numbers of ``AutoLRS.wrap``
+(every candidate of a stage replays the same batches) are available only in a plain loop.
 """
 
 from __future__ import annotations
