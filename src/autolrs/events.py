@@ -24,7 +24,16 @@ import uuid
 from collections.abc import Iterable
 from typing import IO, Any
 
-__all__ = ["EventLog", "describe", "level", "new_run_id", "read_events", "split_runs"]
+__all__ = [
+    "ACCOUNTS",
+    "EventLog",
+    "describe",
+    "level",
+    "new_run_id",
+    "read_events",
+    "split_runs",
+    "step_accounting",
+]
 
 logger = logging.getLogger("autolrs")
 
@@ -196,3 +205,62 @@ def split_runs(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any
             run = str(unnamed)
         runs.setdefault(str(run), []).append(event)
     return runs
+
+
+ACCOUNTS = ("warmup", "range_test", "discarded_trials", "kept_trials", "exploit", "final", "rolled_back")
+"""Where a run's steps went (:func:`step_accounting`), in the order they usually happen."""
+
+
+def _covered(intervals: list[tuple[int, int]]) -> int:
+    """Steps covered by the union of half-open ``[start, end)`` intervals."""
+    total, reach = 0, None
+    for start, end in sorted(intervals):
+        if reach is None or start >= reach:
+            total += max(end - start, 0)
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
+def step_accounting(events: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Where the steps of a run went, from its events.
+
+    Accounts (:data:`ACCOUNTS`): ``warmup`` (a linear warm-up, and the early part of a range test
+    that training resumes from), ``range_test`` (the rest of the sweep: discarded),
+    ``discarded_trials`` (candidates rolled back), ``kept_trials`` (a winner's trial steps that
+    training continued from), ``exploit`` and ``final`` (committed training at the chosen rates),
+    and ``rolled_back``: every other step told (exploit, final or warm-up steps undone by a
+    rollback, a retried trial's first attempt, steps told in a batch after a fault). The sum is
+    the number of steps told up to the last event.
+    """
+    spans: dict[str, list[tuple[int, int]]] = {}
+    last = 0
+    for e in events:
+        last = max(last, int(e.get("step", 0) or 0))
+        if e.get("event") != "segment":
+            continue
+        start, end = int(e["start"]), int(e["end"])
+        last = max(last, end)
+        kind, committed = e.get("kind"), bool(e.get("committed"))
+        if kind in ("range_test", "trial", "kept_trial"):
+            account = kind
+        elif not committed:
+            continue  # undone: counted in rolled_back
+        else:
+            account = {"warmup": "warmup", "exploit": "exploit"}.get(str(kind), "final")
+        spans.setdefault(account, []).append((start, end))
+    warmup = spans.get("warmup", [])
+    sweeps = spans.get("range_test", [])
+    kept_sweep = [w for w in warmup if any(w[0] < e and s < w[1] for s, e in sweeps)]
+    out = {
+        "warmup": _covered(warmup),
+        "range_test": _covered(sweeps + kept_sweep) - _covered(kept_sweep),
+        "discarded_trials": _covered(spans.get("trial", [])) - _covered(spans.get("kept_trial", [])),
+        "kept_trials": _covered(spans.get("kept_trial", [])),
+        "exploit": _covered(spans.get("exploit", [])),
+        "final": _covered(spans.get("final", [])),
+    }
+    out["rolled_back"] = max(last - sum(out.values()), 0)
+    return out

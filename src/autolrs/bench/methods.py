@@ -21,6 +21,7 @@ from torch import nn
 
 from autolrs.bench.harness import BudgetSpent, RunContext
 from autolrs.core.config import Config
+from autolrs.events import step_accounting
 from autolrs.torch.scheduler import AutoLRS
 
 __all__ = ["METHODS", "MethodSpec", "cosine_factor", "register", "resolve_method", "wsd_factor"]
@@ -181,6 +182,7 @@ def _run_autolrs(
                 1 for e in sched.events if e["event"] == "candidate" and e["mode"] == "validation"
             ),
             "rollbacks": sum(1 for e in sched.events if e["event"] == "rollback"),
+            "accounting": step_accounting(sched.events),
             "candidates": [
                 [e["stage"], e["lr"], e["start"], e["end"], e["forecast"], e["diverged"]]
                 for e in sched.events

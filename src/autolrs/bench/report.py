@@ -13,6 +13,7 @@ import numpy as np
 
 from autolrs.bench.harness import RunResult, _json_safe, median_curve, steps_to_target
 from autolrs.bench.methods import METHODS
+from autolrs.events import ACCOUNTS
 
 __all__ = ["summarize", "write_report"]
 
@@ -86,6 +87,12 @@ def summarize(results: list[RunResult], targets: dict[str, Any]) -> dict[str, An
                 val = [r.extra.get("autolrs", {}).get("val_seconds", math.nan) for r in runs]
                 rows[method]["controller_share"] = _median([c / t for c, t in zip(ctrl, charged) if t])
                 rows[method]["validation_share"] = _median([v / t for v, t in zip(val, charged) if t])
+                accounts = [r.extra.get("autolrs", {}).get("accounting") for r in runs]
+                if all(accounts):
+                    rows[method]["accounting"] = {
+                        name: _median([a[name] / r.steps for a, r in zip(accounts, runs) if r.steps])
+                        for name in ACCOUNTS
+                    }
         oracle = rows.get("oracle")
         for row in rows.values():
             base = oracle["seconds_to_target"] if oracle else math.nan
@@ -218,6 +225,21 @@ def write_report(
                     f"{method}: controller compute {100 * row['controller_share']:.1f} % of its training time, "
                     f"validation calls {100 * row['validation_share']:.1f} %."
                 )
+        accounted = [m for m in methods_order if "accounting" in data["methods"].get(m, {})]
+        if accounted:
+            lines += [
+                "",
+                "Step accounting (share of the steps taken, median over seeds; discarded = range "
+                "test + discarded trials + rolled back):",
+                "",
+                "| method | " + " | ".join(a.replace("_", " ") for a in ACCOUNTS) + " | discarded |",
+                "| --- |" + " ---: |" * (len(ACCOUNTS) + 1),
+            ]
+            for method in accounted:
+                acc = data["methods"][method]["accounting"]
+                discarded = acc["range_test"] + acc["discarded_trials"] + acc["rolled_back"]
+                cells = " | ".join(f"{100 * acc[a]:.1f} %" for a in ACCOUNTS)
+                lines.append(f"| {method} | {cells} | {100 * discarded:.1f} % |")
         lines.append("")
         for name in figures.get(w, []):
             lines.append(f"![{name}]({name})")
