@@ -626,17 +626,24 @@ def test_a_rollback_excludes_the_failed_rates_near_twins():
     # pick its twin (which would fail the same way) but a clearly different rate.
     ctrl = StageController(Config(candidates=3, trust_region=None), lr_range=(1e-3, 1.0), seed=0, total_steps=600)
     ctrl.start()
-    s = ctrl._s
     while ctrl.phase != "exploit":
         ctrl.tell_loss(1.0)
-    chosen = s["exploit"]["lr"]
+    chosen = ctrl.lr
     twin, other = chosen * 1.01, chosen / 10.0
-    s["results"] = [
-        {**s["results"][0], "index": 0, "lr": chosen, "value": 0.50, "diverged": False},
-        {**s["results"][0], "index": 1, "lr": twin, "value": 0.51, "diverged": False},
-        {**s["results"][0], "index": 2, "lr": other, "value": 0.60, "diverged": False},
+    state = ctrl.state_dict()
+    results = _stage_results(state)
+    results[:] = [
+        {**results[0], "index": 0, "lr": chosen, "value": 0.50, "diverged": False},
+        {**results[0], "index": 1, "lr": twin, "value": 0.51, "diverged": False},
+        {**results[0], "index": 2, "lr": other, "value": 0.60, "diverged": False},
     ]
+    ctrl.load_state_dict(state)
     ctrl.tell_loss(float("nan"))  # the exploit fails
     events = ctrl.pop_events()
     redo = [e for e in events if e["event"] == "decision"][-1]
     assert redo["reason"].startswith("rollback") and redo["lr"] == pytest.approx(other)
+
+
+def _stage_results(state):
+    """The current stage's trial results inside a controller state (a list of dicts)."""
+    return state["state"]["results"]

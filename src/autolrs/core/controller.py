@@ -22,23 +22,27 @@ import numpy as np
 from autolrs.core._rng import rng_from_state, rng_state, spawn
 from autolrs.core.actions import STAGE, WINNER, Action, Discard, Evaluate, Restore, SetLR, Snapshot
 from autolrs.core.config import Config
-from autolrs.core.forecast import (
-    CurveFit,
-    ExponentialForecaster,
-    Forecaster,
-    PaperExponentialForecaster,
-)
+from autolrs.core.forecast import CurveFit, Forecaster
+from autolrs.core.level import GUARD_WINDOW, RECENT, CommittedLevel, robust_std
+from autolrs.core.phases.stage import TrialResult
 from autolrs.core.planning import decay_length, first_tau, plan_stage, range_test_length
 from autolrs.core.range_test import divergence_index, suggest_range, sweep_lrs
-from autolrs.core.search import BayesSearcher, PaperBayesSearcher
+from autolrs.core.run import Run, TauPlan
+from autolrs.core.search import Searcher
+from autolrs.core.selection import fallback_lr, select
+from autolrs.core.space import SearchSpace
+from autolrs.core.strategies import (
+    ForecasterFactory,
+    SearcherFactory,
+    forecaster_factory,
+    searcher_factory,
+)
 
 __all__ = ["Phase", "StageController", "validate_lr_range", "validate_total_steps"]
 
 RANGE_SLOTS = ("range_a", "range_b")
-_RECENT = 32  # committed losses kept for the divergence reference
 _TWIN_LOG_RATIO = math.log(1.25)  # rates closer than this count as the same rate
 _MIN_SEARCH_BUDGET = 30  # below this many steps (and no lr_range) nothing is searched
-_GUARD_WINDOW = 8  # exploit losses the stage guard averages
 _FAULT_RETRIES = 1  # non-finite results a sweep or a trial may roll back from, if calm before
 _EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
 
@@ -130,6 +134,9 @@ class StageController:
         default_lr: Learning rate to hold when the budget is too small to search at all
             (fewer than 30 steps and no ``lr_range``); default: the geometric mean of
             ``Config.range_test_bounds``.
+        searcher: Builds each stage's searcher (default: the one ``config`` names).
+        forecaster: Builds the forecaster that scores trials (default: the one ``config``
+            names).
 
     Raises:
         ValueError: If ``total_steps`` or ``lr_range`` is invalid.
@@ -147,6 +154,8 @@ class StageController:
         validation: bool = False,
         seed: int | None = None,
         default_lr: float | None = None,
+        searcher: SearcherFactory | None = None,
+        forecaster: ForecasterFactory | None = None,
     ) -> None:
         if config is None:
             config = Config()
@@ -158,24 +167,24 @@ class StageController:
         lr_range = validate_lr_range(lr_range)
         tau0 = first_tau(config, self.total_steps)
         self._rng = np.random.default_rng(seed)
-        self._searcher: BayesSearcher | None = None
+        self._custom_searcher = searcher
+        self._custom_forecaster = forecaster
+        self._make_searcher = searcher or searcher_factory(config)
+        self._make_forecaster = forecaster or forecaster_factory(config)
+        self._searcher: Searcher | None = None
         self._events: list[dict[str, Any]] = []
+        self._run = Run(
+            taus=TauPlan(tau0, max(tau0, int(round(tau0 * config.tau_max_factor)))),
+            space=SearchSpace(None if lr_range is None else list(lr_range)),
+            default_lr=None if default_lr is None else float(default_lr),
+        )
         self._s: dict[str, Any] = {
-            "started": False,
-            "step": 0,
             "phase": (
                 Phase.WARMUP
                 if config.warmup_steps > 0
                 else Phase.RANGE_TEST if lr_range is None else Phase.TRIAL
             ),
             "warmup": None,
-            "lr": None,
-            "stage": 0,
-            "nominal_tau": tau0,
-            "tau_max": max(tau0, int(round(tau0 * config.tau_max_factor))),
-            "stages_at_max": 0,
-            "search_range": None if lr_range is None else list(lr_range),
-            "user_range": lr_range is not None,
             "range_test": None,
             "plan": None,
             "trial": None,
@@ -184,25 +193,15 @@ class StageController:
             "winner_slot": False,
             "exploit": None,
             "final": None,
-            "recent": [],
-            "stage_reference": None,
-            "stage_spread": None,
-            "lr_cap": None,
-            "range_auto": False,
-            "initial_loss": None,
-            "last_lr": None,
-            "rollbacks": 0,
             "awaiting_validation": False,
-            "failure": None,
             "overrun_reported": False,
-            "default_lr": None if default_lr is None else float(default_lr),
         }
 
     # ================================================================== public view
     @property
     def step(self) -> int:
         """Training steps told so far (trials included)."""
-        return int(self._s["step"])
+        return int(self._run.step)
 
     @property
     def phase(self) -> str:
@@ -212,12 +211,12 @@ class StageController:
     @property
     def lr(self) -> float | None:
         """The learning rate the next training step uses."""
-        return self._s["lr"]
+        return self._run.lr
 
     @property
     def stage(self) -> int:
         """Index of the current stage (1-based; 0 before the first)."""
-        return int(self._s["stage"])
+        return int(self._run.stage)
 
     @property
     def in_trial(self) -> bool:
@@ -232,7 +231,7 @@ class StageController:
     @property
     def search_range(self) -> tuple[float, float] | None:
         """The learning-rate interval searched (None until the range test has found it)."""
-        r = self._s["search_range"]
+        r = self._run.space.range
         return None if r is None else (float(r[0]), float(r[1]))
 
     @property
@@ -243,7 +242,7 @@ class StageController:
     @property
     def failure(self) -> str | None:
         """Set when training kept diverging beyond ``Config.max_rollbacks``."""
-        return self._s["failure"]
+        return self._run.failure
 
     @property
     def needs_finite_check(self) -> bool:
@@ -263,9 +262,9 @@ class StageController:
             return bool(self.config.keep_winner) and t["steps"] + 1 >= plan["trial_steps"]
         if phase == Phase.EXPLOIT:
             e = s["exploit"]
-            return s["step"] + 1 >= e["end_step"] or e["done"] + 1 in self._exploit_checks(e)
+            return self._run.step + 1 >= e["end_step"] or e["done"] + 1 in self._exploit_checks(e)
         if phase == Phase.FINAL:
-            return s["step"] + 1 >= s["final"]["end_step"] or self._final_checkpoint_due(1)
+            return self._run.step + 1 >= s["final"]["end_step"] or self._final_checkpoint_due(1)
         return False
 
     @property
@@ -299,12 +298,12 @@ class StageController:
             return max(0, left)
         if phase == Phase.EXPLOIT:
             e = s["exploit"]
-            left = e["end_step"] - s["step"] - 1
+            left = e["end_step"] - self._run.step - 1
             return max(0, min(left, _before_next(self._exploit_checks(e), e["done"])))
         if phase == Phase.FINAL:
             f = s["final"]
-            left = f["end_step"] - s["step"] - 1
-            done = s["step"] - f["start_step"]
+            left = f["end_step"] - self._run.step - 1
+            done = self._run.step - f["start_step"]
             checks = _checkpoints(f["end_step"] - f["start_step"])
             return max(0, min(left, _before_next(checks, done)))
         return 1 << 30
@@ -322,10 +321,10 @@ class StageController:
             rt = s["range_test"]
             return float(rt["lrs"][min(len(rt["losses"]) + ahead, len(rt["lrs"]) - 1)])
         if phase == Phase.FINAL and s["final"]["decay"]:
-            return self._final_lr(s["step"] + ahead)
+            return self._final_lr(self._run.step + ahead)
         if phase == Phase.TRIAL and s["plan"].get("anneal_steps"):
             return self._trial_lr(s["trial"]["steps"] + 1 + ahead)
-        return float(s["lr"])
+        return float(self._run.lr)
 
     def tell_losses(
         self, losses: list[float], *, model_finite: bool | Callable[[], bool] = True
@@ -356,22 +355,22 @@ class StageController:
     def _waste(self, steps: int) -> None:
         """Counts ``steps`` already taken on an abandoned state as spent."""
         s = self._s
-        s["step"] += steps
+        self._run.step += steps
         self._emit("wasted", steps=steps, phase=s["phase"])
         if s["phase"] == Phase.TRIAL:
-            s["trial"]["start_step"] = s["step"]
+            s["trial"]["start_step"] = self._run.step
         elif s["phase"] == Phase.EXPLOIT:
             e = s["exploit"]
-            e["start_step"] = e["checkpoint_step"] = s["step"]
-            e["end_step"] = max(e["end_step"], s["step"] + 1)
+            e["start_step"] = e["checkpoint_step"] = self._run.step
+            e["end_step"] = max(e["end_step"], self._run.step + 1)
         elif s["phase"] == Phase.FINAL:  # the decay's schedule goes on; the lost steps are spent
             f = s["final"]
-            f["checkpoint_step"] = s["step"]
-            f["end_step"] = max(f["end_step"], s["step"] + 1)
+            f["checkpoint_step"] = self._run.step
+            f["end_step"] = max(f["end_step"], self._run.step + 1)
         elif s["phase"] == Phase.RANGE_TEST:
-            s["range_test"]["start_step"] = s["step"]
+            s["range_test"]["start_step"] = self._run.step
         elif s["phase"] == Phase.WARMUP:
-            s["warmup"]["start_step"] = s["step"]
+            s["warmup"]["start_step"] = self._run.step
 
     def pop_events(self) -> list[dict[str, Any]]:
         """Events recorded since the last call (JSON-safe dicts with an ``"event"`` key)."""
@@ -385,14 +384,14 @@ class StageController:
         Raises:
             RuntimeError: If called twice.
         """
-        if self._s["started"]:
+        if self._run.started:
             raise RuntimeError("StageController.start() was already called")
-        self._s["started"] = True
+        self._run.started = True
         self._emit(
             "start",
             config=self.config.to_dict(),
             total_steps=self.total_steps,
-            lr_range=self._s["search_range"],
+            lr_range=self._run.space.range,
         )
         if self.config.warmup_steps > 0:
             return self._begin_warmup()
@@ -400,7 +399,7 @@ class StageController:
 
     def _after_warmup(self) -> tuple[Action, ...]:
         """The first phase of the method proper: a range test, or the first stage."""
-        if self._s["search_range"] is None:
+        if self._run.space.range is None:
             if self.total_steps is not None and self.total_steps < _MIN_SEARCH_BUDGET:
                 return self._begin_final()
             return self._begin_range_test()
@@ -419,12 +418,12 @@ class StageController:
             RuntimeError: If :meth:`start` was not called, or a validation value is awaited.
         """
         s = self._s
-        if not s["started"]:
+        if not self._run.started:
             raise RuntimeError("call StageController.start() before telling losses")
         if s["awaiting_validation"]:
             raise RuntimeError("a validation loss was requested: call tell_validation() first")
         loss = float(loss)
-        s["step"] += 1
+        self._run.step += 1
         phase = s["phase"]
         if phase == Phase.WARMUP:
             return self._warmup_tell(loss, model_finite)
@@ -472,10 +471,10 @@ class StageController:
             self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=STAGE)
             rt = s["range_test"]
             rt.update(
-                losses=[], checkpoints=[], start_step=s["step"], origin=s["step"], retries=0,
+                losses=[], checkpoints=[], start_step=self._run.step, origin=self._run.step, retries=0,
                 first_index=0,
             )
-            s["lr"] = rt["lrs"][0]
+            self._run.lr = rt["lrs"][0]
             return (Restore(STAGE), SetLR(rt["lrs"][0]))
         return ()
 
@@ -488,9 +487,9 @@ class StageController:
         if self.total_steps is not None:
             length = min(length, self.total_steps)
         s["phase"] = Phase.WARMUP
-        s["warmup"] = {"length": length, "lr": cfg.warmup_lr, "done": 0, "start_step": s["step"]}
-        s["lr"] = self._warmup_lr(0)
-        return (Snapshot(STAGE), SetLR(s["lr"]))
+        s["warmup"] = {"length": length, "lr": cfg.warmup_lr, "done": 0, "start_step": self._run.step}
+        self._run.lr = self._warmup_lr(0)
+        return (Snapshot(STAGE), SetLR(self._run.lr))
 
     def _warmup_lr(self, done: int) -> float:
         """The warm-up's rate for its step ``done`` (0-based): ``lr * (done + 1) / length``."""
@@ -507,16 +506,16 @@ class StageController:
             reason = "non-finite loss" if not _finite(loss) else "non-finite parameters"
             self._register_rollback(Phase.WARMUP, f"{reason} in the warm-up")
             self._segment("warmup", w["start_step"], lr=self._warmup_lr(0), committed=False)
-            w.update(lr=float(w["lr"]) / 2.0, done=0, start_step=s["step"])
-            s["lr"] = self._warmup_lr(0)
-            return (Restore(STAGE), SetLR(s["lr"]))
+            w.update(lr=float(w["lr"]) / 2.0, done=0, start_step=self._run.step)
+            self._run.lr = self._warmup_lr(0)
+            return (Restore(STAGE), SetLR(self._run.lr))
         w["done"] += 1
         if not at_end:
-            s["lr"] = self._warmup_lr(w["done"])
-            return (SetLR(s["lr"]),)
-        s["rollbacks"] = 0
+            self._run.lr = self._warmup_lr(w["done"])
+            return (SetLR(self._run.lr),)
+        self._run.rollbacks = 0
         self._segment(
-            "warmup", w["start_step"], lr=self._warmup_lr(0), lr_end=s["lr"], committed=True
+            "warmup", w["start_step"], lr=self._warmup_lr(0), lr_end=self._run.lr, committed=True
         )
         if self.finished:
             return self._begin_final()
@@ -536,14 +535,14 @@ class StageController:
             "lrs": lrs,
             "losses": [],
             "checkpoints": [],
-            "start_step": s["step"],  # where the current pass of the sweep started
-            "origin": s["step"],  # where the sweep's first pass started (before any retry)
+            "start_step": self._run.step,  # where the current pass of the sweep started
+            "origin": self._run.step,  # where the sweep's first pass started (before any retry)
             "first_index": 0,  # the sweep index at start_step
             "retries": 0,
             "refined": False,
             "every": max(1, int(round(n / decades))),
         }
-        s["lr"] = lrs[0]
+        self._run.lr = lrs[0]
         return (Snapshot(STAGE), SetLR(lrs[0]))
 
     def _range_test_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
@@ -575,8 +574,8 @@ class StageController:
             rt["checkpoints"] = [c for c in rt["checkpoints"] if c[0] != slot]
             rt["checkpoints"].append([slot, len(losses), rt["lrs"][len(losses) - 1]])
             actions.append(Snapshot(slot))
-        s["lr"] = rt["lrs"][len(losses)]
-        actions.append(SetLR(s["lr"]))
+        self._run.lr = rt["lrs"][len(losses)]
+        actions.append(SetLR(self._run.lr))
         return tuple(actions)
 
     def _refine_range_test(self, top: float) -> tuple[Action, ...]:
@@ -587,7 +586,7 @@ class StageController:
         self._emit(
             "range_refine",
             start=rt["origin"],
-            end=s["step"],
+            end=self._run.step,
             lrs=rt["lrs"][: len(rt["losses"])],
             losses=rt["losses"],
             top=top,
@@ -598,14 +597,14 @@ class StageController:
             lrs=lrs,
             losses=[],
             checkpoints=[],
-            start_step=s["step"],
-            origin=s["step"],
+            start_step=self._run.step,
+            origin=self._run.step,
             retries=0,
             first_index=0,
             refined=True,
             every=max(1, int(round(len(lrs) / (cfg.range_decades + 1)))),
         )
-        s["lr"] = lrs[0]
+        self._run.lr = lrs[0]
         return (Restore(STAGE), *(Discard(slot) for slot in RANGE_SLOTS), SetLR(lrs[0]))
 
     def _sweep_segment(self, end_index: int) -> None:
@@ -641,12 +640,12 @@ class StageController:
         slot, done = STAGE, 0
         if rt["checkpoints"]:
             slot, done = max(rt["checkpoints"], key=lambda c: c[1])[:2]
-        self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=slot, lr=s["lr"])
+        self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=slot, lr=self._run.lr)
         self._sweep_segment(len(rt["losses"]))  # up to the step that failed
         rt["losses"] = rt["losses"][:done]
-        rt["start_step"], rt["first_index"] = s["step"], done
-        s["lr"] = rt["lrs"][done]
-        return (Restore(slot), SetLR(s["lr"]))
+        rt["start_step"], rt["first_index"] = self._run.step, done
+        self._run.lr = rt["lrs"][done]
+        return (Restore(slot), SetLR(self._run.lr))
 
     def _finish_range_test(self) -> tuple[Action, ...]:
         s, cfg = self._s, self.config
@@ -660,12 +659,12 @@ class StageController:
             not suggestion.informative
             and rt["lrs"].index(suggestion.best_lr) < 0.75 * suggestion.stop_index
             and not rt["refined"]
-            and (self.total_steps is None or s["step"] + n <= self.total_steps // 3)
+            and (self.total_steps is None or self._run.step + n <= self.total_steps // 3)
         ):
             return self._refine_range_test(rt["lrs"][suggestion.stop_index])
-        s["search_range"] = [suggestion.low, suggestion.high]
-        s["lr_cap"] = suggestion.diverged_lr or cfg.range_test_bounds[1]
-        s["range_auto"] = True
+        self._run.space.range = [suggestion.low, suggestion.high]
+        self._run.space.cap = suggestion.diverged_lr or cfg.range_test_bounds[1]
+        self._run.space.auto = True
         # Resume from the latest checkpoint taken at least one decade below the high end (the
         # sweep's progress up to there is a warm-up), or from the start.
         resume_slot, resume_steps = STAGE, 0
@@ -673,12 +672,12 @@ class StageController:
             if lr_at <= suggestion.high / 10.0 and steps_done <= suggestion.stop_index:
                 resume_slot, resume_steps = slot, steps_done
         kept = [v for v in losses[:resume_steps] if math.isfinite(v)]
-        s["recent"] = kept[-4:]
+        self._run.level.recent = kept[-4:]
         origin = rt["origin"]
         self._emit(
             "range_test",
             start=origin,
-            end=s["step"],
+            end=self._run.step,
             lrs=rt["lrs"][: len(losses)],
             losses=rt["losses"],
             low=suggestion.low,
@@ -707,7 +706,7 @@ class StageController:
     def _remaining(self) -> int | None:
         if self.total_steps is None:
             return None
-        return self.total_steps - self._s["step"] - decay_length(self.config, self.total_steps)
+        return self.total_steps - self._run.step - decay_length(self.config, self.total_steps)
 
     def _mode(self) -> str:
         cfg = self.config
@@ -715,16 +714,16 @@ class StageController:
             return "train"
         if cfg.objective == "validation":
             return "validation"
-        return "validation" if self._s["stages_at_max"] >= 1 else "train"
+        return "validation" if self._run.taus.stages_at_max >= 1 else "train"
 
     def _begin_stage(self) -> tuple[Action, ...]:
         s, cfg = self._s, self.config
         remaining = self._remaining()
-        k = cfg.later_candidates if s["stage"] >= 1 and cfg.later_candidates else cfg.candidates
-        plan = plan_stage(cfg, s["nominal_tau"], s["tau_max"], remaining, k)
+        k = cfg.later_candidates if self._run.stage >= 1 and cfg.later_candidates else cfg.candidates
+        plan = plan_stage(cfg, self._run.taus.nominal, self._run.taus.maximum, remaining, k)
         if plan is None:
             return self._begin_final()
-        s["stage"] += 1
+        self._run.stage += 1
         mode = self._mode()
         trial_steps = plan.trial_steps
         anneal = 0
@@ -738,12 +737,8 @@ class StageController:
             trial_steps = (trial_steps // val_every) * val_every
         # The reference code forecasts a validation series at int(tau / val_every) evaluations.
         horizon = plan.tau if val_every is None else plan.tau // val_every
-        low, high = s["search_range"]
-        if cfg.trust_region is not None and s["last_lr"] is not None:
-            low, high = _trust_region(low, high, s["last_lr"], cfg.trust_region)
-        reference = float(np.median(s["recent"][-8:])) if s["recent"] else None
-        previous = [r for r in s["results"] if not r["diverged"]]
-        prev_reference = s["stage_reference"]
+        low, high = self._run.space.around(self._run.last_lr, cfg.trust_region)
+        previous = [r for r in s["results"] if not r.diverged]
         s["plan"] = {
             "trial_steps": trial_steps,
             "candidates": plan.candidates,
@@ -752,22 +747,23 @@ class StageController:
             "val_every": val_every,
             "anneal_steps": anneal,
             "horizon": horizon,
-            "start_step": s["step"],
+            "start_step": self._run.step,
             "search_low": low,
             "search_high": high,
         }
-        s["stage_reference"] = reference
-        s["stage_spread"] = _robust_std(s["recent"][-16:]) if len(s["recent"]) >= 4 else None
+        prev_reference = self._run.level.begin_stage()
+        reference = self._run.level.reference
         s["results"] = []
         s["winner"] = None
         s["exploit"] = None
-        self._searcher = self._new_searcher(low, high)
+        self._searcher = self._make_searcher(low, high, spawn(self._rng))
         if cfg.warm_start and previous and prev_reference is not None:
             for r in previous:
-                self._searcher.add_prior(r["lr"], r["value"] - prev_reference)
+                assert r.value is not None  # healthy results have a score
+                self._searcher.add_prior(r.lr, r.value - prev_reference)
         self._emit(
             "stage",
-            stage=s["stage"],
+            stage=self._run.stage,
             tau=plan.tau,
             trial_steps=trial_steps,
             candidates=plan.candidates,
@@ -779,46 +775,28 @@ class StageController:
         )
         return (Snapshot(STAGE),) + self._begin_trial()
 
-    def _new_searcher(
-        self, low: float, high: float, rng: np.random.Generator | None | bool = True
-    ) -> BayesSearcher:
-        """A searcher over [low, high]; its generator is spawned from the controller's unless
-        ``rng`` is None (the caller then loads the searcher's own state)."""
-        cfg = self.config
-        searcher = PaperBayesSearcher if cfg.searcher == "paper" else BayesSearcher
-        return searcher(
-            low,
-            high,
-            acquisition=cfg.acquisition,
-            kappa=cfg.kappa,
-            xi=cfg.xi,
-            initial_random=cfg.initial_random,
-            restarts=cfg.gp_restarts,
-            diverged_value=cfg.diverged_value,
-            rng=spawn(self._rng) if rng is True else None,
-        )
-
     def _begin_trial(self, proposal: float | None = None) -> tuple[Action, ...]:
         s = self._s
         assert self._searcher is not None
-        previous = s["last_lr"]
+        previous = self._run.last_lr
+        low, high = s["plan"]["search_low"], s["plan"]["search_high"]
         if proposal is not None:
             lr = proposal
         elif (
             self.config.start_at_previous
             and not s["results"]
             and previous is not None
-            and self._searcher.low * (1 - 1e-9) <= previous <= self._searcher.high * (1 + 1e-9)
+            and low * (1 - 1e-9) <= previous <= high * (1 + 1e-9)
         ):
             # The natural baseline: carry on as before (clipped against rounding at the edges).
-            lr = float(min(max(previous, self._searcher.low), self._searcher.high))
+            lr = float(min(max(previous, low), high))
         else:
             lr = self._searcher.ask()
         s["phase"] = Phase.TRIAL
         s["trial"] = {
             "index": len(s["results"]),
             "lr": lr,
-            "start_step": s["step"],
+            "start_step": self._run.step,
             "steps": 0,
             "x": [],
             "y": [],
@@ -826,13 +804,11 @@ class StageController:
             "evals": 0,
             "retries": 0,
         }
-        s["lr"] = lr
+        self._run.lr = lr
         return (SetLR(lr),)
 
     def _forecaster(self, mode: str) -> Forecaster:
-        if self.config.forecaster == "paper":
-            return PaperExponentialForecaster(validation=mode == "validation")
-        return ExponentialForecaster()
+        return self._make_forecaster(mode == "validation")
 
     def _trial_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
         s, cfg = self._s, self.config
@@ -841,32 +817,27 @@ class StageController:
         t["steps"] += 1
         if not _finite(loss):
             return self._trial_fault("non-finite loss")
-        if s["stage_reference"] is None:
-            s["stage_reference"] = loss
-        if s["initial_loss"] is None:
-            s["initial_loss"] = loss
+        level = self._run.level
+        if level.reference is None:
+            level.reference = loss
+        if level.initial is None:
+            level.initial = loss
         if t["steps"] == 1 and not s["results"]:
             # The stage's first loss is computed before any step at a candidate's rate. When it
             # lies clearly above the committed level (the steps before the snapshot spiked), the
             # stage starts there: otherwise every candidate looks divergent and the guard judges
             # the stage against a level no rate can reach, ratcheting the ceiling down.
-            lifted = loss - 3.0 * (s["stage_spread"] or 0.0)
-            if lifted > s["stage_reference"]:
-                s["stage_reference"] = lifted
-        reference = s["stage_reference"]
+            level.reference = level.lifted(loss, level.reference)
+        reference = level.reference
         if abs(loss) > _EXPLODED * max(abs(reference), 1.0):
             return self._end_trial(diverged=f"loss exploded to {loss:.4g}")
         t["tail"] = (t["tail"] + [loss])[-3:]
         factor = cfg.divergence_factor
-        if factor is not None and reference > 0:
-            # Compare a short running mean with the start level plus its noise, so that one
-            # unlucky batch late in training (tiny losses, large relative noise) is no divergence.
-            bound = factor * (reference + 3.0 * (s["stage_spread"] or 0.0))
-            recent = sum(t["tail"]) / len(t["tail"])
-            if recent > bound:
-                return self._end_trial(
-                    diverged=f"loss {recent:.4g} > {factor:g} x stage start {reference:.4g}"
-                )
+        recent = level.diverged(t["tail"], factor)
+        if recent is not None:
+            return self._end_trial(
+                diverged=f"loss {recent:.4g} > {factor:g} x stage start {reference:.4g}"
+            )
         if finite_check and not model_finite:
             return self._trial_fault("non-finite parameters")
         if plan["mode"] == "train":
@@ -881,8 +852,8 @@ class StageController:
             return self._end_trial(early_stopped=True)
         if plan.get("anneal_steps"):
             lr = self._trial_lr(t["steps"] + 1)
-            if lr != s["lr"]:
-                s["lr"] = lr
+            if lr != self._run.lr:
+                self._run.lr = lr
                 return (SetLR(lr),)
         return ()
 
@@ -894,13 +865,8 @@ class StageController:
         touched) is restarted from the stage snapshot: one bad batch must not veto a rate. A
         second non-finite result, or one after rising losses, is divergence.
         """
-        s = self._s
-        t = s["trial"]
-        reference = s["stage_reference"]
-        calm = not t["tail"] or reference is None or (
-            sum(t["tail"]) / len(t["tail"]) <= reference + 3.0 * (s["stage_spread"] or 0.0)
-        )
-        if t["retries"] < _FAULT_RETRIES and calm:
+        t = self._s["trial"]
+        if t["retries"] < _FAULT_RETRIES and self._run.level.calm(t["tail"]):
             t["retries"] += 1
             return self._restart_trial(f"{reason} (retrying the candidate once)")
         return self._end_trial(diverged=reason)
@@ -911,8 +877,8 @@ class StageController:
         t = s["trial"]
         s["awaiting_validation"] = False
         self._emit("rollback", phase=Phase.TRIAL, reason=reason, restored=STAGE, lr=t["lr"])
-        t.update(start_step=s["step"], steps=0, x=[], y=[], tail=[], evals=0)
-        s["lr"] = t["lr"]
+        t.update(start_step=self._run.step, steps=0, x=[], y=[], tail=[], evals=0)
+        self._run.lr = t["lr"]
         return (Restore(STAGE), SetLR(self._trial_lr(1)))
 
     def _trial_lr(self, step: int) -> float:
@@ -936,18 +902,13 @@ class StageController:
     def _should_stop_early(self, t: dict[str, Any], plan: dict[str, Any]) -> bool:
         if t["steps"] != self._early_stop_step(plan):
             return False
-        best = self._best_result()
-        if best is None:
+        healthy = [r for r in self._s["results"] if not r.diverged]
+        if not healthy:
             return False
+        best = select(healthy)
         fit = self._forecaster("train").fit(t["x"], t["y"], horizon=plan["horizon"])
         optimistic = fit.predict(plan["horizon"]) - 2.0 * fit.noise
-        return optimistic > best["value"]
-
-    def _best_result(self) -> dict[str, Any] | None:
-        healthy = [r for r in self._s["results"] if not r["diverged"]]
-        if not healthy:
-            return None
-        return min(healthy, key=lambda r: r["value"])
+        return optimistic > best.value
 
     def _end_trial(
         self, *, diverged: str | None = None, early_stopped: bool = False
@@ -966,35 +927,35 @@ class StageController:
         elif diverged is None:
             fit = self._forecaster(plan["mode"]).fit(t["x"], t["y"], horizon=plan["horizon"])
             value = fit.predict(plan["horizon"])
-            initial = s["initial_loss"]
+            initial = self._run.level.initial
             if plan["mode"] == "validation" and initial is not None and max(t["y"]) >= initial:
                 value = float(t["y"][-1])  # the reference code's divergence fallback
-        result = {
-            "index": t["index"],
-            "lr": t["lr"],
-            "value": value,
-            "diverged": diverged is not None,
-            "reason": diverged,
-            "early_stopped": early_stopped,
-            "steps": t["steps"],
-            "start_step": t["start_step"],
-            "level": float(np.median(t["tail"])) if t["tail"] else None,
-            "level_spread": _robust_std(t["tail"]) if len(t["tail"]) >= 3 else None,
-        }
+        result = TrialResult(
+            index=t["index"],
+            lr=t["lr"],
+            value=value,
+            diverged=diverged is not None,
+            reason=diverged,
+            early_stopped=early_stopped,
+            steps=t["steps"],
+            start_step=t["start_step"],
+            level=float(np.median(t["tail"])) if t["tail"] else None,
+            level_spread=robust_std(t["tail"]) if len(t["tail"]) >= 3 else None,
+        )
         s["results"].append(result)
         assert self._searcher is not None
         told = value
-        if value is not None and cfg.warm_start and s["stage_reference"] is not None:
-            told = value - s["stage_reference"]
+        if value is not None and cfg.warm_start and self._run.level.reference is not None:
+            told = value - self._run.level.reference
         self._searcher.tell(t["lr"], told, diverged=diverged is not None)
         y = t["y"]
         self._emit(
             "candidate",
-            stage=s["stage"],
+            stage=self._run.stage,
             index=t["index"],
             lr=t["lr"],
             start=t["start_step"],
-            end=s["step"],
+            end=self._run.step,
             steps=t["steps"],
             mode=plan["mode"],
             losses=_summary(y),
@@ -1005,8 +966,11 @@ class StageController:
             early_stopped=early_stopped,
         )
         self._segment("trial", t["start_step"], lr=t["lr"], committed=False)
-        healthy = [r for r in s["results"] if not r["diverged"]]
-        is_best = value is not None and self._preferred(healthy)["index"] == t["index"]
+        healthy = [r for r in s["results"] if not r.diverged]
+        is_best = (
+            value is not None
+            and select(healthy, prefer_larger_within=cfg.prefer_larger_within).index == t["index"]
+        )
         last = len(s["results"]) >= plan["candidates"]
         proposal = None
         if not last and cfg.converged_decades is not None and len(healthy) >= 3:
@@ -1014,7 +978,7 @@ class StageController:
             # and the rest of the stage's trials would only re-measure it.
             assert self._searcher is not None
             proposal = self._searcher.ask()
-            nearest = min(abs(math.log10(proposal / r["lr"])) for r in s["results"])
+            nearest = min(abs(math.log10(proposal / r.lr)) for r in s["results"])
             if nearest < cfg.converged_decades:
                 last = True
         actions: list[Action] = []
@@ -1028,34 +992,26 @@ class StageController:
             return tuple(actions) + self._begin_trial(proposal)
         return tuple(actions) + self._decide()
 
-    def _choose(self, exclude: list[float]) -> dict[str, Any] | None:
-        s, cfg = self._s, self.config
-        healthy = [r for r in s["results"] if not r["diverged"] and r["lr"] not in exclude]
+    def _choose(self, exclude: list[float]) -> TrialResult | None:
+        healthy = [r for r in self._s["results"] if not r.diverged and r.lr not in exclude]
         if not healthy:
             return None
-        if cfg.select == "posterior" and len(healthy) >= 3 and self._searcher is not None:
-            u = np.array([self._searcher.to_unit(r["lr"]) for r in healthy])
-            mean, _ = self._searcher.posterior(u)
-            return healthy[int(np.argmin(mean))]
-        return self._preferred(healthy)
-
-    def _preferred(self, healthy: list[dict[str, Any]]) -> dict[str, Any]:
-        """The lowest score, or with ``Config.prefer_larger_within`` the largest rate whose score
-        is within that relative margin of the lowest."""
-        best = min(healthy, key=lambda r: r["value"])
-        margin = self.config.prefer_larger_within
-        if margin is None:
-            return best
-        bound = best["value"] + margin * abs(best["value"])
-        return max((r for r in healthy if r["value"] <= bound), key=lambda r: r["lr"])
+        posterior = None
+        if self.config.select == "posterior" and self._searcher is not None:
+            posterior = self._searcher.posterior_mean
+        return select(
+            healthy,
+            prefer_larger_within=self.config.prefer_larger_within,
+            posterior_mean=posterior,
+        )
 
     def _fallback_lr(self) -> float:
         """A learning rate well below everything that diverged in this stage."""
         s = self._s
-        tried = [r["lr"] for r in s["results"]]
+        tried = [r.lr for r in s["results"]]
         if s["exploit"] is not None:
             tried.append(s["exploit"]["lr"])
-        return min(tried) / 10.0
+        return fallback_lr(tried)
 
     def _decide(self) -> tuple[Action, ...]:
         s = self._s
@@ -1066,15 +1022,13 @@ class StageController:
         from_winner = 0
         if chosen is None:
             lr = self._fallback_lr()
-            low, high = s["search_range"]
-            width = high / low
-            s["search_range"] = [lr * 10.0 / width, lr * 10.0]
+            self._run.space.below(lr)
             actions.append(Restore(STAGE))
             reason = "every candidate diverged"
         else:
-            lr = chosen["lr"]
+            lr = chosen.lr
             reason = None
-            if winner is not None and winner["index"] == chosen["index"]:
+            if winner is not None and winner["index"] == chosen.index:
                 from_winner = winner["steps"]
                 if not winner["live"]:
                     actions.append(Restore(WINNER))
@@ -1085,16 +1039,16 @@ class StageController:
         s["winner"] = None
         s["winner_slot"] = False
         length = max(plan["tau"] - from_winner, 0)
-        reference, reference_spread = s["stage_reference"], None
-        if from_winner and chosen is not None and chosen.get("level") is not None:
-            reference, reference_spread = chosen["level"], chosen.get("level_spread")
+        reference, reference_spread = self._run.level.reference, None
+        if from_winner and chosen is not None and chosen.level is not None:
+            reference, reference_spread = chosen.level, chosen.level_spread
         s["exploit"] = {
             "reference": reference,
             "reference_spread": reference_spread,
             "lr": lr,
-            "start_step": s["step"],
-            "checkpoint_step": s["step"],
-            "end_step": s["step"] + length,
+            "start_step": self._run.step,
+            "checkpoint_step": self._run.step,
+            "end_step": self._run.step + length,
             "lift": False,  # whether the next loss is the first after a rollback
             "kept_steps": from_winner,
             "excluded": [],
@@ -1102,19 +1056,19 @@ class StageController:
             "done": 0,
         }
         s["phase"] = Phase.EXPLOIT
-        s["lr"] = lr
+        self._run.lr = lr
         self._decision(
             lr,
             chosen,
             exploit_steps=length,
             kept_winner_steps=from_winner,
             reason=reason,
-            candidates=[[r["lr"], r["value"]] for r in s["results"]],
+            candidates=[[r.lr, r.value] for r in s["results"]],
             converged=len(s["results"]) < plan["candidates"],
         )
         if from_winner:
             self._segment(
-                "kept_trial", s["step"] - from_winner, lr=lr, committed=True, virtual=True
+                "kept_trial", self._run.step - from_winner, lr=lr, committed=True, virtual=True
             )
         actions.append(SetLR(lr))
         if length == 0:
@@ -1124,7 +1078,7 @@ class StageController:
     def _exploit_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
         s = self._s
         e = s["exploit"]
-        stage_end = s["step"] >= e["end_step"]
+        stage_end = self._run.step >= e["end_step"]
         if not _finite(loss) or (stage_end and not model_finite):
             return self._rollback_exploit(
                 "non-finite loss" if not _finite(loss) else "non-finite parameters", diverged=True
@@ -1133,10 +1087,9 @@ class StageController:
             e["lift"] = False
             # The first loss after a rollback is computed on the restored state, before any step
             # at the new rate: a restored state clearly above the reference is the new start.
-            lifted = loss - 3.0 * (s["stage_spread"] or 0.0)
-            if e["reference"] is not None and lifted > e["reference"]:
-                e["reference"] = lifted
-        e["losses"] = (e["losses"] + [loss])[-_RECENT:]
+            if e["reference"] is not None:
+                e["reference"] = self._run.level.lifted(loss, e["reference"])
+        e["losses"] = (e["losses"] + [loss])[-RECENT:]
         e["done"] += 1
         checkpoint = not stage_end and e["done"] in self._exploit_checks(e)
         if checkpoint and not model_finite:
@@ -1156,7 +1109,7 @@ class StageController:
     def _exploit_checks(self, e: dict[str, Any]) -> list[int]:
         """Exploit steps (counted from the exploit's start) at which the stage guard looks and,
         when the stage is healthy, the model becomes the stage's new rollback point: half-way,
-        in a phase of at least ``2 * _GUARD_WINDOW`` steps."""
+        in a phase of at least ``2 * GUARD_WINDOW`` steps."""
         return _checkpoints(e["end_step"] - e["start_step"], parts=2)
 
     def _checkpoint_exploit(self, e: dict[str, Any]) -> tuple[Action, ...]:
@@ -1166,7 +1119,7 @@ class StageController:
             self._record_committed(loss)
         e["losses"] = []
         self._segment("exploit", e["checkpoint_step"], lr=e["lr"], committed=True)
-        e["checkpoint_step"] = s["step"]
+        e["checkpoint_step"] = self._run.step
         return (Snapshot(STAGE),)
 
     def _stage_got_worse(self, e: dict[str, Any]) -> bool:
@@ -1178,21 +1131,13 @@ class StageController:
         short trial and blow the model up in the next few steps, and a stage left in that state
         would become every later stage's starting point.
         """
-        z = self.config.stage_guard
-        reference = e.get("reference")
-        needed = min(4, max(e["end_step"] - e["start_step"], 1))
-        if z is None or reference is None or len(e["losses"]) < needed:
-            return False
-        window = np.asarray(e["losses"][-_GUARD_WINDOW:], dtype=float)
-        noise = self._s.get("stage_spread") or 0.0
-        if len(window) >= 4:
-            # A robust spread of the window: a spike is a symptom, not noise to allow for.
-            noise = max(noise, _robust_std(e["losses"][-_GUARD_WINDOW:]))
-        elif noise == 0.0:
-            # Fewer than 4 losses have no robust spread: the winner's last losses stand in.
-            noise = e.get("reference_spread") or _robust_std(e["losses"][-_GUARD_WINDOW:])
-        margin = max(0.02 * abs(reference), z * noise / math.sqrt(len(window)))
-        return float(np.mean(window)) > reference + margin
+        return self._run.level.got_worse(
+            e["losses"],
+            e.get("reference"),
+            reference_spread=e.get("reference_spread"),
+            z=self.config.stage_guard,
+            length=e["end_step"] - e["start_step"],
+        )
 
     def _fail_stage(self, e: dict[str, Any]) -> tuple[Action, ...]:
         """The stage ended worse than it started: roll it back and search lower from now on."""
@@ -1202,29 +1147,23 @@ class StageController:
         )
         self._lower_ceiling(e["lr"])
         self._segment("exploit", e["checkpoint_step"], lr=e["lr"], committed=False)
-        e["start_step"] = e["checkpoint_step"] = s["step"]
-        s["rollbacks"] = 0
+        e["start_step"] = e["checkpoint_step"] = self._run.step
+        self._run.rollbacks = 0
         actions: tuple[Action, ...] = (Restore(STAGE),)
         return actions + self._advance_stage(last_lr=None)
 
     def _lower_ceiling(self, failed_lr: float) -> None:
         """Keeps later searches below a learning rate that made a stage worse."""
-        s = self._s
-        low, high = s["search_range"]
-        cap = s["lr_cap"]
-        s["lr_cap"] = failed_lr if cap is None else min(cap, failed_lr)
-        if failed_lr / 2.0 < high:
-            new_high = failed_lr / 2.0
-            s["search_range"] = [new_high * low / high, new_high]
-            self._emit("ceiling", lr=failed_lr, search_range=s["search_range"])
+        if self._run.space.lower_ceiling(failed_lr):
+            self._emit("ceiling", lr=failed_lr, search_range=self._run.space.range)
 
     def _end_stage(self) -> tuple[Action, ...]:
         s = self._s
         e = s["exploit"]
-        s["rollbacks"] = 0
+        self._run.rollbacks = 0
         for loss in e["losses"]:  # the stage is committed: its losses become the new reference
             self._record_committed(loss)
-        if s["step"] > e["checkpoint_step"]:
+        if self._run.step > e["checkpoint_step"]:
             self._segment("exploit", e["checkpoint_step"], lr=e["lr"], committed=True)
         self._shift_at_edge(e["lr"])
         return self._advance_stage(last_lr=e["lr"])
@@ -1232,50 +1171,28 @@ class StageController:
     def _shift_at_edge(self, lr: float) -> None:
         """With ``Config.edge_shift``: a committed rate at an edge of the search range moves
         the range that way (up: capped below any rate that diverged or failed a stage)."""
-        factor, s = self.config.edge_shift, self._s
-        if factor is None or s["search_range"] is None or not s["range_auto"]:
-            return  # a range the user gave is a bound, not a guess
-        low, high = s["search_range"]
-        position = math.log(lr / low) / math.log(high / low)
-        if position >= 0.9:
-            cap = s["lr_cap"]
-            above = [r for r in s["results"] if r["lr"] > lr]
-            if any(r["diverged"] for r in above):
-                return  # the edge is where training breaks: stay
-            new_high = min(high * factor, cap / 2.0)
-            if new_high <= high:
-                return
-        elif position <= 0.1:
-            new_high = high / factor
-        else:
-            return
-        s["search_range"] = [new_high * low / high, new_high]
-        self._emit("range_shift", lr=lr, search_range=s["search_range"])
+        above = any(r.diverged for r in self._s["results"] if r.lr > lr)
+        if self._run.space.shift_at_edge(lr, self.config.edge_shift, diverged_above=above):
+            self._emit("range_shift", lr=lr, search_range=self._run.space.range)
 
     def _advance_stage(self, last_lr: float | None) -> tuple[Action, ...]:
-        s = self._s
         if last_lr is not None:
-            s["last_lr"] = last_lr
-        if s["nominal_tau"] >= s["tau_max"]:
-            s["stages_at_max"] += 1
-        s["nominal_tau"] = min(int(round(s["nominal_tau"] * self.config.tau_growth)), s["tau_max"])
+            self._run.last_lr = last_lr
+        self._run.taus.advance(self.config.tau_growth)
         return self._begin_stage()
 
     def _record_committed(self, loss: float) -> None:
-        recent = self._s["recent"]
-        recent.append(loss)
-        if len(recent) > _RECENT:
-            del recent[0]
+        self._run.level.record(loss)
 
     def _register_rollback(self, phase: str, reason: str) -> bool:
         """Counts a rollback; returns True (and records the failure) past the allowed number."""
-        s = self._s
-        s["rollbacks"] += 1
-        self._emit("rollback", phase=phase, reason=reason, restored=STAGE, lr=s["lr"])
-        if s["rollbacks"] > self.config.max_rollbacks:
-            s["failure"] = (
-                f"training diverged {s['rollbacks']} times in a row ({reason}); the last "
-                f"learning rate was {s['lr']:.3g}. The model was restored to the last finite state."
+        run = self._run
+        run.rollbacks += 1
+        self._emit("rollback", phase=phase, reason=reason, restored=STAGE, lr=run.lr)
+        if run.rollbacks > self.config.max_rollbacks:
+            run.failure = (
+                f"training diverged {run.rollbacks} times in a row ({reason}); the last "
+                f"learning rate was {run.lr:.3g}. The model was restored to the last finite state."
             )
             return True
         return False
@@ -1299,28 +1216,28 @@ class StageController:
         self._segment("exploit", e["checkpoint_step"], lr=e["lr"], committed=False)
         e["excluded"].append(e["lr"])
         if ceiling or diverged:
-            e["excluded"] += [r["lr"] for r in s["results"] if r["lr"] >= e["lr"]]
+            e["excluded"] += [r.lr for r in s["results"] if r.lr >= e["lr"]]
         # A rate that just failed rules out its near twins (within 25 %): the search may have
         # tried rates a few per cent apart, and the next of them would only fail the same way.
         e["excluded"] += [
-            r["lr"] for r in s["results"] if abs(math.log(r["lr"] / e["lr"])) < _TWIN_LOG_RATIO
+            r.lr for r in s["results"] if abs(math.log(r.lr / e["lr"])) < _TWIN_LOG_RATIO
         ]
         chosen = self._choose(e["excluded"])
-        lr = chosen["lr"] if chosen is not None else self._fallback_lr()
-        remaining = max(e["end_step"] - s["step"], 1)
+        lr = chosen.lr if chosen is not None else self._fallback_lr()
+        remaining = max(e["end_step"] - self._run.step, 1)
         e.update(
-            reference=s["stage_reference"],
+            reference=self._run.level.reference,
             reference_spread=None,
             lr=lr,
-            start_step=s["step"],
-            checkpoint_step=s["step"],
-            end_step=s["step"] + remaining,
+            start_step=self._run.step,
+            checkpoint_step=self._run.step,
+            end_step=self._run.step + remaining,
             kept_steps=0,
             losses=[],
             done=0,
             lift=True,
         )
-        s["lr"] = lr
+        self._run.lr = lr
         self._decision(lr, chosen, exploit_steps=remaining, reason=f"rollback: {reason}")
         return (Restore(STAGE), SetLR(lr))
 
@@ -1328,30 +1245,30 @@ class StageController:
     def _begin_final(self) -> tuple[Action, ...]:
         s = self._s
         assert self.total_steps is not None
-        remaining = max(self.total_steps - s["step"], 0)
-        if s["last_lr"] is not None:
-            lr0 = s["last_lr"]
-        elif s["search_range"] is not None:
-            low, high = s["search_range"]
+        remaining = max(self.total_steps - self._run.step, 0)
+        if self._run.last_lr is not None:
+            lr0 = self._run.last_lr
+        elif self._run.space.range is not None:
+            low, high = self._run.space.range
             lr0 = math.sqrt(low * high)
-        elif s["default_lr"] is not None:
-            lr0 = s["default_lr"]
+        elif self._run.default_lr is not None:
+            lr0 = self._run.default_lr
         else:
             lr0 = math.sqrt(self.config.range_test_bounds[0] * self.config.range_test_bounds[1])
         decay = decay_length(self.config, self.total_steps) > 0
         s["final"] = {
-            "start_step": s["step"],
-            "checkpoint_step": s["step"],
-            "end_step": s["step"] + remaining,
+            "start_step": self._run.step,
+            "checkpoint_step": self._run.step,
+            "end_step": self._run.step + remaining,
             "lr0": lr0,
             "decay": decay,
         }
         s["phase"] = Phase.FINAL if remaining > 0 else Phase.DONE
-        s["lr"] = self._final_lr()
-        self._emit("final", start=s["step"], end=s["step"] + remaining, lr=lr0, decay=decay)
+        self._run.lr = self._final_lr()
+        self._emit("final", start=self._run.step, end=self._run.step + remaining, lr=lr0, decay=decay)
         if remaining == 0:
-            self._emit("done", lr=s["lr"])
-        return (Snapshot(STAGE), SetLR(s["lr"]))
+            self._emit("done", lr=self._run.lr)
+        return (Snapshot(STAGE), SetLR(self._run.lr))
 
     def _final_lr(self, step: int | None = None) -> float:
         """The final phase's learning rate for the step after ``step`` (default: now)."""
@@ -1359,7 +1276,7 @@ class StageController:
         f = s["final"]
         if not f["decay"]:
             return float(f["lr0"])
-        step = s["step"] if step is None else step
+        step = self._run.step if step is None else step
         length = max(f["end_step"] - f["start_step"], 1)
         done = min(max(step - f["start_step"], 0), length - 1)
         return float(f["lr0"]) * (length - done) / length
@@ -1367,7 +1284,7 @@ class StageController:
     def _final_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
         s = self._s
         f = s["final"]
-        at_end = s["phase"] == Phase.FINAL and s["step"] >= f["end_step"]
+        at_end = s["phase"] == Phase.FINAL and self._run.step >= f["end_step"]
         checkpoint = not at_end and self._final_checkpoint_due(0)
         if not _finite(loss) or ((at_end or checkpoint) and not model_finite):
             self._register_rollback(
@@ -1377,23 +1294,23 @@ class StageController:
             if s["phase"] == Phase.FINAL:
                 self._final_segment(committed=False)
             f["lr0"] = float(f["lr0"]) / 2.0
-            s["lr"] = self._final_lr()
-            return (Restore(STAGE), SetLR(s["lr"]))
+            self._run.lr = self._final_lr()
+            return (Restore(STAGE), SetLR(self._run.lr))
         self._record_committed(loss)
         if s["phase"] == Phase.DONE:
             if self.total_steps is not None and not s["overrun_reported"]:
                 s["overrun_reported"] = True
-                self._emit("overrun", total_steps=self.total_steps, lr=s["lr"])
+                self._emit("overrun", total_steps=self.total_steps, lr=self._run.lr)
             return ()
         if at_end or checkpoint:
-            s["rollbacks"] = 0
+            self._run.rollbacks = 0
             self._final_segment(committed=True)
         if at_end:
             s["phase"] = Phase.DONE
-            self._emit("done", step=s["step"], lr=s["lr"])
+            self._emit("done", step=self._run.step, lr=self._run.lr)
             return (Snapshot(STAGE),)
-        s["lr"] = self._final_lr()
-        actions: tuple[Action, ...] = (SetLR(s["lr"]),) if f["decay"] else ()
+        self._run.lr = self._final_lr()
+        actions: tuple[Action, ...] = (SetLR(self._run.lr),) if f["decay"] else ()
         return ((Snapshot(STAGE),) if checkpoint else ()) + actions
 
     def _final_segment(self, *, committed: bool) -> None:
@@ -1404,10 +1321,10 @@ class StageController:
             "decay" if f["decay"] else "hold",
             f["checkpoint_step"],
             lr=self._final_lr(f["checkpoint_step"]),
-            lr_end=s["lr"],
+            lr_end=self._run.lr,
             committed=committed,
         )
-        f["checkpoint_step"] = s["step"]
+        f["checkpoint_step"] = self._run.step
 
     def _final_checkpoint_due(self, ahead: int) -> bool:
         """Whether the final phase commits a checkpoint after the step ``ahead`` steps from now
@@ -1416,14 +1333,14 @@ class StageController:
         f = s["final"]
         if s["phase"] != Phase.FINAL:
             return False
-        done = s["step"] + ahead - f["start_step"]
+        done = self._run.step + ahead - f["start_step"]
         return done in _checkpoints(f["end_step"] - f["start_step"])
 
     # ================================================================== events
     def _decision(
         self,
         lr: float,
-        chosen: dict[str, Any] | None,
+        chosen: TrialResult | None,
         *,
         exploit_steps: int,
         reason: str | None,
@@ -1435,9 +1352,9 @@ class StageController:
         re-decision after a rollback, which lists no candidates)."""
         self._emit(
             "decision",
-            stage=self._s["stage"],
+            stage=self._run.stage,
             lr=lr,
-            forecast=None if chosen is None else chosen["value"],
+            forecast=None if chosen is None else chosen.value,
             exploit_steps=exploit_steps,
             kept_winner_steps=kept_winner_steps,
             reason=reason,
@@ -1453,13 +1370,13 @@ class StageController:
             "segment",
             kind=kind,
             start=start,
-            end=self._s["step"] if end is None else end,
+            end=self._run.step if end is None else end,
             lr=lr,
             **fields,
         )
 
     def _emit(self, event: str, **fields: Any) -> None:
-        record = {"event": event, "step": self._s["step"]}
+        record = {"event": event, "step": self._run.step}
         record.update(fields)
         self._events.append(record)
 
@@ -1471,7 +1388,7 @@ class StageController:
             "config": self.config.to_dict(),
             "total_steps": self.total_steps,
             "validation": self.validation,
-            "state": copy.deepcopy(self._s),
+            "state": self._v1_inner(),
             "searcher": None if self._searcher is None else self._searcher.state_dict(),
             "rng": rng_state(self._rng),
         }
@@ -1501,7 +1418,9 @@ class StageController:
         if missing:
             raise StateDictError(f"controller state misses key(s) {missing}")
         inner = state["state"]
-        missing_inner = sorted(set(self._s) - set(inner) - {"warmup"})  # warmup: added later
+        missing_inner = sorted(
+            (set(_V1_RUN_KEYS) | set(_V1_PHASE_KEYS)) - set(inner) - {"warmup"}
+        )  # warmup: added later
         if missing_inner:
             raise StateDictError(f"controller state misses field(s) {missing_inner}")
         try:
@@ -1511,16 +1430,80 @@ class StageController:
         self.config = config
         self.total_steps = state["total_steps"]
         self.validation = bool(state.get("validation", self.validation))
-        self._s = copy.deepcopy(inner)
-        _upgrade(self._s)
+        self._make_searcher = self._custom_searcher or searcher_factory(config)
+        self._make_forecaster = self._custom_forecaster or forecaster_factory(config)
+        inner = copy.deepcopy(inner)
+        _upgrade(inner)
+        self._run = _run_from_v1(inner)
+        self._s = {k: inner[k] for k in _V1_PHASE_KEYS}
+        self._s["results"] = [TrialResult.from_dict(r) for r in inner["results"]]
         self._rng = rng_from_state(state["rng"])
         if state["searcher"] is None:
             self._searcher = None
         else:
             plan = self._s["plan"]
-            self._searcher = self._new_searcher(plan["search_low"], plan["search_high"], rng=None)
+            self._searcher = self._make_searcher(plan["search_low"], plan["search_high"], None)
             self._searcher.load_state_dict(state["searcher"])
         self._events = []
+
+    def _v1_inner(self) -> dict[str, Any]:
+        r = self._run
+        inner = {
+            "started": r.started,
+            "step": r.step,
+            "lr": r.lr,
+            "stage": r.stage,
+            "nominal_tau": r.taus.nominal,
+            "tau_max": r.taus.maximum,
+            "stages_at_max": r.taus.stages_at_max,
+            "search_range": None if r.space.range is None else list(r.space.range),
+            "recent": list(r.level.recent),
+            "stage_reference": r.level.reference,
+            "stage_spread": r.level.spread,
+            "lr_cap": r.space.cap,
+            "range_auto": r.space.auto,
+            "initial_loss": r.level.initial,
+            "last_lr": r.last_lr,
+            "rollbacks": r.rollbacks,
+            "failure": r.failure,
+            "default_lr": r.default_lr,
+        }
+        phase = copy.deepcopy({k: v for k, v in self._s.items() if k != "results"})
+        phase["results"] = [t.to_dict() for t in self._s["results"]]
+        return {**inner, **phase}
+
+
+_V1_RUN_KEYS = (
+    "started", "step", "lr", "stage", "nominal_tau", "tau_max", "stages_at_max", "search_range",
+    "recent", "stage_reference", "stage_spread", "lr_cap", "range_auto", "initial_loss",
+    "last_lr", "rollbacks", "failure", "default_lr",
+)
+_V1_PHASE_KEYS = (
+    "phase", "warmup", "range_test", "plan", "trial", "results", "winner", "winner_slot",
+    "exploit", "final", "awaiting_validation", "overrun_reported",
+)
+
+
+def _run_from_v1(s: dict[str, Any]) -> Run:
+    return Run(
+        taus=TauPlan(int(s["nominal_tau"]), int(s["tau_max"]), int(s["stages_at_max"])),
+        step=int(s["step"]),
+        lr=s["lr"],
+        stage=int(s["stage"]),
+        last_lr=s["last_lr"],
+        rollbacks=int(s["rollbacks"]),
+        failure=s["failure"],
+        level=CommittedLevel(
+            list(s["recent"]), s["stage_reference"], s["stage_spread"], s["initial_loss"]
+        ),
+        space=SearchSpace(
+            None if s["search_range"] is None else list(s["search_range"]),
+            s["lr_cap"],
+            bool(s["range_auto"]),
+        ),
+        default_lr=s["default_lr"],
+        started=bool(s["started"]),
+    )
 
 
 def _upgrade(s: dict[str, Any]) -> None:
@@ -1544,8 +1527,8 @@ def _upgrade(s: dict[str, Any]) -> None:
 def _checkpoints(length: int, parts: int = 4) -> list[int]:
     """Steps into a phase of ``length`` steps at which a healthy model is committed, so that a
     rollback loses only the steps after it: up to ``parts - 1`` evenly spaced points, at least
-    ``_GUARD_WINDOW`` steps apart (none in a phase shorter than ``2 * _GUARD_WINDOW``)."""
-    parts = min(parts, length // _GUARD_WINDOW)
+    ``GUARD_WINDOW`` steps apart (none in a phase shorter than ``2 * GUARD_WINDOW``)."""
+    parts = min(parts, length // GUARD_WINDOW)
     if parts < 2:
         return []
     return [length * k // parts for k in range(1, parts)]
@@ -1560,23 +1543,6 @@ def _before_next(points: list[int], done: int) -> int | float:
 def _range_checkpoint_due(rt: dict[str, Any]) -> bool:
     """Whether the range test's next step ends at a checkpoint."""
     return (len(rt["losses"]) + 1) % rt["every"] == 0
-
-
-def _trust_region(low: float, high: float, center: float, factor: float) -> tuple[float, float]:
-    """``[center / factor, center * factor]`` clipped to ``[low, high]`` (never empty)."""
-    lo, hi = max(low, center / factor), min(high, center * factor)
-    if lo >= hi:  # the previous choice lies outside the range: search next to the nearest end
-        if center <= low:
-            lo, hi = low, min(high, low * factor * factor)
-        else:
-            lo, hi = max(low, high / (factor * factor)), high
-    return lo, hi
-
-
-def _robust_std(values: list[float]) -> float:
-    """Standard deviation estimated from the median absolute deviation."""
-    arr = np.asarray(values, dtype=float)
-    return 1.4826 * float(np.median(np.abs(arr - np.median(arr))))
 
 
 def _summary(y: list[float]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from autolrs.core._rng import rng_from_state, rng_state
 from autolrs.core._threads import single_threaded_blas
+from autolrs.core.selection import select
 
 __all__ = [
     "BayesSearcher",
@@ -81,19 +83,44 @@ def expected_improvement(
 
 
 class Searcher(abc.ABC):
-    """Proposes learning rates and learns from the objective values told back."""
+    """Proposes learning rates and learns from the objective values told back.
+
+    This is all the controller uses of a searcher: one is built for each stage over that
+    stage's interval (see :func:`autolrs.core.strategies.searcher_factory`), asked for each
+    candidate, told each result, and saved with the controller's state. Two hooks have defaults
+    a simple searcher may keep: :meth:`add_prior` (ignored) and :meth:`posterior_mean` (no model:
+    selection uses the observed values).
+    """
 
     @abc.abstractmethod
     def ask(self) -> float:
         """The next learning rate to evaluate."""
 
     @abc.abstractmethod
-    def tell(self, lr: float, value: float, *, diverged: bool = False) -> None:
+    def tell(self, lr: float, value: float | None, *, diverged: bool = False) -> None:
         """Records the objective value (lower is better) of an evaluated learning rate."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe state, for :meth:`load_state_dict`."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`'s output.
+
+        Raises:
+            NotImplementedError: If the searcher cannot be resumed (override this to allow it).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot load a saved state; implement load_state_dict() to "
+            "resume a run that uses it"
+        )
+
+    def add_prior(self, lr: float, value: float) -> None:
+        """A point carried over from an earlier stage (``Config.warm_start``); default: ignored."""
+
+    def posterior_mean(self, lrs: Sequence[float]) -> np.ndarray | None:
+        """The model's mean objective at ``lrs`` (``Config.select="posterior"``); None: no model."""
+        return None
 
 
 class BayesSearcher(Searcher):
@@ -257,6 +284,11 @@ class BayesSearcher(Searcher):
         gp.kernel_ = gp.kernel_.k1
         return gp, offset
 
+    def posterior_mean(self, lrs: Sequence[float]) -> np.ndarray:
+        """GP posterior mean at the learning rates ``lrs``."""
+        mean, _ = self.posterior(np.array([self.to_unit(lr) for lr in lrs]))
+        return mean
+
     def posterior(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """GP posterior mean and standard deviation at normalised positions ``u``."""
         with single_threaded_blas():
@@ -282,10 +314,7 @@ class BayesSearcher(Searcher):
         healthy = [o for o in candidates if not o.diverged]
         if not healthy:
             raise LookupError("every evaluated learning rate diverged")
-        if use_posterior and len(healthy) >= 3:
-            mean, _ = self.posterior(np.array([self.to_unit(o.lr) for o in healthy]))
-            return healthy[int(np.argmin(mean))]
-        return min(healthy, key=lambda o: float(o.value))  # type: ignore[arg-type]
+        return select(healthy, posterior_mean=self.posterior_mean if use_posterior else None)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

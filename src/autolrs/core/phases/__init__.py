@@ -1,0 +1,1 @@
+"""The controller's phases, one small object each (see ``docs/architecture.md``)."""

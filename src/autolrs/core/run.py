@@ -1,0 +1,112 @@
+"""What crosses phases: the state of the run as a whole, as opposed to the state of one phase.
+
+A phase (warm-up, range test, trials, exploit, final) keeps its own state and is thrown away when
+it ends; :class:`Run` is what the next phase starts from: the step counter, the stage index and
+the stage lengths to come, the last committed learning rate, the rollback count and a failure,
+the committed loss level and the search space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from autolrs.core.level import CommittedLevel
+from autolrs.core.space import SearchSpace
+
+__all__ = ["Run", "TauPlan"]
+
+
+@dataclass
+class TauPlan:
+    """Stage lengths: tau doubles (``Config.tau_growth``) each stage up to ``maximum``.
+
+    Attributes:
+        nominal: tau of the next stage under the doubling schedule (the budget may shorten it).
+        maximum: The largest tau.
+        stages_at_max: Stages that ran at the largest tau (the paper's objective switches to the
+            validation loss after the first).
+    """
+
+    nominal: int
+    maximum: int
+    stages_at_max: int = 0
+
+    def advance(self, growth: float) -> None:
+        """A stage ended: the next one is ``growth`` times longer, up to the maximum."""
+        if self.nominal >= self.maximum:
+            self.stages_at_max += 1
+        self.nominal = min(int(round(self.nominal * growth)), self.maximum)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state."""
+        return {"nominal": self.nominal, "maximum": self.maximum, "stages_at_max": self.stages_at_max}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TauPlan:
+        """Rebuilds :meth:`to_dict`'s output."""
+        return cls(int(data["nominal"]), int(data["maximum"]), int(data["stages_at_max"]))
+
+
+@dataclass
+class Run:
+    """The state every phase reads and the controller carries from one phase to the next.
+
+    Attributes:
+        taus: Stage lengths to come.
+        step: Training steps told so far (trials included).
+        lr: The learning rate the next training step uses.
+        stage: Index of the current stage (1-based; 0 before the first).
+        last_lr: The rate the last completed stage committed (None before any).
+        rollbacks: Rollbacks since the last commit (``Config.max_rollbacks`` bounds them).
+        failure: Why the run gave up (None while it goes on).
+        level: The committed loss level and its noise.
+        space: The learning-rate interval stages search.
+        default_lr: The rate to hold when the budget is too small to search at all.
+        started: Whether the controller was started.
+    """
+
+    taus: TauPlan
+    step: int = 0
+    lr: float | None = None
+    stage: int = 0
+    last_lr: float | None = None
+    rollbacks: int = 0
+    failure: str | None = None
+    level: CommittedLevel = field(default_factory=CommittedLevel)
+    space: SearchSpace = field(default_factory=SearchSpace)
+    default_lr: float | None = None
+    started: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state."""
+        return {
+            "started": self.started,
+            "step": self.step,
+            "lr": self.lr,
+            "stage": self.stage,
+            "taus": self.taus.to_dict(),
+            "last_lr": self.last_lr,
+            "rollbacks": self.rollbacks,
+            "failure": self.failure,
+            "level": self.level.to_dict(),
+            "space": self.space.to_dict(),
+            "default_lr": self.default_lr,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Run:
+        """Rebuilds :meth:`to_dict`'s output."""
+        return cls(
+            taus=TauPlan.from_dict(data["taus"]),
+            step=int(data["step"]),
+            lr=data["lr"],
+            stage=int(data["stage"]),
+            last_lr=data["last_lr"],
+            rollbacks=int(data["rollbacks"]),
+            failure=data["failure"],
+            level=CommittedLevel.from_dict(data["level"]),
+            space=SearchSpace.from_dict(data["space"]),
+            default_lr=data["default_lr"],
+            started=bool(data["started"]),
+        )

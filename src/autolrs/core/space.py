@@ -1,0 +1,136 @@
+"""The search space: the learning-rate interval stages search, and the rules that move it.
+
+* the **range**, given by the user or found by the range test (then ``auto``: a guess that may
+  move, where a given range is a bound);
+* the **ceiling** (``cap``): no later search reaches half a rate that diverged in the range test
+  or made a stage worse;
+* the **trust region** around the previous stage's rate (``Config.trust_region``);
+* the **shifts**: a committed rate at an edge moves a found range that way
+  (``Config.edge_shift``), and a stage whose every candidate diverged moves it below them.
+
+Each rule that moves the range keeps its width in log space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SearchSpace", "trust_region"]
+
+
+def trust_region(low: float, high: float, center: float, factor: float) -> tuple[float, float]:
+    """``[center / factor, center * factor]`` clipped to ``[low, high]`` (never empty)."""
+    lo, hi = max(low, center / factor), min(high, center * factor)
+    if lo >= hi:  # the previous choice lies outside the range: search next to the nearest end
+        if center <= low:
+            lo, hi = low, min(high, low * factor * factor)
+        else:
+            lo, hi = max(low, high / (factor * factor)), high
+    return lo, hi
+
+
+@dataclass
+class SearchSpace:
+    """Where stages search.
+
+    Attributes:
+        range: ``[low, high]`` (None until the range test has found it).
+        cap: The lowest rate known to break training (None: none known); later searches stay
+            below half of it.
+        auto: Whether the range test found the range (then edge shifts may move it).
+    """
+
+    range: list[float] | None = None
+    cap: float | None = None
+    auto: bool = False
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)``.
+
+        Raises:
+            RuntimeError: If no range is known yet.
+        """
+        if self.range is None:
+            raise RuntimeError("no search range is known yet: the range test has not ended")
+        low, high = self.range
+        return low, high
+
+    def found(self, low: float, high: float, cap: float) -> None:
+        """The range test found ``[low, high]``; ``cap`` is where its sweep diverged."""
+        self.range = [low, high]
+        self.cap = cap
+        self.auto = True
+
+    def around(self, center: float | None, factor: float | None) -> tuple[float, float]:
+        """The range, narrowed to the trust region around ``center`` when both are given."""
+        low, high = self.bounds
+        if factor is not None and center is not None:
+            return trust_region(low, high, center, factor)
+        return low, high
+
+    def lower_ceiling(self, failed_lr: float) -> bool:
+        """Keeps later searches below half of ``failed_lr`` (a rate that made a stage worse).
+
+        Returns:
+            Whether the range moved.
+        """
+        low, high = self.bounds
+        self.cap = failed_lr if self.cap is None else min(self.cap, failed_lr)
+        if failed_lr / 2.0 < high:
+            self._move(low, high, failed_lr / 2.0)
+            return True
+        return False
+
+    def shift_at_edge(self, lr: float, factor: float | None, *, diverged_above: bool) -> bool:
+        """With ``Config.edge_shift``: a committed rate at an edge of a found range moves it.
+
+        Up (capped below half the ceiling) when ``lr`` lies in the top tenth of the range's
+        log width and no rate above it diverged; down when in the bottom tenth.
+
+        Returns:
+            Whether the range moved.
+        """
+        if factor is None or self.range is None or not self.auto:
+            return False  # a range the user gave is a bound, not a guess
+        low, high = self.bounds
+        position = math.log(lr / low) / math.log(high / low)
+        if position >= 0.9:
+            if diverged_above:
+                return False  # the edge is where training breaks: stay
+            assert self.cap is not None  # a found range always has one
+            new_high = min(high * factor, self.cap / 2.0)
+            if new_high <= high:
+                return False
+        elif position <= 0.1:
+            new_high = high / factor
+        else:
+            return False
+        self._move(low, high, new_high)
+        return True
+
+    def below(self, lr: float) -> None:
+        """Every candidate diverged and ``lr`` is the fallback: search up to ten times it."""
+        low, high = self.bounds
+        width = high / low
+        self.range = [lr * 10.0 / width, lr * 10.0]
+
+    def _move(self, low: float, high: float, new_high: float) -> None:
+        self.range = [new_high * low / high, new_high]
+
+    # ------------------------------------------------------------------ state
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state."""
+        return {
+            "range": None if self.range is None else list(self.range),
+            "cap": self.cap,
+            "auto": self.auto,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
+        """Rebuilds :meth:`to_dict`'s output."""
+        rng = data["range"]
+        return cls(None if rng is None else list(rng), data["cap"], bool(data["auto"]))
