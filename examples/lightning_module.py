@@ -5,11 +5,16 @@
 
 ``configure_optimizers`` returns a plain optimizer (no LR scheduler): autolrs sets the learning
 rate. Its search state is part of Lightning's checkpoints (``--ckpt`` resumes one).
+``--result-dir DIR`` also writes each rank's outcome to ``DIR/rank{r}.json`` (under ddp the
+ranks' printed lines may interleave).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 
 import lightning as L
 import torch
@@ -45,6 +50,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--ckpt", default=None, help="resume from this checkpoint")
     parser.add_argument("--out", default="autolrs-lightning")
+    parser.add_argument("--result-dir", help="also write each rank's outcome to DIR/rank{r}.json")
     args = parser.parse_args()
 
     L.seed_everything(0, verbose=False)
@@ -68,6 +74,24 @@ def main() -> None:
         accuracy = (module.net(x_test).argmax(1) == y_test).float().mean().item()
     chosen = ", ".join(f"{d['lr']:.3g}" for d in callback.sched.decisions)
     print(f"rank {trainer.global_rank}: lr per stage {chosen}; test accuracy {accuracy:.4f}", flush=True)
+    if args.result_dir is not None:
+        write_result(args.result_dir, trainer.global_rank, {
+            "rank": trainer.global_rank, "world_size": trainer.world_size,
+            "steps_taken": callback.sched.steps_taken, "accuracy": accuracy,
+            "decisions": [[d["step"], d["lr"]] for d in callback.sched.decisions],
+            "params_sha256": hashlib.sha256(
+                torch.cat([p.detach().reshape(-1) for p in module.parameters()]).numpy().tobytes()
+            ).hexdigest(),
+        })
+
+
+def write_result(result_dir: str, rank: int, result: dict) -> None:
+    """Writes ``result_dir/rank{rank}.json`` whole (written aside, then renamed)."""
+    os.makedirs(result_dir, exist_ok=True)
+    path = os.path.join(result_dir, f"rank{rank}.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,15 @@ from autolrs.cli import main
 
 
 def test_demo_prints_the_comparison_and_writes_log_and_figure(tmp_path, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
     assert main(["demo", "--steps", "240", "--out", str(tmp_path)]) == 0
+    assert torch.get_num_threads() == threads  # the demo's single thread is undone
     out = capsys.readouterr().out
     assert "autolrs (no lr given)" in out and "AdamW 1e-3 fixed" in out
+    # process CPU time on one thread (stable on a busy machine), not wall time
+    assert "CPU s (1 thread)" in out and "wall" not in out
     assert "warm-up+cosine" in out and "per stage:" in out
     assert (tmp_path / "schedule.png").stat().st_size > 10_000
     events = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]

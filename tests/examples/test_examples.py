@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,8 +45,20 @@ def test_lightning_example(tmp_path):
     assert "rank 0: lr per stage" in out
 
 
+def rank_results(result_dir, world_size=2):
+    """Each rank's own JSON file: the ranks' printed lines share one pipe and may interleave."""
+    assert sorted(os.listdir(result_dir)) == [f"rank{r}.json" for r in range(world_size)]
+    results = [json.loads((result_dir / f"rank{r}.json").read_text()) for r in range(world_size)]
+    assert [(r["rank"], r["world_size"]) for r in results] == [(r, world_size) for r in range(world_size)]
+    return results
+
+
 def test_ddp_example_with_two_processes(tmp_path):
-    out = run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               os.path.join(EXAMPLES, "ddp.py"), "--steps", "150"], tmp_path)
-    lines = sorted(line.split(":", 1)[1] for line in out.splitlines() if line.startswith("rank "))
-    assert len(lines) == 2 and lines[0] == lines[1]
+    run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         os.path.join(EXAMPLES, "ddp.py"), "--steps", "150", "--result-dir", str(tmp_path / "results")], tmp_path)
+    rank0, rank1 = rank_results(tmp_path / "results")
+    assert rank0["steps_taken"] == 150 and rank0["decisions"]
+    # identical schedules and identical models on both ranks
+    assert rank0["decisions"] == rank1["decisions"]
+    assert rank0["params_sha256"] == rank1["params_sha256"]
+    assert rank0["accuracy"] == rank1["accuracy"]

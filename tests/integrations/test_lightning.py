@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -113,16 +114,22 @@ def test_an_lr_scheduler_in_configure_optimizers_is_reported(tmp_path):
 
 def test_ddp_strategy_with_two_cpu_processes(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    results = tmp_path / "results"
     out = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "lightning_module.py"), "--steps", "150",
-         "--strategy", "ddp", "--devices", "2", "--out", str(tmp_path)],
+         "--strategy", "ddp", "--devices", "2", "--out", str(tmp_path / "out"), "--result-dir", str(results)],
         capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path),
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    lines = sorted(line for line in out.stdout.splitlines() if line.startswith("rank "))
-    assert len(lines) == 2
-    rank0, rank1 = (line.split(":", 1)[1] for line in lines)
-    assert rank0 == rank1  # identical schedules and identical models on both ranks
+    # each rank writes its own file: the ranks' printed lines share one pipe and may interleave
+    assert sorted(os.listdir(results)) == ["rank0.json", "rank1.json"]
+    rank0, rank1 = (json.loads((results / f"rank{r}.json").read_text()) for r in range(2))
+    assert [(r["rank"], r["world_size"]) for r in (rank0, rank1)] == [(0, 2), (1, 2)]
+    assert rank0["steps_taken"] == 150 and rank0["decisions"]
+    # identical schedules and identical models on both ranks
+    assert rank0["decisions"] == rank1["decisions"]
+    assert rank0["params_sha256"] == rank1["params_sha256"]
+    assert rank0["accuracy"] == rank1["accuracy"]
 
 
 def test_missing_lightning_names_the_extra():
