@@ -6,6 +6,7 @@ import math
 import numbers
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from autolrs.core.actions import Action, Discard, Evaluate, Restore, SetLR, Snap
 from autolrs.core.config import Config
 from autolrs.core.controller import StageController
 from autolrs.events import EventLog
-from autolrs.exceptions import AutoLRSWarning, DivergenceError, StateDictError
+from autolrs.exceptions import AutoLRSError, AutoLRSWarning, DivergenceError, StateDictError
 from autolrs.torch.distributed import Collective
 from autolrs.torch.replay import ReplayBuffer
 from autolrs.torch.snapshot import SnapshotStore
@@ -24,6 +25,8 @@ __all__ = ["AutoLRS"]
 
 T = TypeVar("T")
 _VERSION = 1
+# Attribute of an optimizer naming (by weak reference) the AutoLRS instance that drives it.
+_DRIVER_ATTR = "_autolrs_driver"
 
 
 class AutoLRS:
@@ -38,8 +41,11 @@ class AutoLRS:
 
     Args:
         model: The model being trained.
-        optimizer: Its optimizer (any ``torch.optim.Optimizer``). Per-group learning-rate
-            ratios at construction are kept: the largest group gets the chosen rate.
+        optimizer: Its optimizer (any ``torch.optim.Optimizer``) over the model's parameters.
+            Per-group learning-rate ratios at construction are kept: the largest group gets the
+            chosen rate. Learning rates may be floats or tensors (a tensor keeps its type: it is
+            updated in place). One AutoLRS per optimizer: a newer instance on the same
+            optimizer takes it over from the older one.
         total_steps: Optimizer steps the run will take, trials included. Stages are then
             planned to end inside it (never in the middle of a trial). None: the paper's
             absolute stage lengths, repeated until you stop.
@@ -51,12 +57,15 @@ class AutoLRS:
             train/eval mode is restored after each call.
         config: The method's settings; default ``Config()``, the paper's ``Config.paper()``.
         seed: Seed of the search (same seed, same losses -> same decisions).
-        log_file: Path of a JSONL file receiving every event (stage, candidate, decision,
-            rollback); ``autolrs plot`` draws it.
+        log_file: Path (``str`` or ``os.PathLike``) of a JSONL file receiving every event
+            (stage, candidate, decision, rollback); ``autolrs plot`` draws it.
         extra_state: Other objects with ``state_dict``/``load_state_dict`` that a rollback must
-            rewind with the model (e.g. ``torch.amp.GradScaler``, an EMA).
+            rewind with the model (e.g. ``torch.amp.GradScaler``, an EMA). A ``GradScaler``
+            belongs here: it skips ``optimizer.step()`` on inf/nan gradients, which AutoLRS then
+            expects.
         snapshot_device: Where snapshots live: None (default) keeps each tensor on its own
-            device; ``"cpu"`` copies them to host memory (saves accelerator memory).
+            device; ``"cpu"`` copies them to host memory (saves accelerator memory). Any
+            ``torch.device`` (or its name, e.g. ``"cuda:0"``) usable in this process.
         sync_every: At most this many steps between reads of the buffered losses (one device
             synchronisation each). None: 1 on CPU, 16 on accelerators, and under
             ``torch.distributed`` only where the controller may act (once per trial). A
@@ -66,15 +75,21 @@ class AutoLRS:
             (default: the world). Construct ``AutoLRS`` identically on every rank: losses are
             averaged over the ranks, rank 0 decides, every rank rolls back its own snapshot.
             ``val_fn``, ``finish()`` and ``state_dict()`` must then be called on every rank.
-        tensorboard: A ``torch.utils.tensorboard.SummaryWriter`` or a log directory: the
-            learning rate, each candidate's forecast and each decision are written as scalars
-            (needs the ``tensorboard`` package: ``pip install "autolrs[tensorboard]"``).
+        tensorboard: A ``torch.utils.tensorboard.SummaryWriter`` (any object with
+            ``add_scalar``) or a log directory (``str`` or ``os.PathLike``): the learning rate,
+            each candidate's forecast and each decision are written as scalars (a directory
+            needs the ``tensorboard`` package: ``pip install "autolrs[tensorboard]"``).
 
     Raises:
-        TypeError: If ``model``, ``optimizer``, ``val_fn``, ``config`` or an ``extra_state``
-            entry has the wrong type.
-        ValueError: If ``total_steps``, ``lr_range`` or ``sync_every`` is invalid, or the
-            optimizer has no parameters.
+        TypeError: If ``model``, ``optimizer``, ``val_fn``, ``config``, ``log_file``,
+            ``tensorboard``, ``snapshot_device`` or an ``extra_state`` entry has the wrong type.
+        ValueError: If ``total_steps``, ``lr_range``, ``sync_every`` or ``snapshot_device`` is
+            invalid, the optimizer has no parameters, or none of its parameters is one of the
+            model's.
+
+    Warns:
+        AutoLRSWarning: If ``optimizer`` is already driven by an earlier AutoLRS instance that
+            has taken steps (e.g. a re-run notebook cell); this instance takes it over.
 
     Example:
         >>> import torch
@@ -120,6 +135,7 @@ class AutoLRS:
             )
         if not any(len(g["params"]) for g in optimizer.param_groups):
             raise ValueError("optimizer has no parameters: pass it the model's parameters")
+        _check_optimizer_matches_model(optimizer, model)
         if val_fn is not None and not callable(val_fn):
             raise TypeError(f"val_fn must be callable or None, got {type(val_fn).__name__}")
         if config is not None and not isinstance(config, Config):
@@ -141,6 +157,13 @@ class AutoLRS:
             raise ValueError(f"sync_every must be an integer >= 1 or None, got {sync_every!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        if log_file is not None and not isinstance(log_file, (str, os.PathLike)):
+            raise TypeError(
+                f"log_file must be a path (str or os.PathLike) or None, got "
+                f"{type(log_file).__name__} ({log_file!r:.40}); e.g. log_file='runs/autolrs.jsonl'"
+            )
+        _check_tensorboard(tensorboard)
+        snapshot_device = _snapshot_device(snapshot_device)
         self.model = model
         self.optimizer = optimizer
         self.val_fn = val_fn
@@ -174,6 +197,8 @@ class AutoLRS:
         # A GradScaler legitimately skips optimizer.step() on overflow.
         self._has_scaler = any("Scaler" in type(obj).__name__ for obj in extra)
         self._applied_target: float | None = None
+        self._superseded = False
+        self._take_over(optimizer)
         self._hooks = (
             optimizer.register_step_pre_hook(self._enforce_lr),
             optimizer.register_step_post_hook(self._count_optimizer_step),
@@ -197,7 +222,14 @@ class AutoLRS:
             TypeError: If ``loss`` is not a number or a 0-d tensor.
             DivergenceError: If training kept diverging after ``Config.max_rollbacks``
                 consecutive rollbacks (the model is restored to its last finite state first).
+            AutoLRSError: If a newer AutoLRS instance took this one's optimizer over.
         """
+        if self._superseded:
+            raise AutoLRSError(
+                f"{self._describe()} no longer drives its optimizer: a newer AutoLRS instance "
+                "was created on the same optimizer and took it over. Step only the newest "
+                "instance; create only one AutoLRS per optimizer."
+            )
         value = _loss_value(loss)
         self._check_wiring()
         if self._tensorboard is not None:
@@ -395,20 +427,86 @@ class AutoLRS:
         self._hooks = ()
 
     def _check_wiring(self) -> None:
-        if self._optimizer_steps == self._optimizer_steps_seen and not self._has_scaler:
-            self._warn_once(
-                "no-step",
-                "AutoLRS.step() was called but optimizer.step() was not called since the last "
-                "one; call sched.step(loss) once after every optimizer.step() (a GradScaler "
-                "that skips a step is fine: the step still counts).",
+        skipped = self._optimizer_steps == self._optimizer_steps_seen
+        if skipped and not self._has_scaler and "no-step" not in self._warned:
+            scaler_hint = (
+                "pass the scaler to AutoLRS as extra_state=[scaler]: skipped steps are then "
+                "expected (they still count) and rollbacks rewind the scaler's scale too."
             )
+            if _gradients_not_finite(self.optimizer):
+                message = (
+                    "AutoLRS.step() was called but optimizer.step() was not called since the "
+                    "last one, and the gradients hold inf/nan: a torch.amp.GradScaler skips "
+                    f"optimizer.step() on such gradients. If you use one, {scaler_hint}"
+                )
+            elif self._optimizer_steps > 0:
+                message = (
+                    "AutoLRS.step() was called but optimizer.step() was not called since the "
+                    "last one (it was called before, so a step was skipped). If a "
+                    "torch.amp.GradScaler skips steps (it does on inf/nan gradients), "
+                    f"{scaler_hint} Otherwise call sched.step(loss) once after every "
+                    "optimizer.step()."
+                )
+            else:
+                message = (
+                    "AutoLRS.step() was called but optimizer.step() was not called since the "
+                    "last one; call sched.step(loss) once after every optimizer.step(). If a "
+                    "torch.amp.GradScaler skipped the step (it does on inf/nan gradients), "
+                    f"{scaler_hint}"
+                )
+            self._warn_once("no-step", message)
         self._optimizer_steps_seen = self._optimizer_steps
+
+    def _take_over(self, optimizer: torch.optim.Optimizer) -> None:
+        """Marks ``optimizer`` as driven by this instance, detaching an earlier live one."""
+        ref = getattr(optimizer, _DRIVER_ATTR, None)
+        stale = ref() if isinstance(ref, weakref.ref) else None
+        if (
+            isinstance(stale, AutoLRS)
+            and stale is not self
+            and stale.optimizer is optimizer
+            and stale._hooks
+        ):
+            # Two instances would fight over the learning rate before every step: the newest
+            # one wins, the earlier one is detached (its step() then raises).
+            used = stale.optimizer_steps > 0 or stale.steps_taken > 0
+            description = stale._describe()
+            mid_trial = stale.in_trial
+            stale.remove_hooks()
+            stale._superseded = True
+            if used:
+                warnings.warn(
+                    "this optimizer is already driven by another AutoLRS instance created "
+                    f"earlier ({description}); create only one per optimizer: e.g. after "
+                    "re-running a notebook cell, rebuild the optimizer too (and the model"
+                    + (
+                        ": the earlier instance was in the middle of a trial, so the model "
+                        "holds a candidate's weights"
+                        if mid_trial
+                        else ""
+                    )
+                    + "). The earlier instance was detached; this one now sets the learning rate.",
+                    AutoLRSWarning,
+                    stacklevel=3,
+                )
+        try:
+            setattr(optimizer, _DRIVER_ATTR, weakref.ref(self))
+        except AttributeError:  # pragma: no cover - an optimizer class with __slots__
+            pass
+
+    def _describe(self) -> str:
+        """Names this instance for messages: its id, progress and phase."""
+        return (
+            f"AutoLRS instance at {id(self):#x}: {self.steps_taken} steps taken, "
+            f"stage {self.stage}, phase {self.phase!r}"
+        )
 
     def _enforce_lr(self, *_: Any) -> None:
         """Optimizer pre-step hook: the step must use AutoLRS' learning rate."""
+        # ``_applied`` holds the rates as the groups store them (a float32 tensor rounds them),
+        # so any difference is a change made by something else.
         if self._applied and any(
-            not math.isclose(_lr_value(g["lr"]), lr, rel_tol=1e-9, abs_tol=0.0)
-            for g, lr in zip(self.optimizer.param_groups, self._applied)
+            _lr_value(g["lr"]) != lr for g, lr in zip(self.optimizer.param_groups, self._applied)
         ):
             self._warn_once(
                 "wiring",
@@ -518,22 +616,94 @@ class AutoLRS:
     def _set_lr(self, lr: float | None, *, force: bool = False) -> None:
         if lr is None:
             return
-        new = [lr * ratio for ratio in self._ratios]
-        self._applied_target = lr
-        if not force and new == self._applied and all(
-            _lr_value(g["lr"]) == v for g, v in zip(self.optimizer.param_groups, new)
+        groups = self.optimizer.param_groups
+        if (
+            not force
+            and lr == self._applied_target
+            and self._applied
+            and all(_lr_value(g["lr"]) == v for g, v in zip(groups, self._applied))
         ):
             return
-        for group, value in zip(self.optimizer.param_groups, new):
+        self._applied_target = lr
+        for group, ratio in zip(groups, self._ratios):
             if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(value)
+                # A tensor learning rate keeps its type (and device), as torch's own
+                # schedulers do; it may round the value (float32).
+                group["lr"].fill_(lr * ratio)
             else:
-                group["lr"] = value
-        self._applied = new
+                group["lr"] = lr * ratio
+        # What the groups now hold, read back: the pre-step hook compares against it exactly.
+        self._applied = [_lr_value(g["lr"]) for g in groups]
 
 
 def _lr_value(lr: Any) -> float:
     return float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
+
+
+def _check_optimizer_matches_model(
+    optimizer: torch.optim.Optimizer, model: torch.nn.Module
+) -> None:
+    """Raises ValueError if none of the optimizer's parameters belongs to the model."""
+    owned = {id(p) for p in model.parameters()}
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if any(id(p) in owned for p in params):
+        return
+    # Lenient for models that keep trainable tensors in their state dict only.
+    state = model.state_dict(keep_vars=True)
+    owned.update(id(t) for t in state.values() if isinstance(t, torch.Tensor))
+    if any(id(p) in owned for p in params):
+        return
+    raise ValueError(
+        f"optimizer and model must match: none of the optimizer's {len(params)} parameters is a "
+        f"parameter of the model ({type(model).__name__}). Build the optimizer from this "
+        "model's parameters (e.g. torch.optim.SGD(model.parameters(), ...)) and pass the same "
+        "model to AutoLRS; rollbacks restore the model, so they must be the same tensors."
+    )
+
+
+def _check_tensorboard(target: Any) -> None:
+    """Raises TypeError unless ``target`` is None, a writer or a log directory."""
+    if target is None or hasattr(target, "add_scalar"):
+        return
+    if isinstance(target, (str, os.PathLike)) and not isinstance(target, bool):
+        return
+    raise TypeError(
+        f"tensorboard must be a torch.utils.tensorboard.SummaryWriter (or an object with "
+        f"add_scalar), a log directory (str or os.PathLike) or None, got "
+        f"{type(target).__name__} ({target!r:.40}); e.g. tensorboard='runs/autolrs'"
+    )
+
+
+def _snapshot_device(device: Any) -> torch.device | None:
+    """``snapshot_device`` as a ``torch.device`` (None stays None), checked to be usable."""
+    accepted = "'cpu', 'cuda', 'cuda:0', a torch.device, or None (each tensor stays on its device)"
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"snapshot_device must be a device name or torch.device, got "
+            f"{type(device).__name__} ({device!r:.40}); accepted: {accepted}"
+        )
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(
+            f"snapshot_device={device!r} is not a device; accepted: {accepted}"
+        ) from err
+    try:
+        torch.empty(0, device=parsed)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        raise ValueError(
+            f"snapshot_device={device!r} is not usable in this process ({err}); accepted: "
+            f"{accepted}"
+        ) from err
+    return parsed
+
+
+def _gradients_not_finite(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether some parameter's gradient holds inf or nan (a skipped GradScaler step's mark)."""
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    return any(not bool(torch.isfinite(grad).all()) for grad in grads)
 
 
 def _loss_value(loss: Any) -> float | torch.Tensor:
