@@ -24,7 +24,20 @@ from autolrs.core.actions import STAGE, WINNER, Action, Discard, Evaluate, Resto
 from autolrs.core.config import Config
 from autolrs.core.forecast import CurveFit, Forecaster
 from autolrs.core.level import GUARD_WINDOW, RECENT, CommittedLevel, robust_std
+from autolrs.core.phases.base import (
+    Abort,
+    BasePhase,
+    Context,
+    Edge,
+    EventLog,
+    Loss,
+    Phase,
+    Spent,
+    Transition,
+)
 from autolrs.core.phases.stage import TrialResult
+from autolrs.core.phases.range_test import RangeTest
+from autolrs.core.phases.warmup import Warmup
 from autolrs.core.planning import decay_length, first_tau, plan_stage, range_test_length
 from autolrs.core.range_test import divergence_index, suggest_range, sweep_lrs
 from autolrs.core.run import Run, TauPlan
@@ -45,17 +58,6 @@ _TWIN_LOG_RATIO = math.log(1.25)  # rates closer than this count as the same rat
 _MIN_SEARCH_BUDGET = 30  # below this many steps (and no lr_range) nothing is searched
 _FAULT_RETRIES = 1  # non-finite results a sweep or a trial may roll back from, if calm before
 _EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
-
-
-class Phase:
-    """Names of the controller's phases."""
-
-    WARMUP = "warmup"
-    RANGE_TEST = "range_test"
-    TRIAL = "trial"
-    EXPLOIT = "exploit"
-    FINAL = "final"
-    DONE = "done"
 
 
 def validate_total_steps(total_steps: Any) -> int | None:
@@ -172,20 +174,20 @@ class StageController:
         self._make_searcher = searcher or searcher_factory(config)
         self._make_forecaster = forecaster or forecaster_factory(config)
         self._searcher: Searcher | None = None
-        self._events: list[dict[str, Any]] = []
+        self._events = EventLog()
+        self._phase: BasePhase | None = None
         self._run = Run(
             taus=TauPlan(tau0, max(tau0, int(round(tau0 * config.tau_max_factor)))),
             space=SearchSpace(None if lr_range is None else list(lr_range)),
             default_lr=None if default_lr is None else float(default_lr),
         )
+        self._bind()
         self._s: dict[str, Any] = {
             "phase": (
                 Phase.WARMUP
                 if config.warmup_steps > 0
                 else Phase.RANGE_TEST if lr_range is None else Phase.TRIAL
             ),
-            "warmup": None,
-            "range_test": None,
             "plan": None,
             "trial": None,
             "results": [],
@@ -206,6 +208,8 @@ class StageController:
     @property
     def phase(self) -> str:
         """Current phase (see :class:`Phase`)."""
+        if self._phase is not None:
+            return self._phase.name
         return str(self._s["phase"])
 
     @property
@@ -221,6 +225,8 @@ class StageController:
     @property
     def in_trial(self) -> bool:
         """True while the model may still be rolled back (range test or a candidate's trial)."""
+        if self._phase is not None:
+            return self._phase.in_trial
         return self._s["phase"] in (Phase.RANGE_TEST, Phase.TRIAL)
 
     @property
@@ -252,11 +258,8 @@ class StageController:
         step?) so that a non-finite model is never committed.
         """
         s, phase = self._s, self._s["phase"]
-        if phase == Phase.WARMUP:
-            w = s["warmup"]
-            return w is not None and w["done"] + 1 >= w["length"]
-        if phase == Phase.RANGE_TEST:
-            return s["range_test"] is not None and _range_checkpoint_due(s["range_test"])
+        if self._phase is not None:
+            return self._phase.outlook().needs_finite_check
         if phase == Phase.TRIAL:
             t, plan = s["trial"], s["plan"]
             return bool(self.config.keep_winner) and t["steps"] + 1 >= plan["trial_steps"]
@@ -279,14 +282,8 @@ class StageController:
         s, phase = self._s, self._s["phase"]
         if s["awaiting_validation"]:
             return 0
-        if phase == Phase.WARMUP:
-            w = s["warmup"]
-            return max(0, w["length"] - w["done"] - 1)
-        if phase == Phase.RANGE_TEST:
-            rt = s["range_test"]
-            done, every = len(rt["losses"]), rt["every"]
-            to_checkpoint = every - (done % every) - 1
-            return max(0, min(to_checkpoint, len(rt["lrs"]) - done - 1))
+        if self._phase is not None:
+            return self._phase.outlook().quiet_steps
         if phase == Phase.TRIAL:
             t, plan = s["trial"], s["plan"]
             if plan["mode"] == "validation":
@@ -315,11 +312,8 @@ class StageController:
         every step); ``planned_lr(0)`` is :attr:`lr`.
         """
         s, phase = self._s, self._s["phase"]
-        if phase == Phase.WARMUP:
-            return self._warmup_lr(s["warmup"]["done"] + ahead)
-        if phase == Phase.RANGE_TEST:
-            rt = s["range_test"]
-            return float(rt["lrs"][min(len(rt["losses"]) + ahead, len(rt["lrs"]) - 1)])
+        if self._phase is not None:
+            return self._phase.outlook().planned_lr(ahead)
         if phase == Phase.FINAL and s["final"]["decay"]:
             return self._final_lr(self._run.step + ahead)
         if phase == Phase.TRIAL and s["plan"].get("anneal_steps"):
@@ -356,7 +350,9 @@ class StageController:
         """Counts ``steps`` already taken on an abandoned state as spent."""
         s = self._s
         self._run.step += steps
-        self._emit("wasted", steps=steps, phase=s["phase"])
+        self._emit("wasted", steps=steps, phase=self.phase)
+        if self._phase is not None:
+            self._phase.observe(Spent(steps))
         if s["phase"] == Phase.TRIAL:
             s["trial"]["start_step"] = self._run.step
         elif s["phase"] == Phase.EXPLOIT:
@@ -367,15 +363,10 @@ class StageController:
             f = s["final"]
             f["checkpoint_step"] = self._run.step
             f["end_step"] = max(f["end_step"], self._run.step + 1)
-        elif s["phase"] == Phase.RANGE_TEST:
-            s["range_test"]["start_step"] = self._run.step
-        elif s["phase"] == Phase.WARMUP:
-            s["warmup"]["start_step"] = self._run.step
 
     def pop_events(self) -> list[dict[str, Any]]:
         """Events recorded since the last call (JSON-safe dicts with an ``"event"`` key)."""
-        events, self._events = self._events, []
-        return events
+        return self._events.pop()
 
     # ================================================================== protocol
     def start(self) -> tuple[Action, ...]:
@@ -394,7 +385,7 @@ class StageController:
             lr_range=self._run.space.range,
         )
         if self.config.warmup_steps > 0:
-            return self._begin_warmup()
+            return self._enter(Warmup(self._ctx))
         return self._after_warmup()
 
     def _after_warmup(self) -> tuple[Action, ...]:
@@ -402,7 +393,7 @@ class StageController:
         if self._run.space.range is None:
             if self.total_steps is not None and self.total_steps < _MIN_SEARCH_BUDGET:
                 return self._begin_final()
-            return self._begin_range_test()
+            return self._enter(RangeTest(self._ctx))
         return self._begin_stage()
 
     def tell_loss(self, loss: float, *, model_finite: bool = True) -> tuple[Action, ...]:
@@ -425,10 +416,8 @@ class StageController:
         loss = float(loss)
         self._run.step += 1
         phase = s["phase"]
-        if phase == Phase.WARMUP:
-            return self._warmup_tell(loss, model_finite)
-        if phase == Phase.RANGE_TEST:
-            return self._range_test_tell(loss, model_finite)
+        if self._phase is not None:
+            return self._apply(self._phase.observe(Loss(loss, model_finite)))
         if phase == Phase.TRIAL:
             return self._trial_tell(loss, model_finite)
         if phase == Phase.EXPLOIT:
@@ -465,242 +454,47 @@ class StageController:
         """
         s = self._s
         s["awaiting_validation"] = False
+        if self._phase is not None:
+            return self._apply(self._phase.observe(Abort(reason)))
         if s["phase"] == Phase.TRIAL:
             return self._restart_trial(reason)
-        if s["phase"] == Phase.RANGE_TEST:
-            self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=STAGE)
-            rt = s["range_test"]
-            rt.update(
-                losses=[], checkpoints=[], start_step=self._run.step, origin=self._run.step, retries=0,
-                first_index=0,
-            )
-            self._run.lr = rt["lrs"][0]
-            return (Restore(STAGE), SetLR(rt["lrs"][0]))
         return ()
 
-    # ================================================================== warm-up
-    def _begin_warmup(self) -> tuple[Action, ...]:
-        """The original callback's optional linear warm-up (``Config.warmup_steps``)."""
-        s, cfg = self._s, self.config
-        assert cfg.warmup_lr is not None  # Config requires it with warmup_steps
-        length = cfg.warmup_steps
-        if self.total_steps is not None:
-            length = min(length, self.total_steps)
-        s["phase"] = Phase.WARMUP
-        s["warmup"] = {"length": length, "lr": cfg.warmup_lr, "done": 0, "start_step": self._run.step}
-        self._run.lr = self._warmup_lr(0)
-        return (Snapshot(STAGE), SetLR(self._run.lr))
-
-    def _warmup_lr(self, done: int) -> float:
-        """The warm-up's rate for its step ``done`` (0-based): ``lr * (done + 1) / length``."""
-        w = self._s["warmup"]
-        done = min(done, w["length"] - 1)
-        return float(w["lr"]) * (done + 1) / w["length"]
-
-    def _warmup_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
-        s = self._s
-        w = s["warmup"]
-        at_end = w["done"] + 1 >= w["length"]
-        if not _finite(loss) or (at_end and not model_finite):
-            # Nothing was committed since the warm-up began: start it again, to half the rate.
-            reason = "non-finite loss" if not _finite(loss) else "non-finite parameters"
-            self._register_rollback(Phase.WARMUP, f"{reason} in the warm-up")
-            self._segment("warmup", w["start_step"], lr=self._warmup_lr(0), committed=False)
-            w.update(lr=float(w["lr"]) / 2.0, done=0, start_step=self._run.step)
-            self._run.lr = self._warmup_lr(0)
-            return (Restore(STAGE), SetLR(self._run.lr))
-        w["done"] += 1
-        if not at_end:
-            self._run.lr = self._warmup_lr(w["done"])
-            return (SetLR(self._run.lr),)
-        self._run.rollbacks = 0
-        self._segment(
-            "warmup", w["start_step"], lr=self._warmup_lr(0), lr_end=self._run.lr, committed=True
+    # ================================================================== phase graph
+    def _bind(self) -> None:
+        """(Re)builds what the phases see: after construction and after loading a state."""
+        self._ctx = Context(
+            self.config,
+            self.total_steps,
+            self.validation,
+            self._run,
+            self._rng,
+            self._make_searcher,
+            self._make_forecaster,
+            self._events,
         )
-        if self.finished:
+
+    def _enter(self, phase: Any) -> tuple[Action, ...]:
+        """Makes ``phase`` the current phase and begins it."""
+        self._phase = phase
+        self._s["phase"] = phase.name
+        return self._apply(phase.begin())
+
+    def _apply(self, transition: Transition) -> tuple[Action, ...]:
+        """The transition's actions, and, when it ends the phase, those of the next."""
+        if transition.next is None:
+            return transition.actions
+        self._phase = None
+        return transition.actions + self._follow(transition.next, transition.handoff)
+
+    def _follow(self, edge: str, handoff: Any) -> tuple[Action, ...]:
+        if edge == Edge.METHOD:
+            return self._after_warmup()
+        if edge == Edge.FINAL:
             return self._begin_final()
-        return self._after_warmup()
-
-    # ================================================================== range test
-    def _begin_range_test(self) -> tuple[Action, ...]:
-        s, cfg = self._s, self.config
-        n = range_test_length(cfg, self.total_steps)
-        if self.total_steps is not None:
-            n = max(10, min(n, self.total_steps // 3))
-        lo, hi = cfg.range_test_bounds
-        lrs = sweep_lrs(lo, hi, n)
-        decades = math.log10(hi / lo)
-        s["phase"] = Phase.RANGE_TEST
-        s["range_test"] = {
-            "lrs": lrs,
-            "losses": [],
-            "checkpoints": [],
-            "start_step": self._run.step,  # where the current pass of the sweep started
-            "origin": self._run.step,  # where the sweep's first pass started (before any retry)
-            "first_index": 0,  # the sweep index at start_step
-            "retries": 0,
-            "refined": False,
-            "every": max(1, int(round(n / decades))),
-        }
-        self._run.lr = lrs[0]
-        return (Snapshot(STAGE), SetLR(lrs[0]))
-
-    def _range_test_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
-        s = self._s
-        rt = s["range_test"]
-        checkpoint_due = _range_checkpoint_due(rt)
-        faulted = not _finite(loss) or (checkpoint_due and not model_finite)
-        if faulted and self._sweep_was_calm(rt):
-            return self._retry_range_test(
-                "non-finite loss" if not _finite(loss) else "non-finite parameters"
-            )
-        rt["losses"].append(loss if _finite(loss) else None)
-        losses = [math.inf if v is None else v for v in rt["losses"]]
-        if (
-            faulted
-            or divergence_index(losses) is not None
-            or len(losses) >= len(rt["lrs"])
-        ):
-            return self._finish_range_test()
-        actions: list[Action] = []
-        if checkpoint_due:
-            # The first two checkpoints take a slot each, the third replaces the first, and
-            # from then on each replaces the newest: the sweep keeps its second checkpoint (an
-            # early warm start to resume from) and the newest (to retry from after a fault).
-            # Resuming from later checkpoints was tried: on digits it reached the target in 3
-            # of 12 seeds instead of 8.
-            used = [c[0] for c in rt["checkpoints"]]
-            slot = RANGE_SLOTS[len(used) % 2]
-            rt["checkpoints"] = [c for c in rt["checkpoints"] if c[0] != slot]
-            rt["checkpoints"].append([slot, len(losses), rt["lrs"][len(losses) - 1]])
-            actions.append(Snapshot(slot))
-        self._run.lr = rt["lrs"][len(losses)]
-        actions.append(SetLR(self._run.lr))
-        return tuple(actions)
-
-    def _refine_range_test(self, top: float) -> tuple[Action, ...]:
-        """Sweeps again, as many steps over the top ``range_decades + 1`` decades of the first
-        sweep, from the same start: the first was too fast for the loss to respond anywhere."""
-        s, cfg = self._s, self.config
-        rt = s["range_test"]
-        self._emit(
-            "range_refine",
-            start=rt["origin"],
-            end=self._run.step,
-            lrs=rt["lrs"][: len(rt["losses"])],
-            losses=rt["losses"],
-            top=top,
-        )
-        self._sweep_segment(len(rt["losses"]) - 1)
-        lrs = sweep_lrs(top / 10.0 ** (cfg.range_decades + 1), top, len(rt["lrs"]))
-        rt.update(
-            lrs=lrs,
-            losses=[],
-            checkpoints=[],
-            start_step=self._run.step,
-            origin=self._run.step,
-            retries=0,
-            first_index=0,
-            refined=True,
-            every=max(1, int(round(len(lrs) / (cfg.range_decades + 1)))),
-        )
-        self._run.lr = lrs[0]
-        return (Restore(STAGE), *(Discard(slot) for slot in RANGE_SLOTS), SetLR(lrs[0]))
-
-    def _sweep_segment(self, end_index: int) -> None:
-        """Records the sweep's current pass, up to sweep index ``end_index``, as not committed."""
-        rt = self._s["range_test"]
-        self._segment(
-            "range_test",
-            rt["start_step"],
-            lr=rt["lrs"][rt["first_index"]],
-            lr_end=rt["lrs"][end_index],
-            committed=False,
-        )
-
-    def _sweep_was_calm(self, rt: dict[str, Any]) -> bool:
-        """Whether a non-finite result in the sweep may be a one-off fault, not divergence.
-
-        The sweep is retried once from its latest checkpoint when, so far, its smoothed loss
-        has stayed below 1.5 times its running minimum: a bad batch or an overflow should not
-        end the sweep and make its interval. A second non-finite result is divergence.
-        """
-        if rt["retries"] >= _FAULT_RETRIES:
-            return False
-        if not rt["losses"]:
-            return True  # the first loss comes before any step of the sweep
-        losses = [math.inf if v is None else v for v in rt["losses"]]
-        return divergence_index(losses, ratio=1.5) is None
-
-    def _retry_range_test(self, reason: str) -> tuple[Action, ...]:
-        """Rolls the sweep back to its latest checkpoint (or its start) and goes on from there."""
-        s = self._s
-        rt = s["range_test"]
-        rt["retries"] += 1
-        slot, done = STAGE, 0
-        if rt["checkpoints"]:
-            slot, done = max(rt["checkpoints"], key=lambda c: c[1])[:2]
-        self._emit("rollback", phase=Phase.RANGE_TEST, reason=reason, restored=slot, lr=self._run.lr)
-        self._sweep_segment(len(rt["losses"]))  # up to the step that failed
-        rt["losses"] = rt["losses"][:done]
-        rt["start_step"], rt["first_index"] = self._run.step, done
-        self._run.lr = rt["lrs"][done]
-        return (Restore(slot), SetLR(self._run.lr))
-
-    def _finish_range_test(self) -> tuple[Action, ...]:
-        s, cfg = self._s, self.config
-        rt = s["range_test"]
-        losses = [math.inf if v is None else v for v in rt["losses"]]
-        suggestion = suggest_range(
-            rt["lrs"], losses, decades=cfg.range_decades, headroom=cfg.range_headroom
-        )
-        n = len(rt["lrs"])
-        if (
-            not suggestion.informative
-            and rt["lrs"].index(suggestion.best_lr) < 0.75 * suggestion.stop_index
-            and not rt["refined"]
-            and (self.total_steps is None or self._run.step + n <= self.total_steps // 3)
-        ):
-            return self._refine_range_test(rt["lrs"][suggestion.stop_index])
-        self._run.space.range = [suggestion.low, suggestion.high]
-        self._run.space.cap = suggestion.diverged_lr or cfg.range_test_bounds[1]
-        self._run.space.auto = True
-        # Resume from the latest checkpoint taken at least one decade below the high end (the
-        # sweep's progress up to there is a warm-up), or from the start.
-        resume_slot, resume_steps = STAGE, 0
-        for slot, steps_done, lr_at in sorted(rt["checkpoints"], key=lambda c: c[1]):
-            if lr_at <= suggestion.high / 10.0 and steps_done <= suggestion.stop_index:
-                resume_slot, resume_steps = slot, steps_done
-        kept = [v for v in losses[:resume_steps] if math.isfinite(v)]
-        self._run.level.recent = kept[-4:]
-        origin = rt["origin"]
-        self._emit(
-            "range_test",
-            start=origin,
-            end=self._run.step,
-            lrs=rt["lrs"][: len(losses)],
-            losses=rt["losses"],
-            low=suggestion.low,
-            high=suggestion.high,
-            diverged_lr=suggestion.diverged_lr,
-            best_lr=suggestion.best_lr,
-            resume_steps=resume_steps,
-        )
-        self._sweep_segment(len(losses) - 1)
-        if resume_steps:
-            self._segment(
-                "warmup",
-                origin,
-                end=origin + resume_steps,
-                lr=rt["lrs"][0],
-                lr_end=rt["lrs"][resume_steps - 1],
-                committed=True,
-                virtual=True,
-            )
-        actions: list[Action] = [Restore(resume_slot)]
-        actions += [Discard(slot) for slot in RANGE_SLOTS]
-        s["range_test"] = None
-        return tuple(actions) + self._begin_stage()
+        if edge == Edge.STAGE and handoff is None:
+            return self._begin_stage()
+        raise AssertionError(f"unknown edge {edge!r}")
 
     # ================================================================== stages
     def _remaining(self) -> int | None:
@@ -1185,17 +979,7 @@ class StageController:
         self._run.level.record(loss)
 
     def _register_rollback(self, phase: str, reason: str) -> bool:
-        """Counts a rollback; returns True (and records the failure) past the allowed number."""
-        run = self._run
-        run.rollbacks += 1
-        self._emit("rollback", phase=phase, reason=reason, restored=STAGE, lr=run.lr)
-        if run.rollbacks > self.config.max_rollbacks:
-            run.failure = (
-                f"training diverged {run.rollbacks} times in a row ({reason}); the last "
-                f"learning rate was {run.lr:.3g}. The model was restored to the last finite state."
-            )
-            return True
-        return False
+        return self._ctx.register_rollback(phase, reason)
 
     def _rollback_exploit(
         self, reason: str, *, ceiling: bool = False, diverged: bool = False
@@ -1376,9 +1160,7 @@ class StageController:
         )
 
     def _emit(self, event: str, **fields: Any) -> None:
-        record = {"event": event, "step": self._run.step}
-        record.update(fields)
-        self._events.append(record)
+        self._ctx.emit(event, **fields)
 
     # ================================================================== state
     def state_dict(self) -> dict[str, Any]:
@@ -1419,8 +1201,8 @@ class StageController:
             raise StateDictError(f"controller state misses key(s) {missing}")
         inner = state["state"]
         missing_inner = sorted(
-            (set(_V1_RUN_KEYS) | set(_V1_PHASE_KEYS)) - set(inner) - {"warmup"}
-        )  # warmup: added later
+            (set(_V1_RUN_KEYS) | set(_V1_PHASE_KEYS)) - set(inner)
+        )
         if missing_inner:
             raise StateDictError(f"controller state misses field(s) {missing_inner}")
         try:
@@ -1438,13 +1220,19 @@ class StageController:
         self._s = {k: inner[k] for k in _V1_PHASE_KEYS}
         self._s["results"] = [TrialResult.from_dict(r) for r in inner["results"]]
         self._rng = rng_from_state(state["rng"])
+        self._events = EventLog()
+        self._bind()
+        self._phase = None
+        if inner["phase"] == Phase.WARMUP:
+            self._phase = Warmup.from_dict(self._ctx, inner["warmup"])
+        elif inner["phase"] == Phase.RANGE_TEST:
+            self._phase = RangeTest.from_dict(self._ctx, inner["range_test"])
         if state["searcher"] is None:
             self._searcher = None
         else:
             plan = self._s["plan"]
             self._searcher = self._make_searcher(plan["search_low"], plan["search_high"], None)
             self._searcher.load_state_dict(state["searcher"])
-        self._events = []
 
     def _v1_inner(self) -> dict[str, Any]:
         r = self._run
@@ -1470,6 +1258,11 @@ class StageController:
         }
         phase = copy.deepcopy({k: v for k, v in self._s.items() if k != "results"})
         phase["results"] = [t.to_dict() for t in self._s["results"]]
+        phase["phase"] = self.phase
+        phase["warmup"] = self._phase.to_dict() if isinstance(self._phase, Warmup) else None
+        phase["range_test"] = (
+            self._phase.to_dict() if isinstance(self._phase, RangeTest) else None
+        )
         return {**inner, **phase}
 
 
@@ -1479,7 +1272,7 @@ _V1_RUN_KEYS = (
     "last_lr", "rollbacks", "failure", "default_lr",
 )
 _V1_PHASE_KEYS = (
-    "phase", "warmup", "range_test", "plan", "trial", "results", "winner", "winner_slot",
+    "phase", "plan", "trial", "results", "winner", "winner_slot",
     "exploit", "final", "awaiting_validation", "overrun_reported",
 )
 
@@ -1538,11 +1331,6 @@ def _before_next(points: list[int], done: int) -> int | float:
     """Steps that can pass before the next of ``points`` after ``done`` (inf: none left)."""
     ahead = [p for p in points if p > done]
     return ahead[0] - done - 1 if ahead else math.inf
-
-
-def _range_checkpoint_due(rt: dict[str, Any]) -> bool:
-    """Whether the range test's next step ends at a checkpoint."""
-    return (len(rt["losses"]) + 1) % rt["every"] == 0
 
 
 def _summary(y: list[float]) -> dict[str, Any]:
