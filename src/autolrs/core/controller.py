@@ -36,6 +36,8 @@ from autolrs.core.phases.base import (
     Transition,
 )
 from autolrs.core.phases.stage import TrialResult
+from autolrs.core.phases.checkpoints import before_next, checkpoints
+from autolrs.core.phases.final import Final
 from autolrs.core.phases.range_test import RangeTest
 from autolrs.core.phases.warmup import Warmup
 from autolrs.core.planning import decay_length, first_tau, plan_stage, range_test_length
@@ -194,9 +196,7 @@ class StageController:
             "winner": None,
             "winner_slot": False,
             "exploit": None,
-            "final": None,
             "awaiting_validation": False,
-            "overrun_reported": False,
         }
 
     # ================================================================== public view
@@ -266,8 +266,6 @@ class StageController:
         if phase == Phase.EXPLOIT:
             e = s["exploit"]
             return self._run.step + 1 >= e["end_step"] or e["done"] + 1 in self._exploit_checks(e)
-        if phase == Phase.FINAL:
-            return self._run.step + 1 >= s["final"]["end_step"] or self._final_checkpoint_due(1)
         return False
 
     @property
@@ -296,13 +294,7 @@ class StageController:
         if phase == Phase.EXPLOIT:
             e = s["exploit"]
             left = e["end_step"] - self._run.step - 1
-            return max(0, min(left, _before_next(self._exploit_checks(e), e["done"])))
-        if phase == Phase.FINAL:
-            f = s["final"]
-            left = f["end_step"] - self._run.step - 1
-            done = self._run.step - f["start_step"]
-            checks = _checkpoints(f["end_step"] - f["start_step"])
-            return max(0, min(left, _before_next(checks, done)))
+            return max(0, min(left, before_next(self._exploit_checks(e), e["done"])))
         return 1 << 30
 
     def planned_lr(self, ahead: int) -> float:
@@ -314,8 +306,6 @@ class StageController:
         s, phase = self._s, self._s["phase"]
         if self._phase is not None:
             return self._phase.outlook().planned_lr(ahead)
-        if phase == Phase.FINAL and s["final"]["decay"]:
-            return self._final_lr(self._run.step + ahead)
         if phase == Phase.TRIAL and s["plan"].get("anneal_steps"):
             return self._trial_lr(s["trial"]["steps"] + 1 + ahead)
         return float(self._run.lr)
@@ -359,10 +349,6 @@ class StageController:
             e = s["exploit"]
             e["start_step"] = e["checkpoint_step"] = self._run.step
             e["end_step"] = max(e["end_step"], self._run.step + 1)
-        elif s["phase"] == Phase.FINAL:  # the decay's schedule goes on; the lost steps are spent
-            f = s["final"]
-            f["checkpoint_step"] = self._run.step
-            f["end_step"] = max(f["end_step"], self._run.step + 1)
 
     def pop_events(self) -> list[dict[str, Any]]:
         """Events recorded since the last call (JSON-safe dicts with an ``"event"`` key)."""
@@ -392,7 +378,7 @@ class StageController:
         """The first phase of the method proper: a range test, or the first stage."""
         if self._run.space.range is None:
             if self.total_steps is not None and self.total_steps < _MIN_SEARCH_BUDGET:
-                return self._begin_final()
+                return self._enter(Final(self._ctx))
             return self._enter(RangeTest(self._ctx))
         return self._begin_stage()
 
@@ -420,9 +406,7 @@ class StageController:
             return self._apply(self._phase.observe(Loss(loss, model_finite)))
         if phase == Phase.TRIAL:
             return self._trial_tell(loss, model_finite)
-        if phase == Phase.EXPLOIT:
-            return self._exploit_tell(loss, model_finite)
-        return self._final_tell(loss, model_finite)
+        return self._exploit_tell(loss, model_finite)
 
     def tell_validation(self, value: float) -> tuple[Action, ...]:
         """Records the validation loss asked for by an :class:`Evaluate` action.
@@ -491,7 +475,7 @@ class StageController:
         if edge == Edge.METHOD:
             return self._after_warmup()
         if edge == Edge.FINAL:
-            return self._begin_final()
+            return self._enter(Final(self._ctx))
         if edge == Edge.STAGE and handoff is None:
             return self._begin_stage()
         raise AssertionError(f"unknown edge {edge!r}")
@@ -516,7 +500,7 @@ class StageController:
         k = cfg.later_candidates if self._run.stage >= 1 and cfg.later_candidates else cfg.candidates
         plan = plan_stage(cfg, self._run.taus.nominal, self._run.taus.maximum, remaining, k)
         if plan is None:
-            return self._begin_final()
+            return self._enter(Final(self._ctx))
         self._run.stage += 1
         mode = self._mode()
         trial_steps = plan.trial_steps
@@ -904,7 +888,7 @@ class StageController:
         """Exploit steps (counted from the exploit's start) at which the stage guard looks and,
         when the stage is healthy, the model becomes the stage's new rollback point: half-way,
         in a phase of at least ``2 * GUARD_WINDOW`` steps."""
-        return _checkpoints(e["end_step"] - e["start_step"], parts=2)
+        return checkpoints(e["end_step"] - e["start_step"], parts=2)
 
     def _checkpoint_exploit(self, e: dict[str, Any]) -> tuple[Action, ...]:
         """Commits the healthy exploit so far: a later rollback loses only the steps after it."""
@@ -1025,101 +1009,6 @@ class StageController:
         self._decision(lr, chosen, exploit_steps=remaining, reason=f"rollback: {reason}")
         return (Restore(STAGE), SetLR(lr))
 
-    # ================================================================== final phase
-    def _begin_final(self) -> tuple[Action, ...]:
-        s = self._s
-        assert self.total_steps is not None
-        remaining = max(self.total_steps - self._run.step, 0)
-        if self._run.last_lr is not None:
-            lr0 = self._run.last_lr
-        elif self._run.space.range is not None:
-            low, high = self._run.space.range
-            lr0 = math.sqrt(low * high)
-        elif self._run.default_lr is not None:
-            lr0 = self._run.default_lr
-        else:
-            lr0 = math.sqrt(self.config.range_test_bounds[0] * self.config.range_test_bounds[1])
-        decay = decay_length(self.config, self.total_steps) > 0
-        s["final"] = {
-            "start_step": self._run.step,
-            "checkpoint_step": self._run.step,
-            "end_step": self._run.step + remaining,
-            "lr0": lr0,
-            "decay": decay,
-        }
-        s["phase"] = Phase.FINAL if remaining > 0 else Phase.DONE
-        self._run.lr = self._final_lr()
-        self._emit("final", start=self._run.step, end=self._run.step + remaining, lr=lr0, decay=decay)
-        if remaining == 0:
-            self._emit("done", lr=self._run.lr)
-        return (Snapshot(STAGE), SetLR(self._run.lr))
-
-    def _final_lr(self, step: int | None = None) -> float:
-        """The final phase's learning rate for the step after ``step`` (default: now)."""
-        s = self._s
-        f = s["final"]
-        if not f["decay"]:
-            return float(f["lr0"])
-        step = self._run.step if step is None else step
-        length = max(f["end_step"] - f["start_step"], 1)
-        done = min(max(step - f["start_step"], 0), length - 1)
-        return float(f["lr0"]) * (length - done) / length
-
-    def _final_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
-        s = self._s
-        f = s["final"]
-        at_end = s["phase"] == Phase.FINAL and self._run.step >= f["end_step"]
-        checkpoint = not at_end and self._final_checkpoint_due(0)
-        if not _finite(loss) or ((at_end or checkpoint) and not model_finite):
-            self._register_rollback(
-                s["phase"], "non-finite loss" if not _finite(loss) else "non-finite parameters"
-            )
-            # Back to the latest checkpoint; the rest of the schedule runs at half the rate.
-            if s["phase"] == Phase.FINAL:
-                self._final_segment(committed=False)
-            f["lr0"] = float(f["lr0"]) / 2.0
-            self._run.lr = self._final_lr()
-            return (Restore(STAGE), SetLR(self._run.lr))
-        self._record_committed(loss)
-        if s["phase"] == Phase.DONE:
-            if self.total_steps is not None and not s["overrun_reported"]:
-                s["overrun_reported"] = True
-                self._emit("overrun", total_steps=self.total_steps, lr=self._run.lr)
-            return ()
-        if at_end or checkpoint:
-            self._run.rollbacks = 0
-            self._final_segment(committed=True)
-        if at_end:
-            s["phase"] = Phase.DONE
-            self._emit("done", step=self._run.step, lr=self._run.lr)
-            return (Snapshot(STAGE),)
-        self._run.lr = self._final_lr()
-        actions: tuple[Action, ...] = (SetLR(self._run.lr),) if f["decay"] else ()
-        return ((Snapshot(STAGE),) if checkpoint else ()) + actions
-
-    def _final_segment(self, *, committed: bool) -> None:
-        """Records the final phase's steps since its last checkpoint, which starts anew here."""
-        s = self._s
-        f = s["final"]
-        self._segment(
-            "decay" if f["decay"] else "hold",
-            f["checkpoint_step"],
-            lr=self._final_lr(f["checkpoint_step"]),
-            lr_end=self._run.lr,
-            committed=committed,
-        )
-        f["checkpoint_step"] = self._run.step
-
-    def _final_checkpoint_due(self, ahead: int) -> bool:
-        """Whether the final phase commits a checkpoint after the step ``ahead`` steps from now
-        (0: the step just told)."""
-        s = self._s
-        f = s["final"]
-        if s["phase"] != Phase.FINAL:
-            return False
-        done = self._run.step + ahead - f["start_step"]
-        return done in _checkpoints(f["end_step"] - f["start_step"])
-
     # ================================================================== events
     def _decision(
         self,
@@ -1227,6 +1116,15 @@ class StageController:
             self._phase = Warmup.from_dict(self._ctx, inner["warmup"])
         elif inner["phase"] == Phase.RANGE_TEST:
             self._phase = RangeTest.from_dict(self._ctx, inner["range_test"])
+        elif inner["phase"] in (Phase.FINAL, Phase.DONE):
+            self._phase = Final.from_dict(
+                self._ctx,
+                {
+                    **inner["final"],
+                    "done": inner["phase"] == Phase.DONE,
+                    "overrun_reported": bool(inner.get("overrun_reported", False)),
+                },
+            )
         if state["searcher"] is None:
             self._searcher = None
         else:
@@ -1259,6 +1157,11 @@ class StageController:
         phase = copy.deepcopy({k: v for k, v in self._s.items() if k != "results"})
         phase["results"] = [t.to_dict() for t in self._s["results"]]
         phase["phase"] = self.phase
+        phase["final"], phase["overrun_reported"] = None, False
+        if isinstance(self._phase, Final):
+            phase["final"] = self._phase.to_dict()
+            phase["overrun_reported"] = phase["final"].pop("overrun_reported")
+            del phase["final"]["done"]
         phase["warmup"] = self._phase.to_dict() if isinstance(self._phase, Warmup) else None
         phase["range_test"] = (
             self._phase.to_dict() if isinstance(self._phase, RangeTest) else None
@@ -1273,7 +1176,7 @@ _V1_RUN_KEYS = (
 )
 _V1_PHASE_KEYS = (
     "phase", "plan", "trial", "results", "winner", "winner_slot",
-    "exploit", "final", "awaiting_validation", "overrun_reported",
+    "exploit", "awaiting_validation",
 )
 
 
@@ -1315,22 +1218,6 @@ def _upgrade(s: dict[str, Any]) -> None:
         rt.setdefault("origin", rt["start_step"])
         for key, value in (("first_index", 0), ("retries", 0), ("refined", False)):
             rt.setdefault(key, value)
-
-
-def _checkpoints(length: int, parts: int = 4) -> list[int]:
-    """Steps into a phase of ``length`` steps at which a healthy model is committed, so that a
-    rollback loses only the steps after it: up to ``parts - 1`` evenly spaced points, at least
-    ``GUARD_WINDOW`` steps apart (none in a phase shorter than ``2 * GUARD_WINDOW``)."""
-    parts = min(parts, length // GUARD_WINDOW)
-    if parts < 2:
-        return []
-    return [length * k // parts for k in range(1, parts)]
-
-
-def _before_next(points: list[int], done: int) -> int | float:
-    """Steps that can pass before the next of ``points`` after ``done`` (inf: none left)."""
-    ahead = [p for p in points if p > done]
-    return ahead[0] - done - 1 if ahead else math.inf
 
 
 def _summary(y: list[float]) -> dict[str, Any]:

@@ -1,0 +1,194 @@
+"""Final: the rest of the budget, without searching.
+
+With a budget the last stage's rate (or, when no stage ran, a rate from the search range or the
+default) decays linearly to zero over the steps left (``Config.final_decay_fraction`` > 0) or is
+held. The phase commits checkpoints on its way; a fault restores the latest and runs the rest of
+the schedule at half the rate. When the budget is spent the phase is *done*: it goes on holding
+the last rate, should the executor tell more steps (reported once as an overrun).
+
+Edges: none; this is the last phase.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+from autolrs.core.actions import STAGE, Action, Restore, SetLR, Snapshot
+from autolrs.core.phases.base import (
+    BasePhase,
+    Context,
+    Loss,
+    Observation,
+    Outlook,
+    Phase,
+    Spent,
+    Transition,
+    constant,
+)
+from autolrs.core.phases.checkpoints import before_next, checkpoints
+from autolrs.core.planning import decay_length
+
+__all__ = ["Final"]
+
+
+def _rate(lr0: float, decay: bool, start: int, end: int, step: int) -> float:
+    """The rate of the step after ``step``: ``lr0``, or linearly down to 0 at ``end``."""
+    if not decay:
+        return float(lr0)
+    length = max(end - start, 1)
+    done = min(max(step - start, 0), length - 1)
+    return float(lr0) * (length - done) / length
+
+
+class Final(BasePhase):
+    """The final decay or hold.
+
+    Attributes:
+        start_step: Where the phase started.
+        checkpoint_step: Where its latest checkpoint was committed.
+        end_step: Where the budget ends.
+        lr0: The rate it starts from (halved after each fault).
+        decay: Whether the rate decays (else it is held).
+        done: Whether the budget is spent.
+        overrun_reported: Whether steps past the budget were reported.
+    """
+
+    def __init__(self, ctx: Context, **state: Any) -> None:
+        super().__init__(ctx)
+        self.start_step: int = state.get("start_step", 0)
+        self.checkpoint_step: int = state.get("checkpoint_step", self.start_step)
+        self.end_step: int = state.get("end_step", 0)
+        self.lr0: float = state.get("lr0", 0.0)
+        self.decay: bool = state.get("decay", False)
+        self.done: bool = state.get("done", False)
+        self.overrun_reported: bool = state.get("overrun_reported", False)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return Phase.DONE if self.done else Phase.FINAL
+
+    def begin(self) -> Transition:
+        """Starts the decay (or hold) over the steps left."""
+        ctx, run = self.ctx, self.ctx.run
+        assert ctx.total_steps is not None  # the final phase exists only with a budget
+        remaining = max(ctx.total_steps - run.step, 0)
+        self.start_step = self.checkpoint_step = run.step
+        self.end_step = run.step + remaining
+        self.lr0 = self._first_rate()
+        self.decay = decay_length(ctx.config, ctx.total_steps) > 0
+        self.done = remaining == 0
+        run.lr = self.rate()
+        ctx.emit("final", start=run.step, end=run.step + remaining, lr=self.lr0, decay=self.decay)
+        if self.done:
+            ctx.emit("done", lr=run.lr)
+        return Transition((Snapshot(STAGE), SetLR(run.lr)))
+
+    def _first_rate(self) -> float:
+        """The last stage's rate, or the middle of the search range, or the default."""
+        run, bounds = self.ctx.run, self.ctx.config.range_test_bounds
+        if run.last_lr is not None:
+            return run.last_lr
+        if run.space.range is not None:
+            low, high = run.space.range
+            return math.sqrt(low * high)
+        if run.default_lr is not None:
+            return run.default_lr
+        return math.sqrt(bounds[0] * bounds[1])
+
+    def rate(self, step: int | None = None) -> float:
+        """The rate of the step after ``step`` (default: now)."""
+        step = self.ctx.run.step if step is None else step
+        return _rate(self.lr0, self.decay, self.start_step, self.end_step, step)
+
+    def _commits_after(self, step: int) -> bool:
+        """Whether a checkpoint is committed once ``step`` steps of the run are told."""
+        done = step - self.start_step
+        return done in checkpoints(self.end_step - self.start_step)
+
+    def observe(self, observation: Observation) -> Transition:
+        if isinstance(observation, Spent) and not self.done:
+            # The decay's schedule goes on; the lost steps are spent.
+            self.checkpoint_step = self.ctx.run.step
+            self.end_step = max(self.end_step, self.ctx.run.step + 1)
+        if not isinstance(observation, Loss):
+            return Transition()
+        ctx, run, loss = self.ctx, self.ctx.run, observation.value
+        at_end = not self.done and run.step >= self.end_step
+        checkpoint = not at_end and not self.done and self._commits_after(run.step)
+        if not math.isfinite(loss) or ((at_end or checkpoint) and not observation.model_finite):
+            reason = "non-finite loss" if not math.isfinite(loss) else "non-finite parameters"
+            ctx.register_rollback(self.name, reason)
+            # Back to the latest checkpoint; the rest of the schedule runs at half the rate.
+            if not self.done:
+                self._segment(committed=False)
+            self.lr0 = float(self.lr0) / 2.0
+            run.lr = self.rate()
+            return Transition((Restore(STAGE), SetLR(run.lr)))
+        run.level.record(loss)
+        if self.done:
+            if ctx.total_steps is not None and not self.overrun_reported:
+                self.overrun_reported = True
+                ctx.emit("overrun", total_steps=ctx.total_steps, lr=run.lr)
+            return Transition()
+        if at_end or checkpoint:
+            run.rollbacks = 0
+            self._segment(committed=True)
+        if at_end:
+            self.done = True
+            ctx.emit("done", step=run.step, lr=run.lr)
+            return Transition((Snapshot(STAGE),))
+        run.lr = self.rate()
+        actions: tuple[Action, ...] = (SetLR(run.lr),) if self.decay else ()
+        return Transition(((Snapshot(STAGE),) if checkpoint else ()) + actions)
+
+    def _segment(self, *, committed: bool) -> None:
+        """Records the steps since the latest checkpoint, which starts anew here."""
+        run = self.ctx.run
+        self.ctx.segment(
+            "decay" if self.decay else "hold",
+            self.checkpoint_step,
+            lr=self.rate(self.checkpoint_step),
+            lr_end=run.lr,
+            committed=committed,
+        )
+        self.checkpoint_step = run.step
+
+    def outlook(self) -> Outlook:
+        run = self.ctx.run
+        if self.done:
+            return Outlook(1 << 30, False, constant(run.lr or 0.0))
+        left = self.end_step - run.step - 1
+        points = checkpoints(self.end_step - self.start_step)
+        quiet = max(0, min(left, before_next(points, run.step - self.start_step)))
+        rates = (
+            partial(_ahead, self.lr0, self.start_step, self.end_step, run.step)
+            if self.decay
+            else constant(run.lr or 0.0)
+        )
+        return Outlook(
+            quiet_steps=int(quiet),
+            needs_finite_check=run.step + 1 >= self.end_step or self._commits_after(run.step + 1),
+            rates=rates,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_step": self.start_step,
+            "checkpoint_step": self.checkpoint_step,
+            "end_step": self.end_step,
+            "lr0": self.lr0,
+            "decay": self.decay,
+            "done": self.done,
+            "overrun_reported": self.overrun_reported,
+        }
+
+    @classmethod
+    def from_dict(cls, ctx: Context, data: dict[str, Any]) -> Final:
+        """Rebuilds :meth:`to_dict`'s output."""
+        return cls(ctx, **data)
+
+
+def _ahead(lr0: float, start: int, end: int, step: int, ahead: int) -> float:
+    return _rate(lr0, True, start, end, step + ahead)
