@@ -327,7 +327,8 @@ def test_abnormal_loss_in_a_batch_counts_the_rest_as_spent():
     assert ctrl.step == 5
     events = ctrl.pop_events()
     assert [e["steps"] for e in events if e["event"] == "wasted"] == [2]
-    assert ctrl._s["trial"]["start_step"] == 5  # the next candidate starts after the waste
+    # the next candidate starts after the waste
+    assert _phase_state(ctrl.state_dict())["trial"]["start_step"] == 5
 
 
 # ------------------------------------------------------------------ state and determinism
@@ -644,6 +645,11 @@ def test_a_rollback_excludes_the_failed_rates_near_twins():
     assert redo["reason"].startswith("rollback") and redo["lr"] == pytest.approx(other)
 
 
+def _phase_state(state):
+    """The current phase's own part of a controller state."""
+    return state["state"]
+
+
 def _stage_results(state):
     """The current stage's trial results inside a controller state (a list of dicts)."""
-    return state["state"]["results"]
+    return _phase_state(state)["results"]

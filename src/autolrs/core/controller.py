@@ -25,6 +25,7 @@ from autolrs.core.config import Config
 from autolrs.core.forecast import CurveFit, Forecaster
 from autolrs.core.level import GUARD_WINDOW, RECENT, CommittedLevel, robust_std
 from autolrs.core.phases.base import (
+    Validation,
     Abort,
     BasePhase,
     Context,
@@ -35,10 +36,11 @@ from autolrs.core.phases.base import (
     Spent,
     Transition,
 )
-from autolrs.core.phases.stage import TrialResult
+from autolrs.core.phases.stage import StageEnd, StageOutcome, TrialPlan, TrialResult, Winner
 from autolrs.core.phases.checkpoints import before_next, checkpoints
 from autolrs.core.phases.final import Final
 from autolrs.core.phases.range_test import RangeTest
+from autolrs.core.phases.trials import Trials, plan_trials
 from autolrs.core.phases.warmup import Warmup
 from autolrs.core.planning import decay_length, first_tau, plan_stage, range_test_length
 from autolrs.core.range_test import divergence_index, suggest_range, sweep_lrs
@@ -191,12 +193,10 @@ class StageController:
                 else Phase.RANGE_TEST if lr_range is None else Phase.TRIAL
             ),
             "plan": None,
-            "trial": None,
             "results": [],
             "winner": None,
             "winner_slot": False,
             "exploit": None,
-            "awaiting_validation": False,
         }
 
     # ================================================================== public view
@@ -232,7 +232,7 @@ class StageController:
     @property
     def awaiting_validation(self) -> bool:
         """True between an :class:`Evaluate` action and :meth:`tell_validation`."""
-        return bool(self._s["awaiting_validation"])
+        return self._phase is not None and self._phase.awaiting_validation
 
     @property
     def search_range(self) -> tuple[float, float] | None:
@@ -260,9 +260,6 @@ class StageController:
         s, phase = self._s, self._s["phase"]
         if self._phase is not None:
             return self._phase.outlook().needs_finite_check
-        if phase == Phase.TRIAL:
-            t, plan = s["trial"], s["plan"]
-            return bool(self.config.keep_winner) and t["steps"] + 1 >= plan["trial_steps"]
         if phase == Phase.EXPLOIT:
             e = s["exploit"]
             return self._run.step + 1 >= e["end_step"] or e["done"] + 1 in self._exploit_checks(e)
@@ -278,19 +275,8 @@ class StageController:
         them (no device synchronisation) and tell them all at the step after.
         """
         s, phase = self._s, self._s["phase"]
-        if s["awaiting_validation"]:
-            return 0
         if self._phase is not None:
             return self._phase.outlook().quiet_steps
-        if phase == Phase.TRIAL:
-            t, plan = s["trial"], s["plan"]
-            if plan["mode"] == "validation":
-                return max(0, plan["val_every"] - (t["steps"] % plan["val_every"]) - 1)
-            left = plan["trial_steps"] - t["steps"] - 1
-            check = self._early_stop_step(plan)
-            if check is not None and t["steps"] < check:
-                left = min(left, check - t["steps"] - 1)
-            return max(0, left)
         if phase == Phase.EXPLOIT:
             e = s["exploit"]
             left = e["end_step"] - self._run.step - 1
@@ -306,8 +292,6 @@ class StageController:
         s, phase = self._s, self._s["phase"]
         if self._phase is not None:
             return self._phase.outlook().planned_lr(ahead)
-        if phase == Phase.TRIAL and s["plan"].get("anneal_steps"):
-            return self._trial_lr(s["trial"]["steps"] + 1 + ahead)
         return float(self._run.lr)
 
     def tell_losses(
@@ -343,9 +327,7 @@ class StageController:
         self._emit("wasted", steps=steps, phase=self.phase)
         if self._phase is not None:
             self._phase.observe(Spent(steps))
-        if s["phase"] == Phase.TRIAL:
-            s["trial"]["start_step"] = self._run.step
-        elif s["phase"] == Phase.EXPLOIT:
+        if self._phase is None and s["phase"] == Phase.EXPLOIT:
             e = s["exploit"]
             e["start_step"] = e["checkpoint_step"] = self._run.step
             e["end_step"] = max(e["end_step"], self._run.step + 1)
@@ -380,7 +362,7 @@ class StageController:
             if self.total_steps is not None and self.total_steps < _MIN_SEARCH_BUDGET:
                 return self._enter(Final(self._ctx))
             return self._enter(RangeTest(self._ctx))
-        return self._begin_stage()
+        return self._begin_stage(None)
 
     def tell_loss(self, loss: float, *, model_finite: bool = True) -> tuple[Action, ...]:
         """Records the loss of the training step just taken; returns the actions to carry out.
@@ -397,15 +379,13 @@ class StageController:
         s = self._s
         if not self._run.started:
             raise RuntimeError("call StageController.start() before telling losses")
-        if s["awaiting_validation"]:
+        if self.awaiting_validation:
             raise RuntimeError("a validation loss was requested: call tell_validation() first")
         loss = float(loss)
         self._run.step += 1
         phase = s["phase"]
         if self._phase is not None:
             return self._apply(self._phase.observe(Loss(loss, model_finite)))
-        if phase == Phase.TRIAL:
-            return self._trial_tell(loss, model_finite)
         return self._exploit_tell(loss, model_finite)
 
     def tell_validation(self, value: float) -> tuple[Action, ...]:
@@ -414,19 +394,9 @@ class StageController:
         Raises:
             RuntimeError: If no validation loss was requested.
         """
-        s = self._s
-        if not s["awaiting_validation"]:
+        if not self.awaiting_validation or self._phase is None:
             raise RuntimeError("no validation loss was requested")
-        s["awaiting_validation"] = False
-        t = s["trial"]
-        if not _finite(value):
-            return self._trial_fault("non-finite validation loss")
-        t["x"].append(float(t["evals"]))  # x = 0, 1, ... as in the reference code
-        t["evals"] += 1
-        t["y"].append(float(value))
-        if t["steps"] >= s["plan"]["trial_steps"]:
-            return self._end_trial()
-        return ()
+        return self._apply(self._phase.observe(Validation(value)))
 
     def abort_trial(self, reason: str) -> tuple[Action, ...]:
         """Rolls back and restarts the running trial (e.g. after the validation function raised).
@@ -436,12 +406,8 @@ class StageController:
         Returns:
             The actions restoring a consistent state.
         """
-        s = self._s
-        s["awaiting_validation"] = False
         if self._phase is not None:
             return self._apply(self._phase.observe(Abort(reason)))
-        if s["phase"] == Phase.TRIAL:
-            return self._restart_trial(reason)
         return ()
 
     # ================================================================== phase graph
@@ -458,11 +424,11 @@ class StageController:
             self._events,
         )
 
-    def _enter(self, phase: Any) -> tuple[Action, ...]:
+    def _enter(self, phase: Any, *handoff: Any) -> tuple[Action, ...]:
         """Makes ``phase`` the current phase and begins it."""
         self._phase = phase
         self._s["phase"] = phase.name
-        return self._apply(phase.begin())
+        return self._apply(phase.begin(*handoff))
 
     def _apply(self, transition: Transition) -> tuple[Action, ...]:
         """The transition's actions, and, when it ends the phase, those of the next."""
@@ -476,299 +442,34 @@ class StageController:
             return self._after_warmup()
         if edge == Edge.FINAL:
             return self._enter(Final(self._ctx))
-        if edge == Edge.STAGE and handoff is None:
-            return self._begin_stage()
+        if edge == Edge.STAGE:
+            return self._begin_stage(handoff)
+        if edge == Edge.EXPLOIT:
+            outcome: StageOutcome = handoff
+            s = self._s
+            s["plan"] = outcome.plan.to_dict()
+            s["results"] = outcome.results
+            s["winner"] = None if outcome.winner is None else outcome.winner.to_dict()
+            s["winner_slot"] = outcome.winner_slot
+            s["exploit"] = None
+            self._searcher = outcome.searcher
+            return self._decide()
         raise AssertionError(f"unknown edge {edge!r}")
 
     # ================================================================== stages
-    def _remaining(self) -> int | None:
-        if self.total_steps is None:
-            return None
-        return self.total_steps - self._run.step - decay_length(self.config, self.total_steps)
-
-    def _mode(self) -> str:
-        cfg = self.config
-        if not self.validation or cfg.objective == "train":
-            return "train"
-        if cfg.objective == "validation":
-            return "validation"
-        return "validation" if self._run.taus.stages_at_max >= 1 else "train"
-
-    def _begin_stage(self) -> tuple[Action, ...]:
-        s, cfg = self._s, self.config
-        remaining = self._remaining()
-        k = cfg.later_candidates if self._run.stage >= 1 and cfg.later_candidates else cfg.candidates
-        plan = plan_stage(cfg, self._run.taus.nominal, self._run.taus.maximum, remaining, k)
+    def _begin_stage(self, end: StageEnd | None) -> tuple[Action, ...]:
+        """The next stage's trials (after ``end`` of the previous), or the final phase."""
+        previous: list[TrialResult] = []
+        if end is not None:
+            if end.last_lr is not None:
+                self._run.last_lr = end.last_lr
+            self._run.taus.advance(self.config.tau_growth)
+            previous = end.results
+        plan = plan_trials(self._ctx)
         if plan is None:
             return self._enter(Final(self._ctx))
         self._run.stage += 1
-        mode = self._mode()
-        trial_steps = plan.trial_steps
-        anneal = 0
-        if cfg.anneal_fraction is not None:
-            anneal = min(trial_steps - 1, max(2, int(round(cfg.anneal_fraction * trial_steps))))
-        val_every = None
-        if mode == "validation":
-            # Evaluate every val_every steps; a trial ends on an evaluation. An annealed trial is
-            # judged by one evaluation at its end.
-            val_every = trial_steps if anneal else max(1, trial_steps // cfg.val_points)
-            trial_steps = (trial_steps // val_every) * val_every
-        # The reference code forecasts a validation series at int(tau / val_every) evaluations.
-        horizon = plan.tau if val_every is None else plan.tau // val_every
-        low, high = self._run.space.around(self._run.last_lr, cfg.trust_region)
-        previous = [r for r in s["results"] if not r.diverged]
-        s["plan"] = {
-            "trial_steps": trial_steps,
-            "candidates": plan.candidates,
-            "tau": plan.tau,
-            "mode": mode,
-            "val_every": val_every,
-            "anneal_steps": anneal,
-            "horizon": horizon,
-            "start_step": self._run.step,
-            "search_low": low,
-            "search_high": high,
-        }
-        prev_reference = self._run.level.begin_stage()
-        reference = self._run.level.reference
-        s["results"] = []
-        s["winner"] = None
-        s["exploit"] = None
-        self._searcher = self._make_searcher(low, high, spawn(self._rng))
-        if cfg.warm_start and previous and prev_reference is not None:
-            for r in previous:
-                assert r.value is not None  # healthy results have a score
-                self._searcher.add_prior(r.lr, r.value - prev_reference)
-        self._emit(
-            "stage",
-            stage=self._run.stage,
-            tau=plan.tau,
-            trial_steps=trial_steps,
-            candidates=plan.candidates,
-            mode=mode,
-            val_every=val_every,
-            anneal_steps=anneal,
-            search_range=[low, high],
-            reference_loss=reference,
-        )
-        return (Snapshot(STAGE),) + self._begin_trial()
-
-    def _begin_trial(self, proposal: float | None = None) -> tuple[Action, ...]:
-        s = self._s
-        assert self._searcher is not None
-        previous = self._run.last_lr
-        low, high = s["plan"]["search_low"], s["plan"]["search_high"]
-        if proposal is not None:
-            lr = proposal
-        elif (
-            self.config.start_at_previous
-            and not s["results"]
-            and previous is not None
-            and low * (1 - 1e-9) <= previous <= high * (1 + 1e-9)
-        ):
-            # The natural baseline: carry on as before (clipped against rounding at the edges).
-            lr = float(min(max(previous, low), high))
-        else:
-            lr = self._searcher.ask()
-        s["phase"] = Phase.TRIAL
-        s["trial"] = {
-            "index": len(s["results"]),
-            "lr": lr,
-            "start_step": self._run.step,
-            "steps": 0,
-            "x": [],
-            "y": [],
-            "tail": [],
-            "evals": 0,
-            "retries": 0,
-        }
-        self._run.lr = lr
-        return (SetLR(lr),)
-
-    def _forecaster(self, mode: str) -> Forecaster:
-        return self._make_forecaster(mode == "validation")
-
-    def _trial_tell(self, loss: float, model_finite: bool) -> tuple[Action, ...]:
-        s, cfg = self._s, self.config
-        t, plan = s["trial"], s["plan"]
-        finite_check = cfg.keep_winner and t["steps"] + 1 >= plan["trial_steps"]
-        t["steps"] += 1
-        if not _finite(loss):
-            return self._trial_fault("non-finite loss")
-        level = self._run.level
-        if level.reference is None:
-            level.reference = loss
-        if level.initial is None:
-            level.initial = loss
-        if t["steps"] == 1 and not s["results"]:
-            # The stage's first loss is computed before any step at a candidate's rate. When it
-            # lies clearly above the committed level (the steps before the snapshot spiked), the
-            # stage starts there: otherwise every candidate looks divergent and the guard judges
-            # the stage against a level no rate can reach, ratcheting the ceiling down.
-            level.reference = level.lifted(loss, level.reference)
-        reference = level.reference
-        if abs(loss) > _EXPLODED * max(abs(reference), 1.0):
-            return self._end_trial(diverged=f"loss exploded to {loss:.4g}")
-        t["tail"] = (t["tail"] + [loss])[-3:]
-        factor = cfg.divergence_factor
-        recent = level.diverged(t["tail"], factor)
-        if recent is not None:
-            return self._end_trial(
-                diverged=f"loss {recent:.4g} > {factor:g} x stage start {reference:.4g}"
-            )
-        if finite_check and not model_finite:
-            return self._trial_fault("non-finite parameters")
-        if plan["mode"] == "train":
-            t["x"].append(float(t["steps"] - 1))
-            t["y"].append(loss)
-        elif t["steps"] % plan["val_every"] == 0:
-            s["awaiting_validation"] = True
-            return (Evaluate(),)
-        if t["steps"] >= plan["trial_steps"]:
-            return self._end_trial()
-        if self._should_stop_early(t, plan):
-            return self._end_trial(early_stopped=True)
-        if plan.get("anneal_steps"):
-            lr = self._trial_lr(t["steps"] + 1)
-            if lr != self._run.lr:
-                self._run.lr = lr
-                return (SetLR(lr),)
-        return ()
-
-    def _trial_fault(self, reason: str) -> tuple[Action, ...]:
-        """A non-finite result in a trial: divergence, or, once per trial, a one-off fault.
-
-        A trial whose losses were calm so far (their recent mean at most the stage's start level
-        plus its noise; always for the first loss, which no step at the candidate's rate has
-        touched) is restarted from the stage snapshot: one bad batch must not veto a rate. A
-        second non-finite result, or one after rising losses, is divergence.
-        """
-        t = self._s["trial"]
-        if t["retries"] < _FAULT_RETRIES and self._run.level.calm(t["tail"]):
-            t["retries"] += 1
-            return self._restart_trial(f"{reason} (retrying the candidate once)")
-        return self._end_trial(diverged=reason)
-
-    def _restart_trial(self, reason: str) -> tuple[Action, ...]:
-        """Rolls the running trial back to the stage snapshot and starts it again."""
-        s = self._s
-        t = s["trial"]
-        s["awaiting_validation"] = False
-        self._emit("rollback", phase=Phase.TRIAL, reason=reason, restored=STAGE, lr=t["lr"])
-        t.update(start_step=self._run.step, steps=0, x=[], y=[], tail=[], evals=0)
-        self._run.lr = t["lr"]
-        return (Restore(STAGE), SetLR(self._trial_lr(1)))
-
-    def _trial_lr(self, step: int) -> float:
-        """The learning rate of the running trial's ``step``-th step (1-based): constant, then,
-        with ``Config.anneal_fraction``, decaying linearly over the trial's last steps."""
-        t, plan = self._s["trial"], self._s["plan"]
-        anneal = plan.get("anneal_steps") or 0
-        constant = plan["trial_steps"] - anneal
-        if step <= constant:
-            return float(t["lr"])
-        return float(t["lr"]) * (plan["trial_steps"] + 1 - step) / (anneal + 1)
-
-    def _early_stop_step(self, plan: dict[str, Any]) -> int | None:
-        """The trial step at which early stopping is considered (None when it is off)."""
-        frac = self.config.early_stop_fraction
-        if frac is None or plan["mode"] != "train" or plan.get("anneal_steps"):
-            return None
-        step = max(4, int(math.ceil(frac * plan["trial_steps"])))
-        return step if step < plan["trial_steps"] else None
-
-    def _should_stop_early(self, t: dict[str, Any], plan: dict[str, Any]) -> bool:
-        if t["steps"] != self._early_stop_step(plan):
-            return False
-        healthy = [r for r in self._s["results"] if not r.diverged]
-        if not healthy:
-            return False
-        best = select(healthy)
-        fit = self._forecaster("train").fit(t["x"], t["y"], horizon=plan["horizon"])
-        optimistic = fit.predict(plan["horizon"]) - 2.0 * fit.noise
-        return optimistic > best.value
-
-    def _end_trial(
-        self, *, diverged: str | None = None, early_stopped: bool = False
-    ) -> tuple[Action, ...]:
-        s, cfg = self._s, self.config
-        t, plan = s["trial"], s["plan"]
-        s["awaiting_validation"] = False
-        fit: CurveFit | None = None
-        value: float | None = None
-        if diverged is None and not t["y"]:
-            diverged = "no observation"
-        if diverged is None and plan.get("anneal_steps"):
-            # Judged after the anneal: every candidate's noise is gone; what is left is progress.
-            last = max(2, plan["anneal_steps"] // 2) if plan["mode"] == "train" else 1
-            value = float(np.mean(t["y"][-last:]))
-        elif diverged is None:
-            fit = self._forecaster(plan["mode"]).fit(t["x"], t["y"], horizon=plan["horizon"])
-            value = fit.predict(plan["horizon"])
-            initial = self._run.level.initial
-            if plan["mode"] == "validation" and initial is not None and max(t["y"]) >= initial:
-                value = float(t["y"][-1])  # the reference code's divergence fallback
-        result = TrialResult(
-            index=t["index"],
-            lr=t["lr"],
-            value=value,
-            diverged=diverged is not None,
-            reason=diverged,
-            early_stopped=early_stopped,
-            steps=t["steps"],
-            start_step=t["start_step"],
-            level=float(np.median(t["tail"])) if t["tail"] else None,
-            level_spread=robust_std(t["tail"]) if len(t["tail"]) >= 3 else None,
-        )
-        s["results"].append(result)
-        assert self._searcher is not None
-        told = value
-        if value is not None and cfg.warm_start and self._run.level.reference is not None:
-            told = value - self._run.level.reference
-        self._searcher.tell(t["lr"], told, diverged=diverged is not None)
-        y = t["y"]
-        self._emit(
-            "candidate",
-            stage=self._run.stage,
-            index=t["index"],
-            lr=t["lr"],
-            start=t["start_step"],
-            end=self._run.step,
-            steps=t["steps"],
-            mode=plan["mode"],
-            losses=_summary(y),
-            forecast=value,
-            fit=None if fit is None else fit.to_dict(),
-            diverged=diverged is not None,
-            reason=diverged,
-            early_stopped=early_stopped,
-        )
-        self._segment("trial", t["start_step"], lr=t["lr"], committed=False)
-        healthy = [r for r in s["results"] if not r.diverged]
-        is_best = (
-            value is not None
-            and select(healthy, prefer_larger_within=cfg.prefer_larger_within).index == t["index"]
-        )
-        last = len(s["results"]) >= plan["candidates"]
-        proposal = None
-        if not last and cfg.converged_decades is not None and len(healthy) >= 3:
-            # Ask now: a proposal next to a rate already tried means the search has converged,
-            # and the rest of the stage's trials would only re-measure it.
-            assert self._searcher is not None
-            proposal = self._searcher.ask()
-            nearest = min(abs(math.log10(proposal / r.lr)) for r in s["results"])
-            if nearest < cfg.converged_decades:
-                last = True
-        actions: list[Action] = []
-        if cfg.keep_winner and is_best and not early_stopped:
-            s["winner"] = {"index": t["index"], "steps": t["steps"], "live": last}
-            if not last:
-                actions.append(Snapshot(WINNER))
-                s["winner_slot"] = True
-        if not last:
-            actions.append(Restore(STAGE))
-            return tuple(actions) + self._begin_trial(proposal)
-        return tuple(actions) + self._decide()
+        return self._enter(Trials.start(self._ctx, plan), previous)
 
     def _choose(self, exclude: list[float]) -> TrialResult | None:
         healthy = [r for r in self._s["results"] if not r.diverged and r.lr not in exclude]
@@ -954,10 +655,8 @@ class StageController:
             self._emit("range_shift", lr=lr, search_range=self._run.space.range)
 
     def _advance_stage(self, last_lr: float | None) -> tuple[Action, ...]:
-        if last_lr is not None:
-            self._run.last_lr = last_lr
-        self._run.taus.advance(self.config.tau_growth)
-        return self._begin_stage()
+        self._phase = None
+        return self._begin_stage(StageEnd(last_lr, self._s["results"]))
 
     def _record_committed(self, loss: float) -> None:
         self._run.level.record(loss)
@@ -1060,7 +759,7 @@ class StageController:
             "total_steps": self.total_steps,
             "validation": self.validation,
             "state": self._v1_inner(),
-            "searcher": None if self._searcher is None else self._searcher.state_dict(),
+            "searcher": self._searcher_state(),
             "rng": rng_state(self._rng),
         }
 
@@ -1090,7 +789,8 @@ class StageController:
             raise StateDictError(f"controller state misses key(s) {missing}")
         inner = state["state"]
         missing_inner = sorted(
-            (set(_V1_RUN_KEYS) | set(_V1_PHASE_KEYS)) - set(inner)
+            (set(_V1_RUN_KEYS) | set(_V1_PHASE_KEYS) | {"trial", "awaiting_validation"})
+            - set(inner)
         )
         if missing_inner:
             raise StateDictError(f"controller state misses field(s) {missing_inner}")
@@ -1112,7 +812,16 @@ class StageController:
         self._events = EventLog()
         self._bind()
         self._phase = None
-        if inner["phase"] == Phase.WARMUP:
+        if inner["phase"] == Phase.TRIAL:
+            self._phase = Trials.from_dict(
+                self._ctx,
+                {
+                    **{k: inner[k] for k in ("plan", "trial", "results", "winner", "winner_slot")},
+                    "awaiting_validation": inner["awaiting_validation"],
+                    "searcher": state["searcher"],
+                },
+            )
+        elif inner["phase"] == Phase.WARMUP:
             self._phase = Warmup.from_dict(self._ctx, inner["warmup"])
         elif inner["phase"] == Phase.RANGE_TEST:
             self._phase = RangeTest.from_dict(self._ctx, inner["range_test"])
@@ -1125,12 +834,17 @@ class StageController:
                     "overrun_reported": bool(inner.get("overrun_reported", False)),
                 },
             )
-        if state["searcher"] is None:
+        if state["searcher"] is None or self._phase is not None:
             self._searcher = None
         else:
             plan = self._s["plan"]
             self._searcher = self._make_searcher(plan["search_low"], plan["search_high"], None)
             self._searcher.load_state_dict(state["searcher"])
+
+    def _searcher_state(self) -> dict[str, Any] | None:
+        if isinstance(self._phase, Trials):
+            return self._phase.searcher.state_dict()
+        return None if self._searcher is None else self._searcher.state_dict()
 
     def _v1_inner(self) -> dict[str, Any]:
         r = self._run
@@ -1157,6 +871,11 @@ class StageController:
         phase = copy.deepcopy({k: v for k, v in self._s.items() if k != "results"})
         phase["results"] = [t.to_dict() for t in self._s["results"]]
         phase["phase"] = self.phase
+        phase["trial"], phase["awaiting_validation"] = None, False
+        if isinstance(self._phase, Trials):
+            trials = self._phase.to_dict()
+            del trials["searcher"]
+            phase.update(trials)
         phase["final"], phase["overrun_reported"] = None, False
         if isinstance(self._phase, Final):
             phase["final"] = self._phase.to_dict()
@@ -1174,10 +893,7 @@ _V1_RUN_KEYS = (
     "recent", "stage_reference", "stage_spread", "lr_cap", "range_auto", "initial_loss",
     "last_lr", "rollbacks", "failure", "default_lr",
 )
-_V1_PHASE_KEYS = (
-    "phase", "plan", "trial", "results", "winner", "winner_slot",
-    "exploit", "awaiting_validation",
-)
+_V1_PHASE_KEYS = ("phase", "plan", "results", "winner", "winner_slot", "exploit")
 
 
 def _run_from_v1(s: dict[str, Any]) -> Run:
@@ -1218,16 +934,3 @@ def _upgrade(s: dict[str, Any]) -> None:
         rt.setdefault("origin", rt["start_step"])
         for key, value in (("first_index", 0), ("retries", 0), ("refined", False)):
             rt.setdefault(key, value)
-
-
-def _summary(y: list[float]) -> dict[str, Any]:
-    if not y:
-        return {"n": 0}
-    arr = np.asarray(y, dtype=float)
-    return {
-        "n": int(arr.size),
-        "first": float(arr[0]),
-        "last": float(arr[-1]),
-        "min": float(arr.min()),
-        "mean": float(arr.mean()),
-    }

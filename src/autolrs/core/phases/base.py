@@ -10,6 +10,7 @@ do before the next observation without asking (:class:`Outlook`).
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
@@ -138,6 +139,11 @@ class Outlook:
     def planned_lr(self, ahead: int) -> float:
         """The learning rate of the step ``ahead`` steps after the next (0: the next)."""
         return self.rates(ahead)
+
+
+def finite(value: object) -> bool:
+    """Whether ``value`` is a finite real number (a validation function may return anything)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def constant(lr: float) -> Callable[[int], float]:

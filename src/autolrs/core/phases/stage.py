@@ -2,10 +2,50 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["TrialResult"]
+from autolrs.core.search import Searcher
+
+__all__ = ["StageEnd", "StageOutcome", "TrialPlan", "TrialResult", "Winner"]
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """How the stage's trials run.
+
+    Attributes:
+        trial_steps: tau', steps per trial.
+        candidates: k, trials planned.
+        tau: The stage's exploit length.
+        mode: ``"train"`` or ``"validation"``: which loss series scores a trial.
+        val_every: Steps between evaluations in validation mode.
+        anneal_steps: Steps of the decay that ends each trial (``Config.anneal_fraction``).
+        horizon: Where the forecast is read (steps, or evaluations in validation mode).
+        start_step: The step at which the stage started.
+        search_low: Lower end of the stage's search interval.
+        search_high: Upper end.
+    """
+
+    trial_steps: int
+    candidates: int
+    tau: int
+    mode: str
+    val_every: int | None
+    anneal_steps: int
+    horizon: int
+    start_step: int
+    search_low: float
+    search_high: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialPlan:
+        """Rebuilds :meth:`to_dict`'s output."""
+        return cls(**{"anneal_steps": 0, **data})
 
 
 @dataclass(frozen=True)
@@ -44,3 +84,60 @@ class TrialResult:
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
         """Rebuilds :meth:`to_dict`'s output."""
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class Winner:
+    """The best candidate so far, whose trained state is kept (``Config.keep_winner``).
+
+    Attributes:
+        index: Its trial's index.
+        steps: Steps it trained (they count towards the exploit phase when it is chosen).
+        live: Whether the model is still its state (it was the stage's last trial); else its
+            state is in the ``WINNER`` slot.
+    """
+
+    index: int
+    steps: int
+    live: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Winner:
+        """Rebuilds :meth:`to_dict`'s output."""
+        return cls(int(data["index"]), int(data["steps"]), bool(data["live"]))
+
+
+@dataclass
+class StageOutcome:
+    """What the trials phase hands the exploit phase (edge ``EXPLOIT``).
+
+    Attributes:
+        plan: The stage's plan.
+        results: The trials' results, in order.
+        winner: The kept winner (None: none kept).
+        winner_slot: Whether the ``WINNER`` slot holds a state to discard.
+        searcher: The stage's searcher (for ``Config.select="posterior"``).
+    """
+
+    plan: TrialPlan
+    results: list[TrialResult]
+    winner: Winner | None
+    winner_slot: bool
+    searcher: Searcher
+
+
+@dataclass
+class StageEnd:
+    """What the exploit phase hands the next stage (edge ``STAGE``).
+
+    Attributes:
+        last_lr: The rate the stage committed (None when it failed and was rolled back).
+        results: The stage's trial results (warm-start priors for the next stage's search).
+    """
+
+    last_lr: float | None
+    results: list[TrialResult] = field(default_factory=list)
