@@ -174,7 +174,7 @@ def test_a_non_finite_loss_in_a_calm_range_test_resumes_from_its_latest_checkpoi
     for _ in range(15):
         ctrl.tell_loss(2.0)
     ctrl.pop_events()
-    rt = ctrl.state_dict()["state"]["range_test"]
+    rt = _phase_state(ctrl.state_dict())
     slot, done = max(rt["checkpoints"], key=lambda c: c[1])[:2]
     actions = ctrl.tell_loss(math.nan)
     assert actions == (Restore(slot), SetLR(rt["lrs"][done]))
@@ -647,7 +647,7 @@ def test_a_rollback_excludes_the_failed_rates_near_twins():
 
 def _phase_state(state):
     """The current phase's own part of a controller state."""
-    return state["state"]
+    return state["state"]["phase_state"]
 
 
 def _stage_results(state):

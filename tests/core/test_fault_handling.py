@@ -67,20 +67,6 @@ def test_a_non_finite_model_at_an_exploit_checkpoint_is_not_committed():
     assert Snapshot(STAGE) not in actions and actions[0] == Restore(STAGE)
 
 
-def test_a_state_saved_before_exploit_checkpoints_existed_still_resumes():
-    cfg = Config.paper(tau=100, min_trial_steps=2, candidates=2)
-    ctrl = StageController(cfg, lr_range=(1e-3, 1.0), seed=0)
-    ctrl.start()
-    _through_trials(ctrl)
-    state = ctrl.state_dict()
-    del state["state"]["exploit"]["checkpoint_step"]
-    resumed = StageController(cfg, lr_range=(1e-3, 1.0), seed=0)
-    resumed.load_state_dict(state)
-    for _ in range(49):
-        resumed.tell_loss(0.9)
-    assert Snapshot(STAGE) in resumed.tell_loss(0.9)
-
-
 def test_after_a_divergence_the_stage_goes_on_only_with_lower_rates():
     # Candidates score best in the middle of the range; the chosen rate then gives a NaN: the
     # re-decision must not pick a larger candidate, even one that scored well.

@@ -221,7 +221,7 @@ def test_wrap_replays_the_same_batches_to_every_candidate():
     for step, (xb, yb) in enumerate(sched.wrap(data)):
         if step >= 4 * 3:  # the three candidates of stage 1
             break
-        trial = sched._controller.state_dict()["state"]["trial"]["index"]
+        trial = sched._controller.state_dict()["state"]["phase_state"]["trial"]["index"]
         by_candidate.setdefault(trial, []).append(xb)
         loss = nn.functional.mse_loss(model(xb), yb)
         opt.zero_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from autolrs.core.actions import Action, Discard, Evaluate, Restore, SetLR, Snapshot
 from autolrs.core.config import Config
 from autolrs.core.controller import Phase, StageController
+from autolrs.core.decision import Decision, Outlook
 from autolrs.core.forecast import (
     CurveFit,
     ExponentialForecaster,
@@ -16,18 +17,24 @@ from autolrs.core.forecast import (
     PaperExponentialForecaster,
     paper_forecast,
 )
+from autolrs.core.observations import Abort, Loss, Losses, Start, Validation
 from autolrs.core.search import BayesSearcher, Observation, Searcher
 
 __all__ = [
+    "Abort",
     "Action",
     "BayesSearcher",
     "Config",
     "CurveFit",
+    "Decision",
     "Discard",
     "Evaluate",
     "ExponentialForecaster",
     "Forecaster",
+    "Loss",
+    "Losses",
     "Observation",
+    "Outlook",
     "PaperExponentialForecaster",
     "Phase",
     "Restore",
@@ -35,5 +42,7 @@ __all__ = [
     "SetLR",
     "Snapshot",
     "StageController",
+    "Start",
+    "Validation",
     "paper_forecast",
 ]

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from autolrs.core.actions import STAGE, Action
 from autolrs.core.config import Config
+from autolrs.core.decision import Outlook, constant
+from autolrs.core.observations import Abort, Loss, Observation, Spent, Validation
 from autolrs.core.run import Run
 from autolrs.core.strategies import ForecasterFactory, SearcherFactory
 
@@ -35,6 +36,8 @@ __all__ = [
     "Spent",
     "Transition",
     "Validation",
+    "constant",
+    "finite",
 ]
 
 
@@ -63,46 +66,6 @@ class Edge:
     """The budget is spent but for the final decay (or hold)."""
 
 
-# ---------------------------------------------------------------------- observations
-@dataclass(frozen=True)
-class Loss:
-    """The training loss of the step just taken.
-
-    Attributes:
-        value: The loss (a non-finite value is a fault).
-        model_finite: Whether every parameter is finite after the step (consulted only when the
-            outlook said the step commits).
-    """
-
-    value: float
-    model_finite: bool = True
-
-
-@dataclass(frozen=True)
-class Validation:
-    """The validation loss an :class:`~autolrs.core.actions.Evaluate` action asked for."""
-
-    value: float
-
-
-@dataclass(frozen=True)
-class Abort:
-    """The executor could not go on (e.g. the validation function raised): restore and retry."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Spent:
-    """``steps`` steps were taken on a state that is now abandoned (a buffered batch went on
-    after an abnormal loss); the step counter already includes them."""
-
-    steps: int
-
-
-Observation = Union[Loss, Validation, Abort, Spent]
-
-
 # ---------------------------------------------------------------------- answers
 @dataclass(frozen=True)
 class Transition:
@@ -119,37 +82,9 @@ class Transition:
     handoff: Any = None
 
 
-@dataclass(frozen=True)
-class Outlook:
-    """What the executor may do before the controller must look at a loss again.
-
-    Attributes:
-        quiet_steps: Upcoming steps whose losses may be told later, in one batch: within them
-            the controller changes nothing but the learning rate (as :meth:`planned_lr` says)
-            unless a loss is abnormal.
-        needs_finite_check: Whether the next step commits the model to a snapshot (the executor
-            then says whether the parameters are finite).
-        rates: ``rates(ahead)``, the learning rate of the step ``ahead`` steps after the next.
-    """
-
-    quiet_steps: int
-    needs_finite_check: bool
-    rates: Callable[[int], float]
-
-    def planned_lr(self, ahead: int) -> float:
-        """The learning rate of the step ``ahead`` steps after the next (0: the next)."""
-        return self.rates(ahead)
-
-
 def finite(value: object) -> bool:
     """Whether ``value`` is a finite real number (a validation function may return anything)."""
     return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def constant(lr: float) -> Callable[[int], float]:
-    """A rate plan that holds ``lr``."""
-    value = float(lr)
-    return lambda ahead: value
 
 
 # ---------------------------------------------------------------------- context

@@ -29,7 +29,12 @@ from autolrs.core.phases.base import (
     Transition,
 )
 from autolrs.core.planning import range_test_length
-from autolrs.core.range_test import divergence_index, suggest_range, sweep_lrs
+from autolrs.core.range_test import (
+    RangeSuggestion,
+    divergence_index,
+    suggest_range,
+    sweep_lrs,
+)
 
 __all__ = ["RANGE_SLOTS", "RangeTest"]
 
@@ -113,7 +118,8 @@ class RangeTest(BasePhase):
         checkpoint_due = self._checkpoint_after(len(self.losses) + 1)
         faulted = not math.isfinite(loss) or (checkpoint_due and not model_finite)
         if faulted and self._calm():
-            return self._retry("non-finite loss" if not math.isfinite(loss) else "non-finite parameters")
+            reason = "non-finite loss" if not math.isfinite(loss) else "non-finite parameters"
+            return self._retry(reason)
         self.losses.append(loss if math.isfinite(loss) else None)
         losses = self._values()
         if faulted or divergence_index(losses) is not None or len(losses) >= len(self.lrs):
@@ -209,19 +215,31 @@ class RangeTest(BasePhase):
         ):
             return self._refine(self.lrs[found.stop_index])
         run.space.found(found.low, found.high, found.diverged_lr or cfg.range_test_bounds[1])
-        # Resume from the latest checkpoint taken at least one decade below the high end (the
-        # sweep's progress up to there is a warm-up), or from the start.
+        resume_slot, resume_steps = self._resume_point(found)
+        kept = [v for v in losses[:resume_steps] if math.isfinite(v)]
+        run.level.recent = kept[-4:]
+        self._report(found, resume_steps)
+        actions = (Restore(resume_slot), *(Discard(slot) for slot in RANGE_SLOTS))
+        return Transition(actions, next=Edge.STAGE)
+
+    def _resume_point(self, found: RangeSuggestion) -> tuple[str, int]:
+        """The slot and sweep steps the model resumes from: the latest checkpoint taken at least
+        one decade below the high end (the sweep's progress up to there is a warm-up), or the
+        start."""
         resume_slot, resume_steps = STAGE, 0
         for slot, steps_done, lr_at in sorted(self.checkpoints, key=lambda c: c[1]):
             if lr_at <= found.high / 10.0 and steps_done <= found.stop_index:
                 resume_slot, resume_steps = slot, steps_done
-        kept = [v for v in losses[:resume_steps] if math.isfinite(v)]
-        run.level.recent = kept[-4:]
+        return resume_slot, resume_steps
+
+    def _report(self, found: RangeSuggestion, resume_steps: int) -> None:
+        """Emits the range test's event and segments."""
+        ctx, run = self.ctx, self.ctx.run
         ctx.emit(
             "range_test",
             start=self.origin,
             end=run.step,
-            lrs=self.lrs[: len(losses)],
+            lrs=self.lrs[: len(self.losses)],
             losses=self.losses,
             low=found.low,
             high=found.high,
@@ -229,7 +247,7 @@ class RangeTest(BasePhase):
             best_lr=found.best_lr,
             resume_steps=resume_steps,
         )
-        self._segment(len(losses) - 1)
+        self._segment(len(self.losses) - 1)
         if resume_steps:
             ctx.segment(
                 "warmup",
@@ -240,8 +258,6 @@ class RangeTest(BasePhase):
                 committed=True,
                 virtual=True,
             )
-        actions = (Restore(resume_slot), *(Discard(slot) for slot in RANGE_SLOTS))
-        return Transition(actions, next=Edge.STAGE)
 
     # ------------------------------------------------------------------ outlook and state
     def outlook(self) -> Outlook:

@@ -81,7 +81,8 @@ def plan_trials(ctx: Context) -> TrialPlan | None:
     horizon = plan.tau if val_every is None else plan.tau // val_every
     low, high = run.space.around(run.last_lr, cfg.trust_region)
     return TrialPlan(
-        trial_steps, plan.candidates, plan.tau, mode, val_every, anneal, horizon, run.step, low, high
+        trial_steps, plan.candidates, plan.tau, mode, val_every, anneal, horizon, run.step, low,
+        high,
     )
 
 
@@ -224,31 +225,14 @@ class Trials(BasePhase):
         return bool(self.ctx.config.keep_winner) and self.trial.steps + 1 >= self.plan.trial_steps
 
     def _loss(self, loss: float, model_finite: bool) -> Transition:
-        cfg, t, plan, level = self.ctx.config, self.trial, self.plan, self.ctx.run.level
+        t, plan = self.trial, self.plan
         finite_check = self._commits_next()
         t.steps += 1
         if not math.isfinite(loss):
             return self._fault("non-finite loss")
-        if level.reference is None:
-            level.reference = loss
-        if level.initial is None:
-            level.initial = loss
-        if t.steps == 1 and not self.results:
-            # The stage's first loss is computed before any step at a candidate's rate. When it
-            # lies clearly above the committed level (the steps before the snapshot spiked), the
-            # stage starts there: otherwise every candidate looks divergent and the guard judges
-            # the stage against a level no rate can reach, ratcheting the ceiling down.
-            level.reference = level.lifted(loss, level.reference)
-        reference = level.reference
-        if abs(loss) > _EXPLODED * max(abs(reference), 1.0):
-            return self._end(diverged=f"loss exploded to {loss:.4g}")
-        t.tail = (t.tail + [loss])[-3:]
-        recent = level.diverged(t.tail, cfg.divergence_factor)
-        if recent is not None:
-            return self._end(
-                diverged=f"loss {recent:.4g} > {cfg.divergence_factor:g} x stage start "
-                f"{reference:.4g}"
-            )
+        diverged = self._divergence(loss)
+        if diverged is not None:
+            return self._end(diverged=diverged)
         if finite_check and not model_finite:
             return self._fault("non-finite parameters")
         if plan.mode == "train":
@@ -267,6 +251,31 @@ class Trials(BasePhase):
                 self.ctx.run.lr = lr
                 return Transition((SetLR(lr),))
         return Transition()
+
+    def _divergence(self, loss: float) -> str | None:
+        """Why the running trial has diverged with this (finite) loss, or None.
+
+        The stage's first loss also sets (or lifts) the stage's reference level.
+        """
+        cfg, t, level = self.ctx.config, self.trial, self.ctx.run.level
+        if level.reference is None:
+            level.reference = loss
+        if level.initial is None:
+            level.initial = loss
+        if t.steps == 1 and not self.results:
+            # The stage's first loss is computed before any step at a candidate's rate. When it
+            # lies clearly above the committed level (the steps before the snapshot spiked), the
+            # stage starts there: otherwise every candidate looks divergent and the guard judges
+            # the stage against a level no rate can reach, ratcheting the ceiling down.
+            level.reference = level.lifted(loss, level.reference)
+        reference = level.reference
+        if abs(loss) > _EXPLODED * max(abs(reference), 1.0):
+            return f"loss exploded to {loss:.4g}"
+        t.tail = (t.tail + [loss])[-3:]
+        recent = level.diverged(t.tail, cfg.divergence_factor)
+        if recent is None:
+            return None
+        return f"loss {recent:.4g} > {cfg.divergence_factor:g} x stage start {reference:.4g}"
 
     def _validation(self, value: float) -> Transition:
         t = self.trial
