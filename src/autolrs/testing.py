@@ -4,7 +4,7 @@
 diagonal quadratic with gradient noise. It reproduces the trade-offs a learning-rate schedule
 faces (a large rate converges fast to a high noise floor; a small one slowly to a low floor; too
 large diverges) in microseconds per step, with exact snapshots. :func:`drive` runs a
-:class:`~autolrs.core.controller.StageController` on such a problem, carrying out its actions.
+:class:`~autolrs.core.controller.StageController` on such a problem, carrying out its decisions.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import numpy as np
 
 from autolrs.core.actions import Discard, Evaluate, Restore, SetLR, Snapshot
 from autolrs.core.controller import StageController
+from autolrs.core.decision import Decision
+from autolrs.core.observations import Loss, Start, Validation
 
 __all__ = ["DriveRecord", "NoisyQuadratic", "drive", "synthetic_curve"]
 
@@ -116,48 +118,56 @@ def drive(
     validation: Callable[[], float] | None = None,
     record: DriveRecord | None = None,
 ) -> DriveRecord:
-    """Trains ``problem`` for ``steps`` steps under ``controller``, carrying out its actions.
+    """Trains ``problem`` for ``steps`` steps under ``controller``, carrying out its decisions.
+
+    Each step's loss is told as a :class:`~autolrs.core.observations.Loss`; the
+    :class:`~autolrs.core.decision.Decision` that comes back is carried out (an ``Evaluate``
+    action is answered with a :class:`~autolrs.core.observations.Validation`), and its outlook
+    says whether the next step must report the model's finiteness.
 
     Args:
         controller: The controller (started here unless ``start`` is False).
         problem: The synthetic problem.
         steps: Training steps to run.
-        start: Whether to call ``controller.start()`` first.
+        start: Whether to tell the controller :class:`~autolrs.core.observations.Start` first.
         validation: The validation function (default: the problem's exact loss).
         record: A record to append to (for resumed runs).
     """
     rec = record or DriveRecord()
     validation = validation or problem.loss
     lr = controller.lr
+    outlook = controller.outlook()
 
-    def execute(actions: tuple[Any, ...]) -> None:
-        nonlocal lr
-        pending = list(actions)
-        while pending:
-            action = pending.pop(0)
-            rec.actions.append(action)
-            if isinstance(action, SetLR):
-                lr = action.lr
-            elif isinstance(action, Snapshot):
-                problem.snapshot(action.slot)
-            elif isinstance(action, Restore):
-                problem.restore(action.slot)
-            elif isinstance(action, Discard):
-                problem.discard(action.slot)
-            elif isinstance(action, Evaluate):
-                rec.evaluations += 1
-                pending = list(controller.tell_validation(validation()))
+    def execute(decision: Decision) -> None:
+        nonlocal lr, outlook
+        while True:
+            rec.events.extend(decision.events)
+            outlook = decision.outlook
+            follow_up = None
+            for action in decision.actions:
+                rec.actions.append(action)
+                if isinstance(action, SetLR):
+                    lr = action.lr
+                elif isinstance(action, Snapshot):
+                    problem.snapshot(action.slot)
+                elif isinstance(action, Restore):
+                    problem.restore(action.slot)
+                elif isinstance(action, Discard):
+                    problem.discard(action.slot)
+                elif isinstance(action, Evaluate):  # always the last action
+                    rec.evaluations += 1
+                    follow_up = controller.tell(Validation(validation()))
+            if follow_up is None:
+                return
+            decision = follow_up
 
     if start:
-        execute(controller.start())
+        execute(controller.tell(Start()))
     for _ in range(steps):
         rec.lrs.append(float(lr))
         rec.in_trial.append(controller.in_trial)
-        finite_check = controller.needs_finite_check
+        finite_check = outlook.needs_finite_check
         loss = problem.train_step(float(lr))
         rec.losses.append(loss)
-        execute(
-            controller.tell_loss(loss, model_finite=problem.finite() if finite_check else True)
-        )
-        rec.events.extend(controller.pop_events())
+        execute(controller.tell(Loss(loss, problem.finite() if finite_check else True)))
     return rec
