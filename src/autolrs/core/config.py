@@ -11,7 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Config"]
+__all__ = ["DELETED_FIELDS", "Config"]
+
+DELETED_FIELDS = frozenset({"converged_decades"})
+"""Fields that were removed (each lost in ablation and was off in both presets); a saved config
+that names one still loads, without it. ``converged_decades`` ended a stage's search once the
+searcher proposed a rate next to one already tried."""
 
 Acquisition = Literal["lcb", "ei"]
 Objective = Literal["paper", "train", "validation"]
@@ -42,7 +47,8 @@ class Config:
         candidates: Learning rates tried per stage, k (paper: 10).
         later_candidates: Learning rates tried in every stage after the first (None: as
             ``candidates``; paper: None). Fewer candidates later cut the search's cost once the
-            first stage has located the good region.
+            first stage has located the good region. An option of the trials phase only; off in
+            both presets (it lost in ablation) and kept for cheaper later searches.
         tau_growth: Factor by which tau (and tau') grow after each stage (paper: 2).
         tau_max_factor: tau stops growing at this multiple of the first stage's tau (paper: 8,
             i.e. 1000 -> 8000).
@@ -72,10 +78,6 @@ class Config:
         select: Which learning rate a stage exploits: ``"observed"`` (argmin of the candidates'
             forecasts; paper) or ``"posterior"`` (the candidate with the lowest GP posterior
             mean, which discounts a single lucky forecast).
-        converged_decades: End a stage's search before its last candidate once at least three
-            candidates are in and the searcher's next proposal lies within this many decades of
-            a rate already tried: the search has converged and further trials would re-measure
-            the same rate (paper: None, always ``candidates`` trials).
         prefer_larger_within: With ``select="observed"``, exploit the largest learning rate whose
             score lies within this fraction of the best score (relative): short trials favour
             small rates, whose lower noise reads as progress, so a near-tie goes to the larger
@@ -98,7 +100,8 @@ class Config:
         anneal_fraction: End every trial with a linear decay of its learning rate over this
             fraction of its steps and judge it by its loss after the decay (no extrapolation),
             so that small rates, whose lower noise looks like progress in a short trial, are
-            compared with large ones on progress alone (paper: None).
+            compared with large ones on progress alone (paper: None). An option of the trials
+            phase only; off in both presets (it lost in ablation) and kept for cooled trials.
         stage_guard: Roll a stage back when, half-way through or at the end of its exploit
             phase, the mean of its last 8 losses lies more than this many standard errors (and
             2 %) above the loss at the stage's start: the chosen rate made things worse (short
@@ -157,7 +160,6 @@ class Config:
     start_at_previous: bool = True
     select: Selection = "observed"
     prefer_larger_within: float | None = 0.05
-    converged_decades: float | None = None
     diverged_value: DivergedValue = "worst"
     searcher: SearcherName = "grid"
     # Objective and forecast.
@@ -185,6 +187,12 @@ class Config:
     warmup_lr: float | None = None
 
     def __post_init__(self) -> None:
+        self._check_choices()
+        self._check_counts()
+        self._check_numbers()
+        self._check_bounds()
+
+    def _check_choices(self) -> None:
         choices = {
             "acquisition": ("lcb", "ei"),
             "select": ("observed", "posterior"),
@@ -197,6 +205,8 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"Config.{name} must be one of {allowed}, got {value!r}")
+
+    def _check_counts(self) -> None:
         _positive_int(self, "tau")
         _positive_int(self, "min_trial_steps", minimum=2)
         _positive_int(self, "candidates", minimum=2)
@@ -212,9 +222,11 @@ class Config:
             _at_least(self, "warmup_lr", 0.0, strict=True)
         elif self.warmup_steps > 0:
             raise ValueError(
-                f"Config.warmup_lr must be given (a rate > 0) when warmup_steps={self.warmup_steps};"
-                " it is the rate the linear warm-up ends at"
+                f"Config.warmup_lr must be given (a rate > 0) when "
+                f"warmup_steps={self.warmup_steps}; it is the rate the linear warm-up ends at"
             )
+
+    def _check_numbers(self) -> None:
         _in_range(self, "tau_fraction", 0.0, 1.0)
         _in_range(self, "trial_fraction", 0.0, 1.0)
         _in_range(self, "range_test_fraction", 0.0, 0.5)
@@ -230,8 +242,6 @@ class Config:
             _at_least(self, "divergence_factor", 1.0, strict=True)
         if self.early_stop_fraction is not None:
             _in_range(self, "early_stop_fraction", 0.0, 1.0)
-        if self.converged_decades is not None:
-            _at_least(self, "converged_decades", 0.0, strict=True)
         if self.prefer_larger_within is not None:
             _in_range(self, "prefer_larger_within", 0.0, 1.0)
         if self.anneal_fraction is not None:
@@ -241,6 +251,8 @@ class Config:
             _at_least(self, "edge_shift", 1.0, strict=True)
         if self.stage_guard is not None:
             _at_least(self, "stage_guard", 0.0, strict=True)
+
+    def _check_bounds(self) -> None:
         bounds = self.range_test_bounds
         if (
             not isinstance(bounds, (tuple, list))
@@ -262,46 +274,13 @@ class Config:
         point, a fresh GP every stage searched as scikit-optimize does, exploration discarded
         (the winner is retrained from the stage snapshot), the best observed forecast wins, a
         diverged trial scores 1e6, training loss for stages 1-4 and validation loss (16 points
-        per trial) afterwards, the original's forecaster (:func:`~autolrs.core.forecast.paper_forecast`).
-        What still differs from the original, and why, is listed in ``docs/paper-fidelity.md``.
+        per trial) afterwards, the original's forecaster
+        (:func:`~autolrs.core.forecast.paper_forecast`). What still differs from the original, and why, is listed in ``docs/paper-fidelity.md``.
 
         Args:
             **overrides: Fields to change from the reference values.
         """
-        values: dict[str, Any] = dict(
-            tau=1000,
-            tau_fraction=1.0 / 30.0,
-            trial_fraction=0.1,
-            candidates=10,
-            later_candidates=None,
-            start_at_previous=False,
-            tau_growth=2.0,
-            tau_max_factor=8.0,
-            acquisition="lcb",
-            kappa=1e6,
-            initial_random=1,
-            gp_restarts=0,
-            searcher="paper",
-            warm_start=False,
-            trust_region=None,
-            select="observed",
-            diverged_value="penalty",
-            objective="paper",
-            val_points=16,
-            forecaster="paper",
-            keep_winner=False,
-            divergence_factor=None,
-            early_stop_fraction=None,
-            anneal_fraction=None,
-            prefer_larger_within=None,
-            converged_decades=None,
-            edge_shift=None,
-            stage_guard=None,
-            min_trial_steps=5,
-            final_decay_fraction=0.0,
-        )
-        values.update(overrides)
-        return cls(**values)
+        return cls(**{**_PAPER, **overrides})
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -314,10 +293,14 @@ class Config:
     def from_dict(cls, data: dict[str, Any]) -> Config:
         """Rebuilds a config from :meth:`to_dict`'s output.
 
+        Fields deleted since (:data:`DELETED_FIELDS`) are accepted and dropped, so that states
+        saved before still load.
+
         Raises:
-            ValueError: If ``data`` names a field that does not exist.
+            ValueError: If ``data`` names a field that does not exist (and never did).
         """
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k not in DELETED_FIELDS}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown Config field(s) {unknown}; known fields: {sorted(names)}")
@@ -330,6 +313,40 @@ class Config:
         """Fields whose values differ from ``other``: ``{name: (self's, other's)}``."""
         mine, theirs = self.to_dict(), other.to_dict()
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+
+
+_PAPER: dict[str, Any] = {
+    "tau": 1000,
+    "tau_fraction": 1.0 / 30.0,
+    "trial_fraction": 0.1,
+    "candidates": 10,
+    "later_candidates": None,
+    "start_at_previous": False,
+    "tau_growth": 2.0,
+    "tau_max_factor": 8.0,
+    "acquisition": "lcb",
+    "kappa": 1e6,
+    "initial_random": 1,
+    "gp_restarts": 0,
+    "searcher": "paper",
+    "warm_start": False,
+    "trust_region": None,
+    "select": "observed",
+    "diverged_value": "penalty",
+    "objective": "paper",
+    "val_points": 16,
+    "forecaster": "paper",
+    "keep_winner": False,
+    "divergence_factor": None,
+    "early_stop_fraction": None,
+    "anneal_fraction": None,
+    "prefer_larger_within": None,
+    "edge_shift": None,
+    "stage_guard": None,
+    "min_trial_steps": 5,
+    "final_decay_fraction": 0.0,
+}
+"""The reference values :meth:`Config.paper` sets (every other field keeps its default)."""
 
 
 def _is_real(value: Any) -> bool:

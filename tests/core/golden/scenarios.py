@@ -199,6 +199,23 @@ def as_lines(trace: list[dict[str, Any]]) -> list[str]:
     return [json.dumps(line, sort_keys=True) for line in trace]
 
 
+DELETED_FIELDS = ("converged_decades",)
+"""Config fields deleted after the traces were recorded (``Config.DELETED_FIELDS``): the start
+event of a recorded trace still lists them; a comparison drops them there and nowhere else."""
+
+
+def without_deleted_fields(line: str) -> str:
+    """A recorded trace line with the deleted Config fields taken out of its start event."""
+    if '"event": "start"' not in line:
+        return line
+    record = json.loads(line)
+    for event in record.get("events", []):
+        if event["event"] == "start":
+            for name in DELETED_FIELDS:
+                event["config"].pop(name, None)
+    return json.dumps(record, sort_keys=True)
+
+
 _SWITCHES: dict[str, dict[str, Any]] = {
     "keep_winner_off": {"keep_winner": False},
     "warm_start": {"warm_start": True},
@@ -206,7 +223,6 @@ _SWITCHES: dict[str, dict[str, Any]] = {
     "no_start_at_previous": {"start_at_previous": False},
     "select_posterior": {"select": "posterior"},
     "no_prefer_larger": {"prefer_larger_within": None},
-    "converged_decades": {"converged_decades": 0.2},
     "diverged_penalty": {"diverged_value": "penalty"},
     "objective_train": {"objective": "train"},
     "objective_validation": {"objective": "validation"},
@@ -274,12 +290,13 @@ def path(file: str) -> Path:
 
 
 def read(file: str) -> dict[str, list[str]]:
-    """The recorded traces of ``file``: scenario name -> trace lines."""
+    """The recorded traces of ``file``: scenario name -> trace lines (deleted Config fields
+    dropped from the start event, see :func:`without_deleted_fields`)."""
     out: dict[str, list[str]] = {}
     with gzip.open(path(file), "rt", encoding="utf-8") as fh:
         for raw in fh:
             record = json.loads(raw)
-            out[record["scenario"]] = record["trace"]
+            out[record["scenario"]] = [without_deleted_fields(x) for x in record["trace"]]
     return out
 
 

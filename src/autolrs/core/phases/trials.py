@@ -186,11 +186,9 @@ class Trials(BasePhase):
         )
         return Transition((Snapshot(STAGE), *self._next_trial()))
 
-    def _next_trial(self, proposal: float | None = None) -> tuple[Action, ...]:
+    def _next_trial(self) -> tuple[Action, ...]:
         low, high, previous = self.plan.search_low, self.plan.search_high, self.ctx.run.last_lr
-        if proposal is not None:
-            lr = proposal
-        elif (
+        if (
             self.ctx.config.start_at_previous
             and not self.results
             and previous is not None
@@ -409,14 +407,6 @@ class Trials(BasePhase):
             and select(healthy, prefer_larger_within=cfg.prefer_larger_within).index == t.index
         )
         last = len(self.results) >= self.plan.candidates
-        proposal = None
-        if not last and cfg.converged_decades is not None and len(healthy) >= 3:
-            # Ask now: a proposal next to a rate already tried means the search has converged,
-            # and the rest of the stage's trials would only re-measure it.
-            proposal = self.searcher.ask()
-            nearest = min(abs(math.log10(proposal / r.lr)) for r in self.results)
-            if nearest < cfg.converged_decades:
-                last = True
         actions: list[Action] = []
         if cfg.keep_winner and is_best and not early_stopped:
             self.winner = Winner(t.index, t.steps, last)
@@ -425,7 +415,7 @@ class Trials(BasePhase):
                 self.winner_slot = True
         if not last:
             actions.append(Restore(STAGE))
-            return Transition(tuple(actions) + self._next_trial(proposal))
+            return Transition(tuple(actions) + self._next_trial())
         outcome = StageOutcome(
             self.plan,
             self.results,
