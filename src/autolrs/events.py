@@ -142,6 +142,23 @@ class EventLog:
         self.enabled = enabled
         self.run = run or new_run_id()
         self._file: IO[str] | None = None
+        self._held: list[dict[str, Any]] | None = None
+
+    def hold(self) -> None:
+        """Keeps records back from the file until :meth:`release` (or :meth:`discard`): a run
+        that may yet turn out to be the resumption of a saved one writes nothing of its own."""
+        if self._held is None:
+            self._held = []
+
+    def release(self) -> None:
+        """Writes the records held back, and stops holding."""
+        held, self._held = self._held, None
+        if held:
+            self._write(held)
+
+    def discard(self) -> None:
+        """Drops the records held back (e.g. the start of a run replaced by a resumed one)."""
+        self._held = None
 
     def emit(self, events: Iterable[dict[str, Any]]) -> None:
         """Logs and records each event."""
@@ -152,18 +169,27 @@ class EventLog:
             if logger.isEnabledFor(lvl):
                 logger.log(lvl, "%s", describe(event))
             if self.path is not None:
-                if self._file is None:
-                    directory = os.path.dirname(os.path.abspath(self.path))
-                    os.makedirs(directory, exist_ok=True)
-                    self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
                 record = dict(event)
                 record.setdefault("time", time.time())
-                record.setdefault("run", self.run)
-                self._file.write(json.dumps(_json_safe(record)) + "\n")
-                self._file.flush()
+                if self._held is not None:
+                    self._held.append(record)
+                else:
+                    self._write([record])
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        assert self.path is not None
+        if self._file is None:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(directory, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        for record in records:
+            record.setdefault("run", self.run)
+            self._file.write(json.dumps(_json_safe(record)) + "\n")
+        self._file.flush()
 
     def close(self) -> None:
-        """Closes the file (it reopens on the next event)."""
+        """Writes what is held back and closes the file (it reopens on the next event)."""
+        self.release()
         if self._file is not None:
             self._file.close()
             self._file = None

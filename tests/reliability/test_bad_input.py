@@ -171,9 +171,14 @@ def test_wrap_of_an_empty_iterable_is_empty():
 
 def test_stepping_past_total_steps_holds_the_learning_rate():
     model, opt, sched = make(total_steps=30)
-    for _ in range(40):
+    for _ in range(30):
         train_step(model, opt, sched)
+    held = sched.get_last_lr()[0]
+    with pytest.warns(AutoLRSWarning, match="not epochs"):
+        for _ in range(10):
+            train_step(model, opt, sched)
     assert sched.finished and any(e["event"] == "overrun" for e in sched.events)
+    assert sched.get_last_lr()[0] == held
 
 
 def test_log_file_in_a_missing_folder_is_created(tmp_path):

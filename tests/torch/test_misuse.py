@@ -209,3 +209,148 @@ def test_e_an_optimizer_over_part_of_the_model_is_fine():
     extra = nn.Parameter(torch.zeros(3))  # plus a tensor the model does not own
     mixed = torch.optim.SGD([*model.parameters(), extra], lr=0.1)
     AutoLRS(model, mixed, lr_range=(1e-3, 0.3)).remove_hooks()
+
+
+# ------------------------------------------------------------------ issue 14: loop wiring
+def _loop(order: str, steps: int = 30, **kwargs):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = AutoLRS(model, opt, total_steps=kwargs.pop("total_steps", 200), seed=0, **kwargs)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    for _ in range(steps):
+        loss = nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        if order == "after":
+            opt.step()
+            sched.step(loss)
+        elif order == "before":
+            sched.step(loss)
+            opt.step()
+        elif order == "twice":
+            opt.step()
+            sched.step(loss)
+            sched.step(loss)
+        elif order == "forgotten":
+            opt.step()
+    return sched
+
+
+def test_forgetting_sched_step_is_said_at_the_second_optimizer_step():
+    with pytest.warns(AutoLRSWarning, match=r"optimizer.step\(\) ran 2 times without sched.step\(loss\)"):
+        _loop("forgotten", steps=2)
+
+
+def test_wrap_stops_an_endless_loop_that_never_calls_sched_step():
+    import itertools
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = AutoLRS(model, opt, total_steps=1000, seed=0)
+    x, y = torch.randn(8, 4), torch.randn(8, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AutoLRSWarning)
+        with pytest.raises(RuntimeError, match="without sched.step"):
+            for _ in sched.wrap(itertools.repeat((x, y))):
+                loss = nn.functional.mse_loss(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+
+def test_sched_step_before_optimizer_step_is_an_error():
+    with pytest.raises(RuntimeError, match=r"called before optimizer.step\(\)"):
+        _loop("before")
+
+
+def test_sched_step_twice_per_optimizer_step_is_an_error():
+    with pytest.raises(RuntimeError, match="twice per step"):
+        _loop("twice")
+
+
+def test_the_right_order_raises_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AutoLRSWarning)
+        sched = _loop("after")
+    assert sched.steps_taken == 30
+
+
+def test_training_past_total_steps_names_the_epochs_mistake():
+    with pytest.warns(AutoLRSWarning, match=r"not epochs; for N epochs pass total_steps=len\(loader\) \* N"):
+        _loop("after", steps=25, total_steps=20)
+
+
+def test_a_momentum_cycling_scheduler_is_reported():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = AutoLRS(model, opt, total_steps=200, seed=0)
+    cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=200)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    with pytest.warns(AutoLRSWarning) as caught:  # its rate changes are reported too (22)
+        for _ in range(5):
+            loss = nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            cycle.step()
+            sched.step(loss)
+    assert any("momentum/betas changed" in str(w.message) for w in caught)
+
+
+def test_a_resumed_run_keeps_its_history_and_its_log_identity(tmp_path):
+    from autolrs.events import read_events, split_runs
+
+    log = tmp_path / "run.jsonl"
+    first = _loop("after", steps=120, log_file=log)
+    state = first.state_dict()
+    decisions_before = first.decisions
+    assert decisions_before
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    resumed = AutoLRS(model, opt, total_steps=200, seed=0, log_file=log)
+    resumed.load_state_dict(state)
+    assert resumed.decisions == decisions_before  # the whole history, not only what follows
+    assert resumed.events[-1]["event"] == "resume"
+    assert len(split_runs(read_events(log))) == 1  # the resumed run writes as the same run
+
+
+def test_a_resumed_wrap_skips_the_batches_the_saved_run_drew(tmp_path):
+    def stream():
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = AutoLRS(model, opt, total_steps=300, seed=0, lr_range=(1e-3, 1e-1))
+    seen = []
+    for i in sched.wrap(stream()):
+        seen.append(i)
+        loss = (model(torch.ones(1, 1)) - float(i % 7)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step(loss)
+        if sched.steps_taken == 150:
+            break
+    state = sched.state_dict()
+    drawn = sched.batches_drawn
+    assert drawn == max(seen) + 1 and drawn < 150  # replayed batches do not consume the stream
+    def fresh() -> AutoLRS:
+        m = nn.Linear(1, 1)
+        return AutoLRS(m, torch.optim.SGD(m.parameters(), lr=0.1), total_steps=300, seed=0, lr_range=(1e-3, 1e-1))
+
+    resumed = fresh()
+    resumed.load_state_dict(state)
+    first = next(iter(resumed.wrap(stream(), skip_drawn=True)))
+    assert first in seen or first == drawn  # a replayed batch of the trial, or the next fresh one
+    assert resumed.batches_drawn in (drawn, drawn + 1)
+    unskipped = fresh()  # a stream restored by the user is taken as it is (the default)
+    unskipped.load_state_dict(state)
+    assert next(iter(unskipped.wrap(stream()))) in (0, *seen)

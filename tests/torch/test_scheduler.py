@@ -284,7 +284,7 @@ def test_state_dict_round_trip_resumes_exactly(tmp_path, cut):
                 opt.load_state_dict(ckpt["opt"])
                 sched.load_state_dict(ckpt["sched"])
                 torch.set_rng_state(ckpt["rng"])
-                stream = sched.wrap(data)
+                stream = sched.wrap(data)  # ``data`` is already at the position
             xb, yb = next(stream)
             lrs.append(sched.get_last_lr()[0])
             loss = nn.functional.mse_loss(model(xb), yb)

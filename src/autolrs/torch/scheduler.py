@@ -182,6 +182,7 @@ class AutoLRS:
         self._replay = ReplayBuffer()
         self._comm = Collective(process_group)
         self._log = EventLog(log_file, enabled=self._comm.is_leader)
+        self._log.hold()  # until the first step: load_state_dict() may make this a resumed run
         self._tensorboard = _summary_writer(tensorboard) if self._comm.is_leader else None
         self.events: list[dict[str, Any]] = []
         if sync_every is None:
@@ -198,6 +199,9 @@ class AutoLRS:
         self._has_scaler = any("Scaler" in type(obj).__name__ for obj in extra)
         self._applied_target: float | None = None
         self._superseded = False
+        self._momenta = _momenta(optimizer)
+        self._drawn = 0  # fresh batches wrap() drew from the user's iterable (its position)
+        self._skip = 0  # batches a resumed wrap() skips to reach the saved run's position
         self._take_over(optimizer)
         self._hooks = (
             optimizer.register_step_pre_hook(self._enforce_lr),
@@ -232,11 +236,21 @@ class AutoLRS:
             )
         value = _loss_value(loss)
         self._check_wiring()
+        self._log.release()
         if self._tensorboard is not None:
             self._tensorboard.add_scalar("autolrs/lr", self._applied_target or 0.0, self.steps_taken)
         self._pending.append(value)
         if len(self._pending) > self._window:
             self._sync()
+        total = self._controller.total_steps
+        if total is not None and self.steps_taken > total and "overrun" not in self._warned:
+            self._warn_once(
+                "overrun",
+                f"training continues past total_steps={total} (this is step {self.steps_taken}): "
+                "total_steps counts optimizer steps, every batch and the search's trials "
+                "included, not epochs; for N epochs pass total_steps=len(loader) * N. The "
+                f"schedule has ended; the learning rate holds at {self.get_last_lr()[0]:.3g}.",
+            )
         # Whatever happened since the last step (a rollback, or a framework's own scheduler that
         # steps after optimizer.step()), the next step uses autolrs' learning rate.
         self._set_lr(self._controller.planned_lr(len(self._pending)))
@@ -301,7 +315,13 @@ class AutoLRS:
             if e["event"] == "decision"
         ]
 
-    def wrap(self, iterable: Iterable[T]) -> Iterator[T]:
+    @property
+    def batches_drawn(self) -> int:
+        """Fresh batches :meth:`wrap` has drawn from the user's iterables (replays excluded),
+        over the whole run (a resumed run counts on from the saved one): the data position."""
+        return self._drawn
+
+    def wrap(self, iterable: Iterable[T], *, skip_drawn: bool = False) -> Iterator[T]:
         """Yields batches from ``iterable``, replaying them to every candidate of a stage.
 
         The batches drawn by a stage's first candidate are recorded and given again, in the
@@ -314,15 +334,39 @@ class AutoLRS:
 
         Args:
             iterable: A data loader or any iterable of batches (iterated once per call).
+            skip_drawn: After :meth:`load_state_dict`, first draw and drop the
+                :attr:`batches_drawn` batches the saved run had drawn, so that an iterable
+                yielding the same sequence as before (same seed, same order) resumes where the
+                saved run was. Leave it False when ``iterable`` is already at that position (a
+                stateful loader or generator you restored yourself).
+
+        Raises:
+            RuntimeError: If ``optimizer.step()`` ran 100 times without ``sched.step(loss)``
+                (the loop forgot it: nothing is searched, and an endless iterable never ends).
         """
         iterator = iter(iterable)
+        if not skip_drawn:
+            self._skip = 0
+        while self._skip:  # across calls: the saved position may lie in a later pass
+            try:
+                next(iterator)
+            except StopIteration:
+                return  # the saved position lies in a later pass over the data
+            self._skip -= 1
         while not self.finished:
+            if self._optimizer_steps - self._optimizer_steps_seen >= _UNREPORTED_LIMIT:
+                raise RuntimeError(
+                    f"optimizer.step() ran {self._optimizer_steps - self._optimizer_steps_seen} "
+                    "times without sched.step(loss): AutoLRS decides nothing and the learning "
+                    "rate stays where it is. Call sched.step(loss) after every optimizer.step()."
+                )
             batch = self._replay.next()
             if ReplayBuffer.is_empty(batch):
                 try:
                     batch = next(iterator)
                 except StopIteration:
                     return
+                self._drawn += 1
                 if self._controller.phase == "trial":
                     self._replay.record(batch)
             yield batch
@@ -353,8 +397,10 @@ class AutoLRS:
         """Everything needed to resume exactly, for ``torch.save``.
 
         ``{"version", "controller": <JSON-safe>, "snapshots": <tensors>, "replay": <batches>,
-        "lr_ratios"}``. The snapshot tensors are shared with the live ones (``torch.save``
-        copies them); buffered losses are told first.
+        "lr_ratios", "events", "run", "batches_drawn"}``: the events are the run's whole history
+        (:attr:`events` and :attr:`decisions` carry on from them after a resume), ``run`` is its
+        identity in the JSONL log. The snapshot tensors are shared with the live ones
+        (``torch.save`` copies them); buffered losses are told first.
         """
         if self._pending:
             self._sync()
@@ -364,6 +410,9 @@ class AutoLRS:
             "snapshots": self._store.state_dict(),
             "replay": self._replay.state_dict(),
             "lr_ratios": list(self._ratios),
+            "events": list(self.events),
+            "run": self._log.run,
+            "batches_drawn": self._drawn,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -410,6 +459,12 @@ class AutoLRS:
         self._store.load_state_dict(state["snapshots"])
         self._replay.load_state_dict(state["replay"])
         self._ratios = [float(r) for r in state["lr_ratios"]]
+        # The history, the log's run identity and the data position (absent in older states).
+        self.events = list(state.get("events", self.events))
+        self._log.discard()  # this instance's own start: the saved run goes on instead
+        self._log.run = str(state.get("run", self._log.run))
+        self._drawn = self._skip = int(state.get("batches_drawn", 0))
+        self._momenta = _momenta(self.optimizer)
         self._pending = []
         self._applied = []
         self._set_lr(self._controller.lr)
@@ -419,6 +474,15 @@ class AutoLRS:
     # ------------------------------------------------------------------ internals
     def _count_optimizer_step(self, *_: Any) -> None:
         self._optimizer_steps += 1
+        unreported = self._optimizer_steps - self._optimizer_steps_seen
+        if unreported >= 2 and not self._superseded:
+            self._warn_once(
+                "unreported",
+                f"optimizer.step() ran {unreported} times without sched.step(loss): AutoLRS "
+                "hears no loss, decides nothing, and the learning rate stays at "
+                f"{self.get_last_lr()[0]:.3g}. Call sched.step(loss) after every "
+                "optimizer.step().",
+            )
 
     def remove_hooks(self) -> None:
         """Detaches AutoLRS from the optimizer's step hooks (e.g. before deleting it)."""
@@ -428,6 +492,21 @@ class AutoLRS:
 
     def _check_wiring(self) -> None:
         skipped = self._optimizer_steps == self._optimizer_steps_seen
+        if skipped and not self._has_scaler and _gradients_pending(self.optimizer):
+            # Gradients are there and finite, yet the optimizer has not stepped since the last
+            # report: this report came before optimizer.step() (or a second time after one).
+            # A rollback now would apply those gradients to restored weights: refuse.
+            first = self._controller.step + len(self._pending) == 0
+            raise RuntimeError(
+                (
+                    "sched.step(loss) was called before optimizer.step(): "
+                    if first
+                    else "sched.step(loss) was called without an optimizer.step() since its "
+                    "last call (called before optimizer.step(), or twice per step): "
+                )
+                + "call it exactly once per training step, after optimizer.step():\n"
+                "    loss.backward(); optimizer.step(); optimizer.zero_grad(); sched.step(loss)"
+            )
         if skipped and not self._has_scaler and "no-step" not in self._warned:
             scaler_hint = (
                 "pass the scaler to AutoLRS as extra_state=[scaler]: skipped steps are then "
@@ -514,6 +593,16 @@ class AutoLRS:
                 "scheduler?); remove it: AutoLRS sets the learning rate itself and overrides it.",
             )
             self._set_lr(self._applied_target, force=True)
+        momenta = _momenta(self.optimizer)
+        if momenta != self._momenta:
+            self._warn_once(
+                "momentum",
+                "the optimizer's momentum/betas changed between steps, not by AutoLRS (a "
+                "scheduler that cycles momentum, such as OneCycleLR or CyclicLR?): remove it. "
+                "AutoLRS overrides its learning rate but not its momentum, which then follows a "
+                "cycle planned for another schedule.",
+            )
+            self._momenta = momenta
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -583,6 +672,7 @@ class AutoLRS:
                 self._store.restore(action.slot)
                 self._replay.on_restore(action.slot)
                 self._applied = []  # the optimizer's param groups now hold the snapshot's rates
+                self._momenta = _momenta(self.optimizer)
             elif isinstance(action, Discard):
                 self._store.discard(action.slot)
             elif isinstance(action, Evaluate):
@@ -698,6 +788,26 @@ def _snapshot_device(device: Any) -> torch.device | None:
             f"{accepted}"
         ) from err
     return parsed
+
+
+_UNREPORTED_LIMIT = 100  # optimizer steps without sched.step(loss) after which wrap() stops
+
+
+def _momenta(optimizer: torch.optim.Optimizer) -> list[Any]:
+    """Each group's momentum and betas (what a cycling scheduler such as OneCycleLR changes)."""
+    return [
+        (
+            _lr_value(g["momentum"]) if "momentum" in g else None,
+            tuple(_lr_value(b) for b in g["betas"]) if "betas" in g else None,
+        )
+        for g in optimizer.param_groups
+    ]
+
+
+def _gradients_pending(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the parameters hold finite gradients (a backward ran; no GradScaler skip)."""
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    return bool(grads) and all(bool(torch.isfinite(grad).all()) for grad in grads)
 
 
 def _gradients_not_finite(optimizer: torch.optim.Optimizer) -> bool:
