@@ -3,7 +3,8 @@
     python examples/plain_loop.py --steps 600
 
 Prints the learning rate chosen per stage and the test accuracy, and saves a checkpoint that
-can be resumed (``--resume``), the search state included.
+can be resumed (``--resume``), the search state included. On resume ``sched.wrap`` skips the
+batches the saved run had drawn, so the seeded batch stream goes on where it was.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def main() -> None:
         optimizer.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["autolrs"])
 
-    for xb, yb in sched.wrap(batches(x_train, y_train)):
+    # The seeded batch stream restarts at its beginning: on resume, skip what the saved run drew.
+    for xb, yb in sched.wrap(batches(x_train, y_train), skip_drawn=args.resume):
         loss = nn.functional.cross_entropy(model(xb), yb)
         optimizer.zero_grad()
         loss.backward()
