@@ -275,7 +275,8 @@ class Config:
         (the winner is retrained from the stage snapshot), the best observed forecast wins, a
         diverged trial scores 1e6, training loss for stages 1-4 and validation loss (16 points
         per trial) afterwards, the original's forecaster
-        (:func:`~autolrs.core.forecast.paper_forecast`). What still differs from the original, and why, is listed in ``docs/paper-fidelity.md``.
+        (:func:`~autolrs.core.forecast.paper_forecast`). What still differs from the original,
+        and why, is listed in ``docs/paper-fidelity.md``.
 
         Args:
             **overrides: Fields to change from the reference values.

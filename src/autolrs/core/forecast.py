@@ -428,7 +428,8 @@ class ExponentialForecaster(Forecaster):
                 a, rate, c = self._fit_curve(xr[kept], ys[kept], nonneg, low, high)
         fitted = a * np.exp(-rate * xr) + c
         if not (math.isfinite(a) and math.isfinite(c) and np.all(np.isfinite(fitted))):
-            return _constant_fit(float(np.median(ys[-max(1, len(ys) // 4) :])), ys, "non-finite fit")
+            tail = ys[-max(1, len(ys) // 4) :]
+            return _constant_fit(float(np.median(tail)), ys, "non-finite fit")
         level = float(np.clip(fitted[-1], np.min(ys), np.max(ys)))
         # Express the curve in the caller's x: a*exp(-rate*(x - x0)) + c.
         a_shift = a * math.exp(rate * x0) if rate * x0 < 700 else math.inf

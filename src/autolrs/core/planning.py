@@ -48,7 +48,8 @@ def range_test_length(config: Config, total_steps: int | None) -> int:
     """Steps of the learning-rate range test (at most ``range_test_fraction`` of the budget)."""
     if total_steps is None:
         return config.range_test_steps
-    return max(20, min(config.range_test_steps, int(round(config.range_test_fraction * total_steps))))
+    share = int(round(config.range_test_fraction * total_steps))
+    return max(20, min(config.range_test_steps, share))
 
 
 def decay_length(config: Config, total_steps: int | None) -> int:

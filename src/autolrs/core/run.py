@@ -40,7 +40,11 @@ class TauPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
-        return {"nominal": self.nominal, "maximum": self.maximum, "stages_at_max": self.stages_at_max}
+        return {
+            "nominal": self.nominal,
+            "maximum": self.maximum,
+            "stages_at_max": self.stages_at_max,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TauPlan:

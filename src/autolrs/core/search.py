@@ -1,9 +1,9 @@
 """Bayesian optimisation of a learning rate, one stage at a time, by ask/tell.
 
 The search space is one dimension: ``u = (log10(lr) - log10(low)) / (log10(high) - log10(low))``
-in [0, 1]. The surrogate is scikit-learn's :class:`~sklearn.gaussian_process.GaussianProcessRegressor`
-with the kernel the reference implementation used through scikit-optimize (constant x Matern-5/2
-plus white noise).
+in [0, 1]. The surrogate is scikit-learn's
+:class:`~sklearn.gaussian_process.GaussianProcessRegressor` with the kernel the reference
+implementation used through scikit-optimize (constant x Matern-5/2 plus white noise).
 
 * :class:`BayesSearcher` (the default's) standardises the targets (mean and standard deviation)
   and minimises the acquisition over a dense grid of u, never proposing a rate next to one tried.

@@ -94,7 +94,9 @@ def phase_from_dict(ctx: Context, name: str, data: dict[str, Any] | None) -> Bas
     if data is None:
         return None
     if name not in PHASES:
-        raise StateDictError(f"controller state names an unknown phase {name!r}; known: {sorted(PHASES)}")
+        raise StateDictError(
+            f"controller state names an unknown phase {name!r}; known: {sorted(PHASES)}"
+        )
     data = copy.deepcopy(data)
     if name in (Phase.FINAL, Phase.DONE):
         data["done"] = name == Phase.DONE
@@ -133,13 +135,33 @@ def upgrade_v1(state: dict[str, Any]) -> dict[str, Any]:
     s = copy.deepcopy(state["state"])
     _require(s, _V1_FIELDS, "field(s)")
     _fill_v1_defaults(s)
-    run = {
+    out = {
+        "version": VERSION,
+        "config": state["config"],
+        "total_steps": state["total_steps"],
+        "rng": state["rng"],
+        "state": {
+            "run": _v1_run(s),
+            "phase": s["phase"],
+            "phase_state": _v1_phase(s, state["searcher"]),
+        },
+    }
+    if "validation" in state:  # states older still lack it: the constructor's value stands
+        out["validation"] = state["validation"]
+    return out
+
+
+def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
+    """The run inside a version-1 state."""
+    return {
         "started": s["started"],
         "step": s["step"],
         "lr": s["lr"],
         "stage": s["stage"],
         "taus": {
-            "nominal": s["nominal_tau"], "maximum": s["tau_max"], "stages_at_max": s["stages_at_max"]
+            "nominal": s["nominal_tau"],
+            "maximum": s["tau_max"],
+            "stages_at_max": s["stages_at_max"],
         },
         "last_lr": s["last_lr"],
         "rollbacks": s["rollbacks"],
@@ -153,16 +175,6 @@ def upgrade_v1(state: dict[str, Any]) -> dict[str, Any]:
         "space": {"range": s["search_range"], "cap": s["lr_cap"], "auto": s["range_auto"]},
         "default_lr": s["default_lr"],
     }
-    out = {
-        "version": VERSION,
-        "config": state["config"],
-        "total_steps": state["total_steps"],
-        "rng": state["rng"],
-        "state": {"run": run, "phase": s["phase"], "phase_state": _v1_phase(s, state["searcher"])},
-    }
-    if "validation" in state:  # states older still lack it: the constructor's value stands
-        out["validation"] = state["validation"]
-    return out
 
 
 def _v1_phase(s: dict[str, Any], searcher: dict[str, Any] | None) -> dict[str, Any] | None:

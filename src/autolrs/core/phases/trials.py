@@ -28,19 +28,8 @@ from autolrs.core.actions import STAGE, WINNER, Action, Evaluate, Restore, SetLR
 from autolrs.core.forecast import CurveFit
 from autolrs.core.level import robust_std
 from autolrs.core.phases.base import (
-    Abort,
-    BasePhase,
-    Context,
-    Edge,
-    Loss,
-    Observation,
-    Outlook,
-    Phase,
-    Spent,
-    Transition,
-    Validation,
-    constant,
-    finite,
+    Abort, BasePhase, Context, Edge, Loss, Observation, Outlook, Phase, Spent, Transition,
+    Validation, constant, finite,
 )
 from autolrs.core.phases.stage import StageOutcome, TrialPlan, TrialResult, Winner
 from autolrs.core.planning import decay_length, plan_stage
