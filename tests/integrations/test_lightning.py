@@ -92,7 +92,7 @@ def test_checkpoint_resume_restores_the_search_state(tmp_path):
     saved = torch.load(path, weights_only=False)
     (key,) = [k for k in saved["callbacks"] if "AutoLRSCallback" in k]
     state = saved["callbacks"][key]["autolrs"]
-    assert state["controller"]["state"]["step"] == 80 and state["snapshots"]["slots"]
+    assert state["controller"]["state"]["run"]["step"] == 80 and state["snapshots"]["slots"]
     first, callback_a = fit(tmp_path / "resume-a", ckpt_path=path)
     second, callback_b = fit(tmp_path / "resume-b", ckpt_path=path)
     # the search continues from the checkpoint: the first resumed step uses the rate the
