@@ -631,3 +631,23 @@ def _phase_state(state):
 def _stage_results(state):
     """The current stage's trial results inside a controller state (a list of dicts)."""
     return _phase_state(state)["results"]
+
+
+def test_a_budget_too_short_for_a_stage_decays_from_the_range_tests_pick():
+    # 60 steps: a range test, then no stage fits. A sweep that reached divergence found where the
+    # top is safe: the decay starts there (an LR finder's pick), not at the range's middle.
+    from autolrs.testing import NoisyQuadratic, drive
+
+    controller = StageController(Config(), total_steps=60, seed=0)
+    record = drive(controller, NoisyQuadratic(seed=0, curvature=(0.1, 10.0)), 60)
+    found = next(e for e in record.events if e["event"] == "range_test")
+    final = next(e for e in record.events if e["event"] == "final")
+    assert found["diverged_lr"] is not None and not any(e["event"] == "stage" for e in record.events)
+    assert final["lr"] == pytest.approx(found["high"])
+    # A sweep that never diverged leaves the top unknown: the middle of the range, as before.
+    quiet = StageController(Config(), total_steps=60, seed=0)
+    record = drive(quiet, NoisyQuadratic(seed=0), 60)
+    found = next(e for e in record.events if e["event"] == "range_test")
+    final = next(e for e in record.events if e["event"] == "final")
+    assert found["diverged_lr"] is None
+    assert final["lr"] == pytest.approx((found["low"] * found["high"]) ** 0.5)

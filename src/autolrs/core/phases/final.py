@@ -86,13 +86,20 @@ class Final(BasePhase):
         return Transition((Snapshot(STAGE), SetLR(run.lr)))
 
     def _first_rate(self) -> float:
-        """The last stage's rate, or the middle of the search range, or the default."""
+        """The last stage's rate; without one (a budget too short for a stage): the top of a
+        range found by a sweep that reached divergence (its lowest-loss rate times
+        ``Config.range_headroom``, capped below divergence: an LR finder's pick), else the
+        middle of the range (a sweep that never diverged does not say where the top is safe),
+        else the default."""
         run, bounds = self.ctx.run, self.ctx.config.range_test_bounds
         if run.last_lr is not None:
             return run.last_lr
         if run.space.range is not None:
             low, high = run.space.range
-            return math.sqrt(low * high)
+            swept_to_divergence = run.space.auto and run.space.cap is not None and (
+                run.space.cap < bounds[1]
+            )
+            return high if swept_to_divergence else math.sqrt(low * high)
         if run.default_lr is not None:
             return run.default_lr
         return math.sqrt(bounds[0] * bounds[1])
