@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from autolrs.bench.harness import BudgetSpent, RunContext
-from autolrs.core.config import Config
+from autolrs.core.config import DELETED_FIELDS, Config
 from autolrs.events import step_accounting
 from autolrs.torch.scheduler import AutoLRS
 
@@ -238,6 +238,9 @@ def resolve_method(name: str) -> MethodSpec:
         if not eq:
             raise ValueError(f"variant {name!r}: expected field=value, got {item!r}")
         overrides[field.strip()] = _parse_value(value.strip())
+    deleted = sorted(set(overrides) & DELETED_FIELDS)
+    if deleted:  # Config.from_dict drops them (old saved states); an ablation must not
+        raise ValueError(f"variant {name!r}: Config field(s) {deleted} no longer exist")
     preset = Config.paper() if base == "autolrs-paper" else Config()
     config = Config.from_dict({**preset.to_dict(), **overrides})  # validates the fields
 

@@ -302,9 +302,9 @@ def paper_forecast(losses: ArrayLike, at: float, *, validation: bool = False) ->
     """The reference code's forecast of a loss series at ``x = at`` (x = 0..n-1 for the series).
 
     Example:
-        >>> y = 0.5 + 1.5 * np.exp(-np.arange(100) / 20)
-        >>> round(paper_forecast(y, 1000), 3)
-        0.5
+        >>> y = 0.5 + 1.5 * np.exp(-np.arange(100) / 20)  # its value at 1000 is 0.5
+        >>> round(paper_forecast(y, 1000), 3)  # SciPy's default smoothing flattens the curve
+        0.425
     """
     return paper_fit(losses, validation=validation).predict(at)
 
