@@ -4,7 +4,8 @@
 diagonal quadratic with gradient noise. It reproduces the trade-offs a learning-rate schedule
 faces (a large rate converges fast to a high noise floor; a small one slowly to a low floor; too
 large diverges) in microseconds per step, with exact snapshots. :func:`drive` runs a
-:class:`~autolrs.core.controller.StageController` on such a problem, carrying out its decisions.
+:class:`~autolrs.core.controller.StageController` on such a problem, carrying out its decisions
+with the same :class:`~autolrs.core.executor.Executor` loop as :class:`autolrs.AutoLRS`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from autolrs.core.actions import Discard, Evaluate, Restore, SetLR, Snapshot
+from autolrs.core.actions import Action
 from autolrs.core.controller import StageController
 from autolrs.core.decision import Decision
-from autolrs.core.observations import Loss, Start, Validation
+from autolrs.core.executor import Executor
+from autolrs.core.observations import Loss, Start
 
 __all__ = ["DriveRecord", "NoisyQuadratic", "drive", "synthetic_curve"]
 
@@ -109,6 +111,44 @@ class DriveRecord:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _ProblemExecutor(Executor):
+    """Carries a controller's decisions out on a :class:`NoisyQuadratic` (for :func:`drive`)."""
+
+    def __init__(
+        self,
+        controller: StageController,
+        problem: NoisyQuadratic,
+        validation: Callable[[], float],
+        record: DriveRecord,
+    ) -> None:
+        super().__init__(controller)
+        self.problem, self.validation, self.record = problem, validation, record
+        self.lr: float | None = controller.lr
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = lr
+
+    def snapshot(self, slot: str) -> None:
+        self.problem.snapshot(slot)
+
+    def restore(self, slot: str) -> None:
+        self.problem.restore(slot)
+
+    def discard(self, slot: str) -> None:
+        self.problem.discard(slot)
+
+    def evaluate(self) -> float:
+        self.record.evaluations += 1
+        return self.validation()
+
+    def apply(self, action: Action) -> Decision | None:
+        self.record.actions.append(action)
+        return super().apply(action)
+
+    def on_events(self, events: list[dict[str, Any]]) -> None:
+        self.record.events.extend(events)
+
+
 def drive(
     controller: StageController,
     problem: NoisyQuadratic,
@@ -120,10 +160,13 @@ def drive(
 ) -> DriveRecord:
     """Trains ``problem`` for ``steps`` steps under ``controller``, carrying out its decisions.
 
-    Each step's loss is told as a :class:`~autolrs.core.observations.Loss`; the
+    Each step's loss is told as a :class:`~autolrs.core.observations.Loss` through an
+    :class:`~autolrs.core.executor.Executor` (the one :class:`autolrs.AutoLRS` uses too): the
     :class:`~autolrs.core.decision.Decision` that comes back is carried out (an ``Evaluate``
-    action is answered with a :class:`~autolrs.core.observations.Validation`), and its outlook
-    says whether the next step must report the model's finiteness.
+    action is answered with a :class:`~autolrs.core.observations.Validation`; if ``validation``
+    raises, the controller is told :class:`~autolrs.core.observations.Abort` and the problem
+    restored before the error goes on), and its outlook says whether the next step must report
+    the model's finiteness.
 
     Args:
         controller: The controller (started here unless ``start`` is False).
@@ -134,40 +177,15 @@ def drive(
         record: A record to append to (for resumed runs).
     """
     rec = record or DriveRecord()
-    validation = validation or problem.loss
-    lr = controller.lr
-    outlook = controller.outlook()
-
-    def execute(decision: Decision) -> None:
-        nonlocal lr, outlook
-        while True:
-            rec.events.extend(decision.events)
-            outlook = decision.outlook
-            follow_up = None
-            for action in decision.actions:
-                rec.actions.append(action)
-                if isinstance(action, SetLR):
-                    lr = action.lr
-                elif isinstance(action, Snapshot):
-                    problem.snapshot(action.slot)
-                elif isinstance(action, Restore):
-                    problem.restore(action.slot)
-                elif isinstance(action, Discard):
-                    problem.discard(action.slot)
-                elif isinstance(action, Evaluate):  # always the last action
-                    rec.evaluations += 1
-                    follow_up = controller.tell(Validation(validation()))
-            if follow_up is None:
-                return
-            decision = follow_up
-
+    executor = _ProblemExecutor(controller, problem, validation or problem.loss, rec)
     if start:
-        execute(controller.tell(Start()))
+        executor.tell(Start())
     for _ in range(steps):
-        rec.lrs.append(float(lr))
+        lr = float(executor.lr)  # type: ignore[arg-type]  # set by Start
+        rec.lrs.append(lr)
         rec.in_trial.append(controller.in_trial)
-        finite_check = outlook.needs_finite_check
-        loss = problem.train_step(float(lr))
+        finite_check = executor.outlook.needs_finite_check
+        loss = problem.train_step(lr)
         rec.losses.append(loss)
-        execute(controller.tell(Loss(loss, problem.finite() if finite_check else True)))
+        executor.tell(Loss(loss, problem.finite() if finite_check else True))
     return rec

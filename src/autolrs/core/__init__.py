@@ -10,6 +10,7 @@ from autolrs.core.actions import Action, Discard, Evaluate, Restore, SetLR, Snap
 from autolrs.core.config import Config
 from autolrs.core.controller import Phase, StageController
 from autolrs.core.decision import Decision, Outlook
+from autolrs.core.executor import Executor
 from autolrs.core.forecast import (
     CurveFit,
     ExponentialForecaster,
@@ -29,6 +30,7 @@ __all__ = [
     "Decision",
     "Discard",
     "Evaluate",
+    "Executor",
     "ExponentialForecaster",
     "Forecaster",
     "Loss",
