@@ -49,9 +49,17 @@ class StageController:
     :class:`~autolrs.core.observations.Loss` (or a batch of them,
     :class:`~autolrs.core.observations.Losses`), and, when an action asks for one, the
     :class:`~autolrs.core.observations.Validation`; :meth:`tell` answers each with a
-    :class:`~autolrs.core.decision.Decision`. The methods :meth:`start`, :meth:`tell_loss`,
-    :meth:`tell_losses`, :meth:`tell_validation` and :meth:`abort_trial` do the same and return
-    only the actions (events then wait for :meth:`pop_events`).
+    :class:`~autolrs.core.decision.Decision`. Executors (:class:`autolrs.AutoLRS`,
+    :func:`autolrs.testing.drive`, both through :class:`~autolrs.core.executor.Executor`) call
+    only :meth:`tell`, once per observation.
+
+    The other protocol methods are thin conveniences kept for tests that step the controller
+    by hand (``tests/core``, the golden traces, the property tests): :meth:`start`,
+    :meth:`tell_loss`, :meth:`tell_losses`, :meth:`tell_validation` and :meth:`abort_trial` are
+    what :meth:`tell` runs for ``Start``, ``Loss``, ``Losses``, ``Validation`` and ``Abort``,
+    returning only the actions (the events then wait for :meth:`pop_events`, and
+    :attr:`quiet_steps`, :attr:`needs_finite_check`, :meth:`planned_lr` and :attr:`failure`
+    read what the decision's outlook and failure carry).
 
     Args:
         config: The method's settings (default ``Config()``).

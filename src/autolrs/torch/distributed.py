@@ -2,9 +2,11 @@
 
 Each rank buffers its own losses; at a sync point (the end of a trial, a checkpoint of the
 search, a validation request) one ``all_reduce`` averages the buffered losses over the ranks,
-rank 0 tells the controller, and the resulting actions and controller state are broadcast. Every
-rank then carries the actions out on its own model and optimizer (its own snapshots: no weights
-move over the network).
+rank 0 tells the controller, and the decision's actions, events and failure are broadcast with
+the controller's state (:meth:`Collective.broadcast`, handed to
+:class:`~autolrs.core.executor.Executor`; the other ranks load the state and rebuild the
+outlook from it). Every rank then carries the actions out on its own model and optimizer (its
+own snapshots: no weights move over the network).
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 import torch
 
-from autolrs.core.actions import Action, Discard, Evaluate, Restore, SetLR, Snapshot
 from autolrs.core.config import Config
 from autolrs.core.controller import StageController
+from autolrs.core.executor import Executor
+from autolrs.core.observations import Abort, Losses, Start
 from autolrs.events import EventLog
 from autolrs.exceptions import AutoLRSError, AutoLRSWarning, DivergenceError, StateDictError
 from autolrs.torch.distributed import Collective
@@ -190,7 +191,6 @@ class AutoLRS:
             sync_every = (1 << 30) if self._comm.enabled else (1 if on_cpu else 16)
         self.sync_every = sync_every
         self._pending: list[float | torch.Tensor] = []
-        self._window = 0
         self._applied: list[float] = []
         self._optimizer_steps = 0
         self._optimizer_steps_seen = 0
@@ -207,9 +207,8 @@ class AutoLRS:
             optimizer.register_step_pre_hook(self._enforce_lr),
             optimizer.register_step_post_hook(self._count_optimizer_step),
         )
-        self._quiet = 0
-        self._execute(self._leader(self._controller.start))
-        self._after_sync()
+        self._executor = _ActionExecutor(self)
+        self._executor.tell(Start())
 
     # ------------------------------------------------------------------ public
     def step(self, loss: float | torch.Tensor) -> None:
@@ -253,7 +252,7 @@ class AutoLRS:
             )
         # Whatever happened since the last step (a rollback, or a framework's own scheduler that
         # steps after optimizer.step()), the next step uses autolrs' learning rate.
-        self._set_lr(self._controller.planned_lr(len(self._pending)))
+        self._set_lr(self._executor.outlook.planned_lr(len(self._pending)))
 
     def get_last_lr(self) -> list[float]:
         """The learning rate of each parameter group, as the next step will use it."""
@@ -380,8 +379,7 @@ class AutoLRS:
         if self._pending:
             self._sync()
         if self._controller.in_trial:
-            self._execute(self._leader(lambda: self._controller.abort_trial("finish() called during a trial")))
-            self._after_sync()
+            self._executor.tell(Abort("finish() called during a trial"))
         self._log.close()
         if self._tensorboard is not None:
             self._tensorboard.flush()
@@ -468,7 +466,7 @@ class AutoLRS:
         self._pending = []
         self._applied = []
         self._set_lr(self._controller.lr)
-        self._after_sync()
+        self._executor.resync()
         self._emit([{"event": "resume", "step": self._controller.step}])
 
     # ------------------------------------------------------------------ internals
@@ -616,41 +614,24 @@ class AutoLRS:
         self._pending = []
         return values
 
-    def _leader(self, decide: Callable[[], tuple[Action, ...]]) -> tuple[Action, ...]:
-        """Runs a controller call on rank 0 and hands its outcome to every rank."""
-        if not self._comm.enabled:
-            return decide()
-        payload = None
-        if self._comm.is_leader:
-            actions = decide()
-            payload = (actions, self._controller.state_dict(), self._controller.pop_events())
-        actions, state, events = self._comm.broadcast(payload)
-        if self._comm.is_leader:
-            self._emit(events)
-        else:
-            self._controller.load_state_dict(state)
-            self.events.extend(events)
-        return actions
+    @property
+    def _window(self) -> int:
+        """Losses buffered before the next read: the outlook's quiet steps, capped by
+        ``sync_every``."""
+        return min(self._executor.outlook.quiet_steps, self.sync_every - 1)
 
     def _sync(self) -> None:
+        """Reads the buffered losses and tells them: the one controller call of a sync."""
         values = self._comm.mean(self._read_pending())
         if self._comm.enabled:
             # Only where the controller may commit a snapshot is every rank's model checked.
-            at_boundary = len(values) > self._quiet
+            at_boundary = len(values) > self._executor.outlook.quiet_steps
             finite = self._comm.all_true(self._store.model_finite()) if at_boundary else True
-            actions = self._leader(lambda: self._controller.tell_losses(values, model_finite=finite))
+            self._executor.tell(Losses(values, model_finite=finite))
         else:
-            actions = self._controller.tell_losses(values, model_finite=self._store.model_finite)
-        self._execute(actions)
-        self._after_sync()
-        failure = self._controller.failure
-        if failure is not None:
-            raise DivergenceError(failure)
-
-    def _after_sync(self) -> None:
-        self._quiet = self._controller.quiet_steps
-        self._window = min(self._quiet, self.sync_every - 1)
-        self._emit(self._controller.pop_events())
+            self._executor.tell(Losses(values, model_finite=self._store.model_finite))
+        if self._executor.failure is not None:
+            raise DivergenceError(self._executor.failure)
 
     def _emit(self, events: list[dict[str, Any]]) -> None:
         if events:
@@ -659,49 +640,16 @@ class AutoLRS:
             if self._tensorboard is not None:
                 _write_scalars(self._tensorboard, events)
 
-    def _execute(self, actions: Iterable[Action]) -> None:
-        pending = list(actions)
-        while pending:
-            action = pending.pop(0)
-            if isinstance(action, SetLR):
-                self._set_lr(action.lr)
-            elif isinstance(action, Snapshot):
-                self._store.save(action.slot)
-                self._replay.on_snapshot(action.slot)
-            elif isinstance(action, Restore):
-                self._store.restore(action.slot)
-                self._replay.on_restore(action.slot)
-                self._applied = []  # the optimizer's param groups now hold the snapshot's rates
-                self._momenta = _momenta(self.optimizer)
-            elif isinstance(action, Discard):
-                self._store.discard(action.slot)
-            elif isinstance(action, Evaluate):
-                value = self._evaluate()
-                pending = list(self._leader(lambda v=value: self._controller.tell_validation(v)))
-            else:  # pragma: no cover - the controller emits only the actions above
-                raise TypeError(f"unknown action {action!r}")
-
-    def _evaluate(self) -> float:
-        """Calls val_fn on every rank; on failure anywhere, rolls back, then raises."""
+    def _evaluate(self) -> tuple[float, BaseException | None]:
+        """Calls val_fn on this rank: its value, or what it raised."""
         assert self.val_fn is not None
         was_training = self.model.training
-        error: BaseException | None = None
-        value = math.nan
         try:
-            value = _validation_value(self.val_fn())
-        except BaseException as err:  # noqa: BLE001 - re-raised below, after the rollback
-            error = err
+            return _validation_value(self.val_fn()), None
+        except BaseException as err:  # noqa: BLE001 - re-raised by the executor, on every rank
+            return math.nan, err
         finally:
             self.model.train(was_training)
-        if not self._comm.all_true(error is None):
-            # Never leave the model in a candidate's state: roll back, then let the error out.
-            reason = f"val_fn raised {type(error).__name__}" if error else "val_fn raised on another rank"
-            self._execute(self._leader(lambda: self._controller.abort_trial(reason)))
-            self._after_sync()
-            if error is not None:
-                raise error
-            raise RuntimeError("val_fn raised on another rank; the trial was rolled back")
-        return self._comm.mean([value])[0]
 
     def _set_lr(self, lr: float | None, *, force: bool = False) -> None:
         if lr is None:
@@ -724,6 +672,63 @@ class AutoLRS:
                 group["lr"] = lr * ratio
         # What the groups now hold, read back: the pre-step hook compares against it exactly.
         self._applied = [_lr_value(g["lr"]) for g in groups]
+
+
+class _ActionExecutor(Executor):
+    """Carries the controller's decisions out on an :class:`AutoLRS`'s model and optimizer.
+
+    Under ``torch.distributed`` rank 0 decides and the decision is broadcast
+    (:class:`~autolrs.core.executor.Executor`); every rank carries it out on its own model.
+    """
+
+    def __init__(self, sched: AutoLRS) -> None:
+        comm = sched._comm
+        super().__init__(
+            sched._controller,
+            broadcast=comm.broadcast if comm.enabled else None,
+            leader=comm.is_leader,
+        )
+        self._sched = sched
+        self._elsewhere: BaseException | None = None  # raised for a val_fn that failed remotely
+
+    def set_lr(self, lr: float) -> None:
+        self._sched._set_lr(lr)
+
+    def snapshot(self, slot: str) -> None:
+        self._sched._store.save(slot)
+        self._sched._replay.on_snapshot(slot)
+
+    def restore(self, slot: str) -> None:
+        sched = self._sched
+        sched._store.restore(slot)
+        sched._replay.on_restore(slot)
+        sched._applied = []  # the optimizer's param groups now hold the snapshot's rates
+        sched._momenta = _momenta(sched.optimizer)
+
+    def discard(self, slot: str) -> None:
+        self._sched._store.discard(slot)
+
+    def evaluate(self) -> float:
+        """val_fn's value averaged over the ranks; if it raised on any rank, raises on every
+        rank (the executor then rolls back everywhere before the error gets out)."""
+        comm = self._sched._comm
+        value, error = self._sched._evaluate()
+        if not comm.all_true(error is None):
+            if error is not None:
+                raise error
+            self._elsewhere = RuntimeError(
+                "val_fn raised on another rank; the trial was rolled back"
+            )
+            raise self._elsewhere
+        return comm.mean([value])[0]
+
+    def abort_reason(self, error: BaseException) -> str:
+        if error is self._elsewhere:
+            return "val_fn raised on another rank"
+        return f"val_fn raised {type(error).__name__}"
+
+    def on_events(self, events: list[dict[str, Any]]) -> None:
+        self._sched._emit(events)
 
 
 def _lr_value(lr: Any) -> float:
