@@ -49,6 +49,12 @@ class Config:
             ``candidates``; paper: None). Fewer candidates later cut the search's cost once the
             first stage has located the good region. An option of the trials phase only; off in
             both presets (it lost in ablation) and kept for cheaper later searches.
+        stage_candidates: Candidates of each stage, by stage (the last entry repeats); overrides
+            ``candidates`` and ``later_candidates`` when given. A stage with one candidate does
+            not search: it trains on at the previous stage's rate (the first stage: the
+            optimizer's rate with ``try_optimizer_lr``, else the top of the range the range test
+            found), so that a search can be placed where it pays, e.g. ``(1, 3, 1)``: hold, one
+            search, hold (paper: None).
         tau_growth: Factor by which tau (and tau') grow after each stage (paper: 2).
         tau_max_factor: tau stops growing at this multiple of the first stage's tau (paper: 8,
             i.e. 1000 -> 8000).
@@ -75,6 +81,10 @@ class Config:
             around the previous stage's learning rate, clipped to the range (paper: None).
         start_at_previous: After the first stage, the first candidate is the previous stage's
             learning rate instead of a random draw (paper: False).
+        try_optimizer_lr: The first stage's first candidate is the optimizer's own learning rate
+            (the one the user wrote), when the range test found it below half the rate where
+            training diverged; the first stage's range reaches up to it. A choice within forecast
+            noise of it then goes to the larger rate as usual (paper: False).
         select: Which learning rate a stage exploits: ``"observed"`` (argmin of the candidates'
             forecasts; paper) or ``"posterior"`` (the candidate with the lowest GP posterior
             mean, which discounts a single lucky forecast).
@@ -147,6 +157,7 @@ class Config:
     min_trial_steps: int = 10
     candidates: int = 6
     later_candidates: int | None = None
+    stage_candidates: tuple[int, ...] | None = None
     tau_growth: float = 2.0
     tau_max_factor: float = 8.0
     # Search.
@@ -158,6 +169,7 @@ class Config:
     warm_start: bool = False
     trust_region: float | None = 3.0
     start_at_previous: bool = True
+    try_optimizer_lr: bool = False
     select: Selection = "observed"
     prefer_larger_within: float | None = 0.05
     diverged_value: DivergedValue = "worst"
@@ -211,7 +223,19 @@ class Config:
         _positive_int(self, "min_trial_steps", minimum=2)
         _positive_int(self, "candidates", minimum=2)
         if self.later_candidates is not None:
-            _positive_int(self, "later_candidates", minimum=2)
+            _positive_int(self, "later_candidates", minimum=1)
+        if self.stage_candidates is not None:
+            counts = self.stage_candidates
+            if (
+                not isinstance(counts, (tuple, list))
+                or not counts
+                or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in counts)
+            ):
+                raise ValueError(
+                    "Config.stage_candidates must be a non-empty sequence of integers >= 1 "
+                    f"(candidates per stage, the last repeating), got {counts!r}"
+                )
+            object.__setattr__(self, "stage_candidates", tuple(counts))
         _positive_int(self, "initial_random", minimum=1)
         _positive_int(self, "gp_restarts", minimum=0)
         _positive_int(self, "val_points", minimum=3)
@@ -288,6 +312,8 @@ class Config:
         """The fields as JSON-safe primitives."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["range_test_bounds"] = list(self.range_test_bounds)
+        if self.stage_candidates is not None:
+            out["stage_candidates"] = list(self.stage_candidates)
         return out
 
     @classmethod
@@ -308,6 +334,8 @@ class Config:
         values = dict(data)
         if "range_test_bounds" in values:
             values["range_test_bounds"] = tuple(values["range_test_bounds"])
+        if values.get("stage_candidates") is not None:
+            values["stage_candidates"] = tuple(values["stage_candidates"])
         return cls(**values)
 
     def diff(self, other: Config) -> dict[str, tuple[Any, Any]]:
@@ -322,7 +350,9 @@ _PAPER: dict[str, Any] = {
     "trial_fraction": 0.1,
     "candidates": 10,
     "later_candidates": None,
+    "stage_candidates": None,
     "start_at_previous": False,
+    "try_optimizer_lr": False,
     "tau_growth": 2.0,
     "tau_max_factor": 8.0,
     "acquisition": "lcb",

@@ -44,6 +44,7 @@ __all__ = [
 
 _GRID = np.linspace(0.0, 1.0, 1001)
 _MIN_SEPARATION = 2e-3  # proposals closer than this (in u) to an observed point are not repeated
+_MIN_RATIO = 1.5  # ... nor closer than this factor in learning rate: a near-duplicate teaches little
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,8 @@ class BayesSearcher(Searcher):
             score = expected_improvement(mean, std, float(np.min(values)), self.xi * scale)
         seen = np.array([self.to_unit(o.lr) for o in self.observations])
         if len(seen):
-            too_close = np.min(np.abs(_GRID[:, None] - seen[None, :]), axis=1) < _MIN_SEPARATION
+            separation = max(_MIN_SEPARATION, math.log(_MIN_RATIO) / math.log(self.high / self.low))
+            too_close = np.min(np.abs(_GRID[:, None] - seen[None, :]), axis=1) < separation
             score = np.where(too_close, np.inf, score)
         if not np.any(np.isfinite(score)):
             return self.from_unit(float(self._rng.uniform(0.0, 1.0)))

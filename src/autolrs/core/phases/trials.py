@@ -42,6 +42,39 @@ _FAULT_RETRIES = 1  # non-finite results a calm trial may roll back from
 _EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
 
 
+def _optimizer_lr(ctx: Context) -> float | None:
+    """The optimizer's own rate when the first stage tries it first (``Config.try_optimizer_lr``):
+    only before any stage committed, and only below half a rate known to break training."""
+    run = ctx.run
+    if not ctx.config.try_optimizer_lr or run.last_lr is not None or run.default_lr is None:
+        return None
+    low, _ = run.space.bounds
+    if run.default_lr < low or (run.space.cap is not None and run.default_lr > run.space.cap / 2):
+        return None
+    return float(run.default_lr)
+
+
+def _search_interval(ctx: Context) -> tuple[float, float]:
+    """Where the next stage searches.
+
+    The range, narrowed to the trust region around the previous stage's rate. A range the range
+    test found is a guess, so the trust region may reach past it (never above half a rate known
+    to break training); before any commit the range reaches up to the optimizer's rate when the
+    first stage tries it.
+    """
+    cfg, run = ctx.config, ctx.run
+    low, high = run.space.around(run.last_lr, cfg.trust_region)
+    previous, factor, space = run.last_lr, cfg.trust_region, run.space
+    if space.auto and previous is not None and factor is not None and cfg.stage_candidates:
+        ceiling = math.inf if space.cap is None else space.cap / 2.0
+        if previous / factor < ceiling:
+            low, high = previous / factor, min(previous * factor, ceiling)
+    user = _optimizer_lr(ctx)
+    if user is not None:
+        high = max(high, user)
+    return low, high
+
+
 def plan_trials(ctx: Context) -> TrialPlan | None:
     """The next stage's trials, fitted inside the budget (None: no stage fits any more)."""
     cfg, run = ctx.config, ctx.run
@@ -49,6 +82,8 @@ def plan_trials(ctx: Context) -> TrialPlan | None:
     if ctx.total_steps is not None:
         remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
     k = cfg.later_candidates if run.stage >= 1 and cfg.later_candidates else cfg.candidates
+    if cfg.stage_candidates:
+        k = cfg.stage_candidates[min(run.stage, len(cfg.stage_candidates) - 1)]
     plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
     if plan is None:
         return None
@@ -58,7 +93,7 @@ def plan_trials(ctx: Context) -> TrialPlan | None:
         mode = "train" if paper_switch else "validation"
     trial_steps = plan.trial_steps
     anneal = 0
-    if cfg.anneal_fraction is not None:
+    if cfg.anneal_fraction is not None and plan.candidates > 1:
         anneal = min(trial_steps - 1, max(2, int(round(cfg.anneal_fraction * trial_steps))))
     val_every = None
     if mode == "validation":
@@ -68,7 +103,7 @@ def plan_trials(ctx: Context) -> TrialPlan | None:
         trial_steps = (trial_steps // val_every) * val_every
     # The reference code forecasts a validation series at int(tau / val_every) evaluations.
     horizon = plan.tau if val_every is None else plan.tau // val_every
-    low, high = run.space.around(run.last_lr, cfg.trust_region)
+    low, high = _search_interval(ctx)
     return TrialPlan(
         trial_steps, plan.candidates, plan.tau, mode, val_every, anneal, horizon, run.step, low,
         high,
@@ -177,7 +212,10 @@ class Trials(BasePhase):
 
     def _next_trial(self) -> tuple[Action, ...]:
         low, high, previous = self.plan.search_low, self.plan.search_high, self.ctx.run.last_lr
-        if (
+        user = _optimizer_lr(self.ctx)
+        if user is not None and not self.results:
+            lr = user
+        elif (
             self.ctx.config.start_at_previous
             and not self.results
             and previous is not None
@@ -185,6 +223,8 @@ class Trials(BasePhase):
         ):
             # The natural baseline: carry on as before (clipped against rounding at the edges).
             lr = float(min(max(previous, low), high))
+        elif self.plan.candidates == 1 and not self.results:
+            lr = high if previous is None else float(previous)  # a stage that holds
         else:
             lr = self.searcher.ask()
         self.trial = Trial(len(self.results), lr, self.ctx.run.step)
