@@ -12,6 +12,7 @@ from autolrs.bench.workloads.base import Split, Workload
 from autolrs.bench.workloads.digits import make_digits
 from autolrs.bench.workloads.fashion import make_fashion_cnn, make_fashion_resnet
 from autolrs.bench.workloads.shakespeare import make_shakespeare_char
+from autolrs.bench.workloads.tabular import make_diabetes_overfit, make_diamonds
 
 __all__ = ["WORKLOADS", "Split", "Workload", "get_workload"]
 
@@ -20,6 +21,8 @@ WORKLOADS: dict[str, Callable[[], Workload]] = {
     "fashion-cnn": make_fashion_cnn,
     "fashion-resnet": make_fashion_resnet,
     "shakespeare-char": make_shakespeare_char,
+    "diamonds": make_diamonds,
+    "diabetes-overfit": make_diabetes_overfit,
 }
 
 
