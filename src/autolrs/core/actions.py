@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-__all__ = ["Action", "Discard", "Evaluate", "Restore", "SetLR", "Snapshot", "STAGE", "WINNER"]
+__all__ = ["Action", "Discard", "Evaluate", "Restore", "SetLR", "Snapshot", "BEST", "STAGE", "WINNER"]
 
 STAGE = "stage"
 """Slot holding the state at the start of the current stage (the last committed state)."""
 
 WINNER = "winner"
+BEST = "best"
+"""The state at the lowest validation loss the overfitting checks saw (``Config.overfit_guard``)."""
 """Slot holding the best candidate's trained state (when ``Config.keep_winner`` is on)."""
 
 

@@ -49,8 +49,9 @@ class Config:
             ``candidates``; paper: None). Fewer candidates later cut the search's cost once the
             first stage has located the good region. An option of the trials phase only; off in
             both presets (it lost in ablation) and kept for cheaper later searches.
-        stage_candidates: Candidates of each stage, by stage (the last entry repeats); overrides
-            ``candidates`` and ``later_candidates`` when given. A stage with one candidate does
+        stage_candidates: With a budget (``total_steps``), the candidates of each stage, by
+            stage (the last entry repeats); overrides ``candidates`` and ``later_candidates``
+            (which still rule runs without a budget). A stage with one candidate does
             not search: it trains on at the previous stage's rate (the first stage: the
             optimizer's rate with ``try_optimizer_lr``, else the top of the range the range test
             found), so that a search can be placed where it pays, e.g. ``(1, 3, 1)``: hold, one
@@ -117,6 +118,13 @@ class Config:
             2 %) above the loss at the stage's start: the chosen rate made things worse (short
             trials can miss a rate that destroys the model later). The next best candidate
             takes over, and later stages search below half that rate (paper: None).
+        overfit_guard: With a validation function and a budget, the exploit phases evaluate it
+            every ``total_steps / 20`` steps; when the validation loss lies more than this
+            fraction above the best seen so far at two checks in a row, the model has started to
+            overfit: the model goes back to the state of the lowest validation loss (kept in
+            memory, one more copy of model and optimizer state), the search ends, the rate
+            decays to zero over a twentieth of the budget and stays there: early stopping,
+            as a schedule (paper: None).
         range_test_steps: Length of the learning-rate range test that finds ``lr_range`` when
             none is given (at most; see ``range_test_fraction``).
         range_test_fraction: With ``total_steps``, the range test takes at most this fraction of
@@ -152,12 +160,12 @@ class Config:
 
     # Stage structure.
     tau: int = 1000
-    tau_fraction: float = 1.0 / 30.0
-    trial_fraction: float = 0.1
+    tau_fraction: float = 0.12
+    trial_fraction: float = 0.15
     min_trial_steps: int = 10
     candidates: int = 6
     later_candidates: int | None = None
-    stage_candidates: tuple[int, ...] | None = None
+    stage_candidates: tuple[int, ...] | None = (1, 3, 1)
     tau_growth: float = 2.0
     tau_max_factor: float = 8.0
     # Search.
@@ -169,24 +177,25 @@ class Config:
     warm_start: bool = False
     trust_region: float | None = 3.0
     start_at_previous: bool = True
-    try_optimizer_lr: bool = False
+    try_optimizer_lr: bool = True
     select: Selection = "observed"
     prefer_larger_within: float | None = 0.05
     diverged_value: DivergedValue = "worst"
     searcher: SearcherName = "grid"
     # Objective and forecast.
-    objective: Objective = "paper"
+    objective: Objective = "validation"
     val_points: int = 16
     forecaster: ForecasterName = "robust"
     # Trials.
     keep_winner: bool = True
     divergence_factor: float | None = 3.0
     early_stop_fraction: float | None = 0.5
-    anneal_fraction: float | None = None
+    anneal_fraction: float | None = 0.33
     stage_guard: float | None = 2.5
+    overfit_guard: float | None = 0.1
     # Learning-rate range test.
     range_test_steps: int = 100
-    range_test_fraction: float = 0.05
+    range_test_fraction: float = 0.03
     range_test_bounds: tuple[float, float] = (1e-7, 10.0)
     range_decades: float = 3.0
     range_headroom: float = 0.5
@@ -275,6 +284,8 @@ class Config:
             _at_least(self, "edge_shift", 1.0, strict=True)
         if self.stage_guard is not None:
             _at_least(self, "stage_guard", 0.0, strict=True)
+        if self.overfit_guard is not None:
+            _at_least(self, "overfit_guard", 0.0, strict=True)
 
     def _check_bounds(self) -> None:
         bounds = self.range_test_bounds
@@ -348,6 +359,7 @@ _PAPER: dict[str, Any] = {
     "tau": 1000,
     "tau_fraction": 1.0 / 30.0,
     "trial_fraction": 0.1,
+    "range_test_fraction": 0.05,
     "candidates": 10,
     "later_candidates": None,
     "stage_candidates": None,
@@ -374,6 +386,7 @@ _PAPER: dict[str, Any] = {
     "prefer_larger_within": None,
     "edge_shift": None,
     "stage_guard": None,
+    "overfit_guard": None,
     "min_trial_steps": 5,
     "final_decay_fraction": 0.0,
 }

@@ -355,8 +355,8 @@ class StageController:
             return self._stage(handoff)
         if edge == Edge.EXPLOIT:
             return self._enter(Exploit.start(ctx, handoff), handoff)
-        if edge == Edge.FINAL:
-            return self._enter(Final(ctx))
+        if edge == Edge.FINAL:  # handoff "early": the exploit phase saw overfitting
+            return self._enter(Final(ctx, early=handoff == "early"))
         raise ValueError(f"a phase named an unknown edge {edge!r}; known: {vars(Edge)}")
 
     def _stage(self, end: StageEnd | None) -> tuple[Action, ...]:

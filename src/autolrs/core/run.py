@@ -68,6 +68,9 @@ class Run:
         space: The learning-rate interval stages search.
         default_lr: The rate to hold when the budget is too small to search at all.
         started: Whether the controller was started.
+        best_validation: The lowest validation loss the exploit phases' checks saw
+            (``Config.overfit_guard``).
+        validation_rises: Consecutive checks that lay above it by more than the guard's margin.
     """
 
     taus: TauPlan
@@ -81,6 +84,8 @@ class Run:
     space: SearchSpace = field(default_factory=SearchSpace)
     default_lr: float | None = None
     started: bool = False
+    best_validation: float | None = None
+    validation_rises: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
@@ -96,6 +101,8 @@ class Run:
             "level": self.level.to_dict(),
             "space": self.space.to_dict(),
             "default_lr": self.default_lr,
+            "best_validation": self.best_validation,
+            "validation_rises": self.validation_rises,
         }
 
     @classmethod
@@ -113,4 +120,6 @@ class Run:
             space=SearchSpace.from_dict(data["space"]),
             default_lr=data["default_lr"],
             started=bool(data["started"]),
+            best_validation=data.get("best_validation"),
+            validation_rises=int(data.get("validation_rises", 0)),
         )

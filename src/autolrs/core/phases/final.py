@@ -32,13 +32,19 @@ from autolrs.core.planning import decay_length
 
 __all__ = ["Final"]
 
+_EARLY_DECAY_PARTS = 20  # an early decay (overfitting) lasts 1/20 of the budget
 
-def _rate(lr0: float, decay: bool, start: int, end: int, step: int) -> float:
-    """The rate of the step after ``step``: ``lr0``, or linearly down to 0 at ``end``."""
+
+def _rate(lr0: float, decay: bool, start: int, end: int, step: int, early: bool = False) -> float:
+    """The rate of the step after ``step``: ``lr0``, or linearly down towards 0 at ``end``; an
+    early decay (overfitting) is 0 from ``end`` on."""
     if not decay:
         return float(lr0)
     length = max(end - start, 1)
-    done = min(max(step - start, 0), length - 1)
+    done = max(step - start, 0)
+    if early and done >= length:
+        return 0.0
+    done = min(done, length - 1)
     return float(lr0) * (length - done) / length
 
 
@@ -53,6 +59,9 @@ class Final(BasePhase):
         decay: Whether the rate decays (else it is held).
         done: Whether the budget is spent.
         overrun_reported: Whether steps past the budget were reported.
+        early: Whether the decay started early (overfitting): it lasts a twentieth of the
+            budget (at most ``final_decay_fraction`` of it), then the rate holds at zero.
+        decay_end: Where the decay reaches zero.
     """
 
     def __init__(self, ctx: Context, **state: Any) -> None:
@@ -64,6 +73,8 @@ class Final(BasePhase):
         self.decay: bool = state.get("decay", False)
         self.done: bool = state.get("done", False)
         self.overrun_reported: bool = state.get("overrun_reported", False)
+        self.early: bool = state.get("early", False)
+        self.decay_end: int = state.get("decay_end", self.end_step)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -77,7 +88,14 @@ class Final(BasePhase):
         self.start_step = self.checkpoint_step = run.step
         self.end_step = run.step + remaining
         self.lr0 = self._first_rate()
-        self.decay = decay_length(ctx.config, ctx.total_steps) > 0
+        length = decay_length(ctx.config, ctx.total_steps)
+        self.decay = length > 0
+        self.decay_end = self.end_step
+        if self.early and self.decay:
+            # From the state with the lowest validation loss: a short anneal, then no more
+            # training that would overfit again.
+            short = max(1, min(length, ctx.total_steps // _EARLY_DECAY_PARTS))
+            self.decay_end = min(self.end_step, run.step + short)
         self.done = remaining == 0
         run.lr = self.rate()
         ctx.emit("final", start=run.step, end=run.step + remaining, lr=self.lr0, decay=self.decay)
@@ -107,7 +125,7 @@ class Final(BasePhase):
     def rate(self, step: int | None = None) -> float:
         """The rate of the step after ``step`` (default: now)."""
         step = self.ctx.run.step if step is None else step
-        return _rate(self.lr0, self.decay, self.start_step, self.end_step, step)
+        return _rate(self.lr0, self.decay, self.start_step, self.decay_end, step, self.early)
 
     def _commits_after(self, step: int) -> bool:
         """Whether a checkpoint is committed once ``step`` steps of the run are told."""
@@ -119,6 +137,8 @@ class Final(BasePhase):
             # The decay's schedule goes on; the lost steps are spent.
             self.checkpoint_step = self.ctx.run.step
             self.end_step = max(self.end_step, self.ctx.run.step + 1)
+            if not self.early:
+                self.decay_end = self.end_step
         if not isinstance(observation, Loss):
             return Transition()
         ctx, run, loss = self.ctx, self.ctx.run, observation.value
@@ -170,7 +190,7 @@ class Final(BasePhase):
         points = checkpoints(self.end_step - self.start_step)
         quiet = max(0, min(left, before_next(points, run.step - self.start_step)))
         rates = (
-            partial(_ahead, self.lr0, self.start_step, self.end_step, run.step)
+            partial(_ahead, self.lr0, self.start_step, self.decay_end, run.step, self.early)
             if self.decay
             else constant(run.lr or 0.0)
         )
@@ -189,6 +209,8 @@ class Final(BasePhase):
             "decay": self.decay,
             "done": self.done,
             "overrun_reported": self.overrun_reported,
+            "early": self.early,
+            "decay_end": self.decay_end,
         }
 
     @classmethod
@@ -197,5 +219,5 @@ class Final(BasePhase):
         return cls(ctx, **data)
 
 
-def _ahead(lr0: float, start: int, end: int, step: int, ahead: int) -> float:
-    return _rate(lr0, True, start, end, step + ahead)
+def _ahead(lr0: float, start: int, end: int, step: int, early: bool, ahead: int) -> float:
+    return _rate(lr0, True, start, end, step + ahead, early)

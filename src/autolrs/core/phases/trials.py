@@ -65,7 +65,8 @@ def _search_interval(ctx: Context) -> tuple[float, float]:
     cfg, run = ctx.config, ctx.run
     low, high = run.space.around(run.last_lr, cfg.trust_region)
     previous, factor, space = run.last_lr, cfg.trust_region, run.space
-    if space.auto and previous is not None and factor is not None and cfg.stage_candidates:
+    staged = cfg.stage_candidates and ctx.total_steps is not None
+    if space.auto and previous is not None and factor is not None and staged:
         ceiling = math.inf if space.cap is None else space.cap / 2.0
         if previous / factor < ceiling:
             low, high = previous / factor, min(previous * factor, ceiling)
@@ -82,7 +83,7 @@ def plan_trials(ctx: Context) -> TrialPlan | None:
     if ctx.total_steps is not None:
         remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
     k = cfg.later_candidates if run.stage >= 1 and cfg.later_candidates else cfg.candidates
-    if cfg.stage_candidates:
+    if cfg.stage_candidates and ctx.total_steps is not None:
         k = cfg.stage_candidates[min(run.stage, len(cfg.stage_candidates) - 1)]
     plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
     if plan is None:
