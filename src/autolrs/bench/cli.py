@@ -24,7 +24,12 @@ def add_bench_parser(sub: Any) -> None:
     )
     what = bench.add_mutually_exclusive_group()
     what.add_argument(
-        "--suite", choices=sorted(SUITES), default="quick", help="tier to run (default quick)"
+        "--suite",
+        choices=sorted(SUITES),
+        default="quick",
+        help="tier to run (default quick). fair: every method planned for B = 0.5H, H, 2H and "
+        "scored at its end, speed-up vs the tuned cosine's curve (hours); fair-quick: its smoke "
+        "test (digits, under a minute); quick, standard, full: the first protocol (budget 1.5H)",
     )
     what.add_argument(
         "--set-targets", action="store_true", help="run the tuned cosine grid, write targets.json"
@@ -41,21 +46,50 @@ def add_bench_parser(sub: Any) -> None:
         help="rebuild targets.json from the stored grid runs (benchmarks/results/targets-runs.jsonl)",
     )
     bench.add_argument(
-        "--workloads", nargs="+", choices=sorted(WORKLOADS), help="override the tier's workloads"
+        "--workloads",
+        nargs="+",
+        metavar="NAME",
+        help=f"restrict the tier's workloads, e.g. digits,fashion-cnn (known: "
+        f"{', '.join(sorted(WORKLOADS))})",
     )
     bench.add_argument(
         "--methods",
         nargs="+",
         metavar="METHOD",
-        help=f"override the tier's methods: {', '.join(sorted(METHODS))}, or an ablation variant "
-        "such as autolrs:keep_winner=False or autolrs-paper:forecaster='robust'",
+        help=f"override the tier's methods, e.g. autolrs,naive: {', '.join(sorted(METHODS))}, "
+        "an ablation variant such as autolrs:keep_winner=False or "
+        "autolrs-paper:forecaster='robust', or cosine@<lr>; the fair suites' cosine grid is set "
+        "by --oracle-grid",
     )
-    bench.add_argument("--seeds", type=int, help="override the tier's number of seeds")
+    bench.add_argument(
+        "--budgets",
+        metavar="F,F",
+        help="override the tier's budget factors, e.g. 0.5,1 (fair suites: B = round(F x H))",
+    )
+    bench.add_argument(
+        "--oracle-grid",
+        metavar="N|all",
+        help="fair suites: the tuned cosine grid at every budget: the N LRs of the committed grid "
+        "nearest (in log) to the oracle's (fair: 3, the oracle and its two neighbours; 0: none), "
+        "or all for the full grid",
+    )
+    bench.add_argument("--seeds", type=int, help="override the tier's seeds, for every method")
+    bench.add_argument(
+        "--seeds-autolrs", type=int, metavar="K", help="seeds of autolrs and its variants"
+    )
+    bench.add_argument(
+        "--seeds-anchors", type=int, metavar="K", help="seeds of the other methods and the grid"
+    )
     bench.add_argument("--out", help="output folder (default benchmarks/results/<suite>)")
     bench.add_argument(
         "--targets", default=os.path.join("benchmarks", "targets.json"), help="targets file"
     )
-    bench.add_argument("--threads", type=int, help="torch threads per run (default: torch's)")
+    bench.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per run (default: 1 for the fair suites, torch's otherwise); "
+        "recorded in the report's header",
+    )
     bench.add_argument(
         "--ablation-base",
         metavar="METHOD",
@@ -65,8 +99,6 @@ def add_bench_parser(sub: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from autolrs.bench.harness import read_jsonl
     from autolrs.bench.report import write_report
     from autolrs.bench.suite import SUITES, run_suite
@@ -77,6 +109,8 @@ def _bench(args: argparse.Namespace) -> int:
         if sys.argv and sys.argv[0].endswith("autolrs")
         else " ".join(sys.argv)
     )
+    args.workloads = split_names(args.workloads) if args.workloads else None
+    args.methods = split_methods(args.methods) if args.methods else None
     if args.set_targets:
         workloads = args.workloads or list(SUITES["standard"].workloads)
         runs_path = os.path.join(
@@ -130,13 +164,11 @@ def _bench(args: argparse.Namespace) -> int:
         )
         print(f"wrote {os.path.join(args.report, 'report.md')}")
         return 0
-    suite = SUITES[args.suite]
-    if args.workloads:
-        suite = replace(suite, workloads=tuple(args.workloads))
-    if args.methods:
-        suite = replace(suite, methods=tuple(args.methods))
-    if args.seeds:
-        suite = replace(suite, seeds=args.seeds)
+    try:
+        suite = restrict_suite(SUITES[args.suite], args)
+    except ValueError as exc:
+        print(f"autolrs bench: error: {exc}", file=sys.stderr)
+        return 2
     out = args.out or os.path.join("benchmarks", "results", suite.name)
     results = run_suite(
         suite, out, targets_path=args.targets, command=command, threads=args.threads
@@ -153,6 +185,65 @@ def _bench(args: argparse.Namespace) -> int:
     print(text)
     print(f"\nwrote {os.path.join(out, 'report.md')}")
     return 0
+
+
+def split_names(values: list[str]) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def split_methods(values: list[str]) -> list[str]:
+    """Method names separated by commas or spaces; a variant keeps its own commas:
+    ``autolrs:a=1,b=2,naive`` -> ``["autolrs:a=1,b=2", "naive"]``."""
+    out: list[str] = []
+    for token in split_names(values):
+        if "=" in token and ":" not in token and out and ":" in out[-1]:
+            out[-1] += "," + token
+        else:
+            out.append(token)
+    return out
+
+
+def restrict_suite(suite: Any, args: argparse.Namespace) -> Any:
+    """The suite with the command line's restrictions applied.
+
+    Raises:
+        ValueError: If a budget factor, the oracle grid or a seed count is malformed.
+    """
+    from dataclasses import replace
+
+    if args.workloads:
+        suite = replace(suite, workloads=tuple(args.workloads))
+    if args.methods:
+        suite = replace(suite, methods=tuple(args.methods))
+    if args.budgets:
+        try:
+            factors = tuple(float(f) for f in split_names([args.budgets]))
+        except ValueError:
+            raise ValueError(
+                f"--budgets expects factors such as 0.5,1,2; got {args.budgets!r}"
+            ) from None
+        if not factors or any(not f > 0 for f in factors):
+            raise ValueError(f"--budgets: factors must be positive; got {args.budgets!r}")
+        suite = replace(suite, budget_factors=factors)
+    if args.oracle_grid is not None:
+        grid = args.oracle_grid.strip().lower()
+        if grid != "all" and not grid.isdigit():
+            raise ValueError(
+                f"--oracle-grid expects a count N >= 0 or all; got {args.oracle_grid!r}"
+            )
+        suite = replace(suite, oracle_grid="all" if grid == "all" else int(grid))
+    for name in ("seeds", "seeds_autolrs", "seeds_anchors"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {value}")
+    if args.seeds:
+        suite = replace(suite, seeds=args.seeds, seeds_autolrs=None, seeds_anchors=None)
+    if args.seeds_autolrs:
+        suite = replace(suite, seeds_autolrs=args.seeds_autolrs)
+    if args.seeds_anchors:
+        suite = replace(suite, seeds_anchors=args.seeds_anchors)
+    return suite
 
 
 def _last_header(path: str) -> dict[str, Any]:

@@ -24,7 +24,17 @@ from autolrs.core.config import DELETED_FIELDS, Config
 from autolrs.events import step_accounting
 from autolrs.torch.scheduler import AutoLRS
 
-__all__ = ["METHODS", "MethodSpec", "cosine_factor", "register", "resolve_method", "wsd_factor"]
+__all__ = [
+    "METHODS",
+    "MethodSpec",
+    "cosine_factor",
+    "cosine_method",
+    "cosine_name",
+    "is_cosine_grid",
+    "register",
+    "resolve_method",
+    "wsd_factor",
+]
 
 
 @dataclass(frozen=True)
@@ -142,9 +152,11 @@ def _run_autolrs(
     model = ctx.model()
     opt = work.make_optimizer(model.parameters(), lr=work.default_lr)
     val_seconds = [0.0]
+    val_fn_calls = [0]
 
     def val_fn() -> float:
         start = time.perf_counter()
+        val_fn_calls[0] += 1
         value = work.evaluate(model, "holdout")["loss"]
         val_seconds[0] += time.perf_counter() - start
         return value
@@ -178,6 +190,7 @@ def _run_autolrs(
             "lr_range": list(sched.lr_range) if sched.lr_range else None,
             "controller_seconds": step_seconds,
             "val_seconds": val_seconds[0],
+            "val_fn_calls": val_fn_calls[0],
             "val_calls": sum(
                 1 for e in sched.events if e["event"] == "candidate" and e["mode"] == "validation"
             ),
@@ -216,7 +229,8 @@ def _parse_value(text: str) -> Any:
 
 
 def resolve_method(name: str) -> MethodSpec:
-    """A registered method, or an autolrs variant named ``BASE:field=value,field=value``.
+    """A registered method, a tuned cosine grid run ``cosine@<lr>``, or an autolrs variant
+    named ``BASE:field=value,field=value``.
 
     ``BASE`` is ``autolrs`` (the default config) or ``autolrs-paper`` (the paper preset), e.g.
     ``autolrs:keep_winner=False`` or ``autolrs-paper:forecaster='robust'``: one switch toggled
@@ -226,6 +240,15 @@ def resolve_method(name: str) -> MethodSpec:
         ValueError: If the name is neither registered nor a valid variant.
     """
     if name in METHODS:
+        return METHODS[name]
+    if is_cosine_grid(name):
+        try:
+            lr = float(name[len(COSINE_PREFIX) :])
+        except ValueError:
+            raise ValueError(f"method {name!r}: expected cosine@<peak lr>, e.g. cosine@0.0464") from None
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"method {name!r}: the peak lr must be positive")
+        METHODS[name] = _cosine_spec(name, lr)
         return METHODS[name]
     base, sep, spec = name.partition(":")
     if not sep or base not in ("autolrs", "autolrs-paper"):
@@ -271,17 +294,58 @@ def autolrs_paper_rangetest(ctx: RunContext) -> None:
 
 
 # --------------------------------------------------------------------------- baselines
-@register("oracle", "best of the tuned warm-up+cosine grid (over the step hint H)", tuned=True)
+def _planned_cosine(ctx: RunContext, lr: float) -> None:
+    """Warm-up (2 % of the budget) + cosine to zero at the budget, at peak ``lr``."""
+    model = ctx.model()
+    opt = ctx.workload.make_optimizer(model.parameters(), lr=lr)
+    _train_plain(ctx, model, opt, cosine_factor(ctx.budget, _warmup(ctx.budget)))
+
+
+@register(
+    "oracle",
+    "the committed grid's best peak lr, warm-up 2 % + cosine planned for the budget B",
+    tuned=True,
+)
 def oracle(ctx: RunContext) -> None:
+    # The first protocol ran cosine over the step hint H inside a 1.5H budget; the oracle is now
+    # planned for the run's budget like every other method (reports of old runs read their
+    # stored results and never rerun it).
     lr = ctx.workload.extra.get("oracle_lr")
     if lr is None:
         raise ValueError(
             f"no oracle learning rate for {ctx.workload.name}: run `autolrs bench --set-targets` first"
         )
-    model = ctx.model()
-    opt = ctx.workload.make_optimizer(model.parameters(), lr=lr)
-    hint = ctx.workload.step_hint
-    _train_plain(ctx, model, opt, cosine_factor(hint, _warmup(hint)), steps=hint)
+    _planned_cosine(ctx, lr)
+
+
+COSINE_PREFIX = "cosine@"
+
+
+def cosine_name(lr: float) -> str:
+    """The method name of the tuned cosine grid's run at peak ``lr``: ``cosine@<lr>``."""
+    return f"{COSINE_PREFIX}{lr:.3g}"
+
+
+def is_cosine_grid(method: str) -> bool:
+    """Whether ``method`` is a run of the tuned cosine grid (``cosine@<lr>``)."""
+    return method.startswith(COSINE_PREFIX)
+
+
+def _cosine_spec(name: str, lr: float) -> MethodSpec:
+    def run_cosine(ctx: RunContext) -> None:
+        ctx.result.extra["lr"] = lr
+        _planned_cosine(ctx, lr)
+
+    description = f"tuned cosine grid: peak lr {lr:.3g}, warm-up 2 % + cosine over B"
+    return MethodSpec(name, run_cosine, description, tuned=True)
+
+
+def cosine_method(lr: float) -> str:
+    """Registers the tuned cosine grid's run at exactly ``lr`` (a committed grid's LR, which
+    its 3-digit name may round) and returns its name."""
+    name = cosine_name(lr)
+    METHODS[name] = _cosine_spec(name, lr)
+    return name
 
 
 @register("naive", "the optimizer's default lr (SGD 0.1 / AdamW 1e-3), 2% warm-up + cosine")
@@ -383,8 +447,14 @@ def dadapt(ctx: RunContext) -> None:
     _train_plain(ctx, model, opt, cosine_factor(ctx.budget))
 
 
-def _criterion(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
+def _criterion(loss: Callable[[Any, Any], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """The workload's own loss as a ``criterion(outputs, targets)`` (cross-entropy for the
+    classifiers, MSE for the regressions): every workload's loss is ``f(model(x), y)``."""
+
+    def criterion(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return loss(lambda _inputs: outputs, (None, targets))
+
+    return criterion
 
 
 def steepest_slope(
@@ -422,8 +492,12 @@ def lrfinder_onecycle(ctx: RunContext) -> None:
     opt = work.make_optimizer(model.parameters(), lr=1e-7)
     batches = ctx.batches()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        finder = LRFinder(model, opt, _criterion)
-        finder.range_test(_Stream(batches), start_lr=1e-7, end_lr=10, num_iter=100, step_mode="exp")
+        finder = LRFinder(model, opt, _criterion(work.loss))
+        # 100 sweep steps; a budget under 200 steps keeps half of itself for training
+        sweep_steps = min(100, ctx.budget // 2)
+        finder.range_test(
+            _Stream(batches), start_lr=1e-7, end_lr=10, num_iter=sweep_steps, step_mode="exp"
+        )
     sweep = len(finder.history["lr"])
     suggestion = steepest_slope(finder.history["lr"], finder.history["loss"])
     finder.reset()

@@ -1,4 +1,12 @@
-"""Tiers of the benchmark and the loop that runs them."""
+"""Tiers of the benchmark and the loop that runs them.
+
+Two protocols. The fair suites (``fair``, ``fair-quick``) plan every method for the same budget
+B = round(factor x H), H the workload's step hint, score it at its end, and rerun the tuned
+cosine (warm-up 2 % + cosine over B) at every budget over the committed grid's learning rates
+nearest the oracle's (``cosine@<lr>`` runs), which gives the curve speed-ups are read from.
+The first protocol's tiers (``quick``, ``standard``, ``full``) keep their budget of
+round(1.5 x H) x factor so that the result folders they wrote can be resumed and extended.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +20,55 @@ from dataclasses import dataclass
 from typing import Any
 
 from autolrs.bench.harness import RunResult, read_jsonl, run_method, write_jsonl
-from autolrs.bench.methods import METHODS, resolve_method
-from autolrs.bench.targets import load_targets, machine, versions
-from autolrs.bench.workloads import get_workload
+from autolrs.bench.methods import METHODS, cosine_method, resolve_method
+from autolrs.bench.targets import load_targets, machine, nearest_grid_lrs, versions
+from autolrs.bench.workloads import WORKLOADS, Workload, get_workload
 
-__all__ = ["SUITES", "Suite", "run_suite"]
+__all__ = ["SUITES", "Suite", "plan_suite", "run_suite"]
 
 
 @dataclass(frozen=True)
 class Suite:
-    """A benchmark tier."""
+    """A benchmark tier.
+
+    Attributes:
+        name: The tier's name.
+        workloads: Workload names.
+        methods: Method names (registered, or variants such as ``autolrs:field=value``).
+        seeds: Seeds per method (the first protocol; the fair suites set the two below).
+        budget_factors: Budgets, as factors (fair: of H; first protocol: of round(1.5 x H)).
+        fair: Whether the suite follows the fair protocol.
+        seeds_autolrs: Seeds of ``autolrs`` and every ``autolrs*`` method (None: ``seeds``).
+        seeds_anchors: Seeds of every other method and of the cosine grid (None: ``seeds``).
+        oracle_grid: The tuned cosine grid run at every budget: how many of the committed
+            grid's LRs nearest the oracle's (0: none), or ``"all"``.
+        threads: Torch threads per run (None: torch's default).
+    """
 
     name: str
     workloads: tuple[str, ...]
     methods: tuple[str, ...]
-    seeds: int
+    seeds: int = 1
     budget_factors: tuple[float, ...] = (1.0,)
+    fair: bool = False
+    seeds_autolrs: int | None = None
+    seeds_anchors: int | None = None
+    oracle_grid: int | str = 0
+    threads: int | None = None
+
+    def seeds_for(self, method: str) -> int:
+        """How many seeds ``method`` runs: autolrs and its variants get ``seeds_autolrs``,
+        the anchors and the cosine grid ``seeds_anchors`` (each falling back to ``seeds``)."""
+        if method.startswith("autolrs"):
+            return self.seeds_autolrs if self.seeds_autolrs is not None else self.seeds
+        return self.seeds_anchors if self.seeds_anchors is not None else self.seeds
+
+    def budget_for(self, work: Workload, factor: float) -> int:
+        """The step budget at ``factor``: round(factor x H) in a fair suite; the first
+        protocol's round(round(1.5 x H) x factor) otherwise."""
+        if self.fair:
+            return max(1, int(round(factor * work.step_hint)))
+        return int(round(work.budget * factor))
 
 
 ALL_METHODS = (
@@ -43,7 +84,18 @@ ALL_METHODS = (
     "lrfinder-onecycle",
 )
 
+FAIR_METHODS = (
+    "autolrs",
+    "naive",
+    "wsd",
+    "schedulefree",
+    "prodigy",
+    "dadapt",
+    "lrfinder-onecycle",
+)
+
 SUITES = {
+    # the first protocol (budget 1.5H): kept for the result folders it wrote
     "quick": Suite("quick", ("digits",), ("autolrs", "autolrs-paper", "naive", "schedulefree"), 1),
     "standard": Suite("standard", ("digits", "fashion-cnn", "shakespeare-char"), ALL_METHODS, 2),
     "full": Suite(
@@ -53,11 +105,57 @@ SUITES = {
         3,
         (1.0, 2.0),
     ),
+    # the fair protocol: every method planned for B = factor x H and scored at its end
+    "fair": Suite(
+        "fair",
+        ("digits", "fashion-cnn", "shakespeare-char", "diamonds", "diabetes-overfit"),
+        FAIR_METHODS,
+        budget_factors=(0.5, 1.0, 2.0),
+        fair=True,
+        seeds_autolrs=5,
+        seeds_anchors=3,
+        oracle_grid=3,
+        threads=1,
+    ),
+    "fair-quick": Suite(
+        "fair-quick",
+        ("digits",),
+        ("autolrs", "naive"),
+        budget_factors=(1.0,),
+        fair=True,
+        seeds_autolrs=2,
+        seeds_anchors=1,
+        oracle_grid=1,
+        threads=1,
+    ),
 }
 
 
 def _missing_requirements(method: str) -> list[str]:
     return [m for m in METHODS[method].requires if importlib.util.find_spec(m) is None]
+
+
+def plan_suite(
+    suite: Suite, targets: dict[str, Any], log: Callable[[str], None] | None = None
+) -> list[tuple[float, str, str, int]]:
+    """Every ``(budget factor, workload, method, seed)`` the suite runs, in order: per budget
+    and workload, the suite's methods, then the cosine grid (``cosine@<lr>``, from the committed
+    grid in ``targets``; skipped with a message for a workload without one)."""
+    plan = []
+    for factor in suite.budget_factors:
+        for workload in suite.workloads:
+            methods = list(suite.methods)
+            if suite.oracle_grid:
+                lrs = nearest_grid_lrs(targets.get(workload, {}), suite.oracle_grid)
+                if not lrs and log is not None and factor == suite.budget_factors[0]:
+                    log(f"no committed cosine grid for {workload}: no tuned curve, no speed-ups "
+                        "(run autolrs bench --set-targets)")
+                grid = [cosine_method(lr) for lr in lrs]  # registered at the exact LRs
+                methods += [m for m in grid if m not in methods]
+            for method in methods:
+                for seed in range(suite.seeds_for(method)):
+                    plan.append((factor, workload, method, seed))
+    return plan
 
 
 def run_suite(
@@ -74,45 +172,61 @@ def run_suite(
     Runs already present in ``out_dir/runs.jsonl`` (same workload, method, seed and budget)
     are not repeated, so an interrupted suite resumes where it stopped.
 
+    Args:
+        threads: Torch threads per run (None: the suite's setting).
+
     Raises:
+        ValueError: If a workload or method is unknown.
         ImportError: If a method's package is missing (names the install command).
     """
-    for method in suite.methods:
+    unknown = [w for w in suite.workloads if w not in WORKLOADS]
+    if unknown:
+        raise ValueError(
+            f"suite {suite.name!r}: workload(s) {unknown} are not registered (known: "
+            f"{sorted(WORKLOADS)}); restrict the suite with --workloads"
+        )
+    threads = threads if threads is not None else suite.threads
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    targets = load_targets(targets_path).get("workloads", {})
+    plan = plan_suite(suite, targets, log)
+    for method in dict.fromkeys(m for _, _, m, _ in plan):
         resolve_method(method)
         missing = _missing_requirements(method)
         if missing:
             raise ImportError(
                 f'method {method!r} needs {", ".join(missing)}; install with: pip install "autolrs[bench]"'
             )
-    targets = load_targets(targets_path).get("workloads", {})
     os.makedirs(out_dir, exist_ok=True)
     runs_path = os.path.join(out_dir, "runs.jsonl")
     done = read_jsonl(runs_path) if os.path.exists(runs_path) else []
     seen = {(r.workload, r.method, r.seed, r.budget) for r in done}
     header = {
         "suite": suite.name,
+        "protocol": "fair" if suite.fair else "first (budget 1.5H)",
         "command": command or " ".join(sys.argv),
+        "threads": threads,
+        "workloads": list(suite.workloads),
+        "methods": list(suite.methods),
+        "budget_factors": list(suite.budget_factors),
+        "seeds": {"autolrs": suite.seeds_for("autolrs"), "anchors": suite.seeds_for("naive")},
+        "oracle_grid": suite.oracle_grid,
         "versions": versions(),
         "machine": machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     write_jsonl(runs_path, [], header)
-    plan = [
-        (factor, workload, method, seed)
-        for factor in suite.budget_factors
-        for workload in suite.workloads
-        for method in suite.methods
-        for seed in range(suite.seeds)
-    ]
     results = list(done)
     started = time.perf_counter()
     elapsed_runs: list[float] = []
     per_step: dict[str, list[float]] = {}
-    cache: dict[str, Any] = {}
+    cache: dict[str, Workload] = {}
     for index, (factor, name, method, seed) in enumerate(plan, 1):
         work = cache.get(name) or get_workload(name)
         cache[name] = work
-        budget = int(round(work.budget * factor))
+        budget = suite.budget_for(work, factor)
         if (name, method, seed, budget) in seen:
             continue
         info = targets.get(name, {})
@@ -126,16 +240,20 @@ def run_suite(
             METHODS[method].run, work, method, seed, budget=budget, target=target, threads=threads
         )
         res.extra["budget_factor"] = factor
+        if suite.fair:
+            res.extra["protocol"] = "fair"
+            res.extra["step_hint"] = work.step_hint
         elapsed_runs.append(time.perf_counter() - t0)
         write_jsonl(runs_path, [res])
         results.append(res)
+        seen.add((name, method, seed, budget))
         per_step.setdefault(name, []).append(elapsed_runs[-1] / max(budget, 1))
-        eta = _eta(plan[index:], per_step, cache, elapsed_runs)
+        eta = _eta(plan[index:], per_step, cache, suite, seen)
         reached = "-" if not math.isfinite(res.steps_to_target) else f"{res.steps_to_target:.0f}"
         log(
-            f"[{index}/{len(plan)}] {name} x{factor:g} {method} seed {seed}: final {res.final_score:.4f}, "
-            f"to target {reached} steps, {elapsed_runs[-1]:.0f}s; elapsed {time.perf_counter() - started:.0f}s, "
-            f"ETA {eta / 60:.1f} min"
+            f"[{index}/{len(plan)}] {name} B={budget} (x{factor:g}) {method} seed {seed}: "
+            f"final {res.final_score:.4f}, to target {reached} steps, {elapsed_runs[-1]:.0f}s; "
+            f"elapsed {time.perf_counter() - started:.0f}s, ETA {eta / 60:.1f} min"
         )
     return results
 
@@ -143,18 +261,22 @@ def run_suite(
 def _eta(
     remaining: list[tuple[float, str, str, int]],
     per_step: dict[str, list[float]],
-    cache: dict[str, Any],
-    elapsed: list[float],
+    cache: dict[str, Workload],
+    suite: Suite,
+    seen: set[tuple[str, str, int, int]],
 ) -> float:
     """Seconds left: each remaining run's budget times its workload's measured seconds per step
-    (workloads not run yet borrow the slowest measured rate)."""
-    if not elapsed:
+    (workloads not run yet borrow the slowest measured rate and a 1,500-step budget)."""
+    if not per_step:
         return math.nan
     rates = {name: sum(v) / len(v) for name, v in per_step.items()}
     fallback = max(rates.values())
     total = 0.0
-    for factor, name, _, _ in remaining:
+    for factor, name, method, seed in remaining:
         work = cache.get(name)
-        budget = work.budget * factor if work is not None else 1500 * factor
+        budget = suite.budget_for(work, factor) if work is not None else 1500 * factor
+        if (name, method, seed, budget) in seen:
+            continue
         total += budget * rates.get(name, fallback)
     return total
+

@@ -35,6 +35,7 @@ __all__ = [
     "TARGETS_PATH",
     "load_targets",
     "machine",
+    "nearest_grid_lrs",
     "recompute_targets",
     "set_targets",
     "summarize_grid",
@@ -88,6 +89,29 @@ def load_targets(path: str = TARGETS_PATH) -> dict[str, Any]:
         return {}
     with open(path, encoding="utf-8") as f:
         return _json_restore(json.load(f))
+
+
+def nearest_grid_lrs(info: dict[str, Any], count: int | str) -> list[float]:
+    """The learning rates of a workload's committed grid nearest (in log) to its oracle lr.
+
+    Args:
+        info: The workload's entry of the targets file (``grid`` and ``oracle``).
+        count: How many (the oracle and its neighbours: 3 gives the oracle and the LRs on each
+            side of it), or ``"all"`` for the whole grid.
+
+    Returns:
+        The chosen LRs, ascending (empty when the workload has no committed grid).
+    """
+    lrs = sorted({float(g["lr"]) for g in info.get("grid", [])})
+    oracle = info.get("oracle", {}).get("lr")
+    if not lrs or oracle is None:
+        return []
+    if count == "all":
+        return lrs
+    if not isinstance(count, int) or count < 0:
+        raise ValueError(f"oracle grid size must be a count >= 0 or 'all', got {count!r}")
+    near = sorted(lrs, key=lambda lr: (abs(math.log(lr / float(oracle))), lr))[:count]
+    return sorted(near)
 
 
 def _grid(default: float, extra_low: int = 0, extra_high: int = 0) -> list[float]:
