@@ -120,7 +120,7 @@ class Config:
             takes over, and later stages search below half that rate (paper: None).
         overfit_guard: With a validation function and a budget, the exploit phases evaluate it
             every ``total_steps / 20`` steps; when the validation loss lies more than this
-            fraction above the best seen so far at two checks in a row, the model has started to
+            fraction above the best seen so far at three checks in a row, the model has started to
             overfit: the model goes back to the state of the lowest validation loss (kept in
             memory, one more copy of model and optimizer state), the search ends, the rate
             decays to zero over a twentieth of the budget and stays there: early stopping,

@@ -70,7 +70,9 @@ class Run:
         started: Whether the controller was started.
         best_validation: The lowest validation loss the exploit phases' checks saw
             (``Config.overfit_guard``).
-        validation_rises: Consecutive checks that lay above it by more than the guard's margin.
+        train_at_best: The training loss level at that check.
+        validation_rises: Consecutive checks that lay above it by more than the guard's margin
+            while the training loss lay below its level at the best check.
     """
 
     taus: TauPlan
@@ -85,6 +87,7 @@ class Run:
     default_lr: float | None = None
     started: bool = False
     best_validation: float | None = None
+    train_at_best: float | None = None
     validation_rises: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +105,7 @@ class Run:
             "space": self.space.to_dict(),
             "default_lr": self.default_lr,
             "best_validation": self.best_validation,
+            "train_at_best": self.train_at_best,
             "validation_rises": self.validation_rises,
         }
 
@@ -121,5 +125,6 @@ class Run:
             default_lr=data["default_lr"],
             started=bool(data["started"]),
             best_validation=data.get("best_validation"),
+            train_at_best=data.get("train_at_best"),
             validation_rises=int(data.get("validation_rises", 0)),
         )

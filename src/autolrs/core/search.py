@@ -222,7 +222,10 @@ class BayesSearcher(Searcher):
             score = np.where(too_close, np.inf, score)
         if not np.any(np.isfinite(score)):
             return self.from_unit(float(self._rng.uniform(0.0, 1.0)))
-        return self.from_unit(float(_GRID[int(np.argmin(score))]))
+        # Ties (an unexplored range's edges score alike) go to the larger rate: short trials are
+        # biased towards small rates, so the top of the range is the side worth checking first.
+        best = len(score) - 1 - int(np.argmin(score[::-1]))
+        return self.from_unit(float(_GRID[best]))
 
     def tell(self, lr: float, value: float | None, *, diverged: bool = False) -> None:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
