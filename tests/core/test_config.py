@@ -69,7 +69,10 @@ def test_from_dict_drops_a_deleted_field_that_an_old_state_still_names():
         ("anneal_fraction", 0.95, "anneal_fraction"),
         ("range_headroom", 0.0, "range_headroom"),
         ("edge_shift", 1.0, "edge_shift"),
-        ("later_candidates", 1, "later_candidates"),
+        ("later_candidates", 0, "later_candidates"),
+        ("stage_candidates", (3, 0), "stage_candidates"),
+        ("stage_candidates", (), "stage_candidates"),
+        ("overfit_guard", 0.0, "overfit_guard"),
         ("early_stop_fraction", 1.5, "early_stop_fraction"),
     ],
 )

@@ -11,9 +11,9 @@ from autolrs.core.actions import STAGE, WINNER
 from autolrs.testing import NoisyQuadratic, drive
 
 PAPER = Config.paper()
-DEFAULT = Config()
+DEFAULT = Config.stagewise()
 # every switch on, so that state round-trips and batching cover their mechanics too
-SWITCHES = Config(
+SWITCHES = Config.stagewise(
     trust_region=3.0,
     start_at_previous=True,
     early_stop_fraction=0.5,
@@ -117,7 +117,7 @@ def test_each_candidate_starts_from_the_stage_snapshot():
 
 
 def test_keep_winner_continues_the_best_candidate():
-    cfg = Config(keep_winner=True, candidates=4)
+    cfg = Config.stagewise(keep_winner=True, candidates=4)
     ctrl = StageController(cfg, total_steps=2000, lr_range=(1e-3, 1.0), seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 2000)
     # first decisions of each stage (a rollback's re-decision covers the rest of the stage)
@@ -184,7 +184,7 @@ def test_a_non_finite_loss_in_a_calm_range_test_resumes_from_its_latest_checkpoi
 
 
 def test_divergence_factor_aborts_exploding_trials():
-    cfg = Config(divergence_factor=2.0)
+    cfg = Config.stagewise(divergence_factor=2.0)
     ctrl = StageController(cfg, lr_range=(1e-3, 1.0), seed=0)
     ctrl.start()
     ctrl.tell_loss(1.0)  # the stage's reference level
@@ -237,7 +237,7 @@ def test_non_finite_model_is_never_committed():
 
 
 def test_validation_requests_and_tell_validation():
-    cfg = Config(objective="validation", val_points=4, tau=40, min_trial_steps=2, candidates=2)
+    cfg = Config.stagewise(objective="validation", val_points=4, tau=40, min_trial_steps=2, candidates=2)
     ctrl = StageController(cfg, lr_range=(1e-3, 1.0), validation=True, seed=0)
     ctrl.start()
     asked = 0
@@ -254,7 +254,7 @@ def test_validation_requests_and_tell_validation():
 
 
 def test_non_finite_validation_loss_marks_the_trial_diverged_on_its_second_occurrence():
-    cfg = Config(objective="validation", val_points=4, tau=40, min_trial_steps=2, candidates=2)
+    cfg = Config.stagewise(objective="validation", val_points=4, tau=40, min_trial_steps=2, candidates=2)
     ctrl = StageController(cfg, lr_range=(1e-3, 1.0), validation=True, seed=0)
     ctrl.start()
     ctrl.tell_loss(1.0)
@@ -338,7 +338,7 @@ def test_resumed_controller_makes_identical_decisions(config, cut):
     problem = NoisyQuadratic(seed=2)
     rec = drive(first, problem, cut)
     state = json.loads(json.dumps(first.state_dict()))  # must be JSON-safe
-    resumed = StageController(Config(), total_steps=123, seed=99)  # overwritten by the state
+    resumed = StageController(Config.stagewise(), total_steps=123, seed=99)  # overwritten by the state
     resumed.load_state_dict(state)
     rec = drive(resumed, problem, total - cut, start=False, record=rec)
     assert rec.lrs == rec_full.lrs
@@ -407,7 +407,7 @@ def test_protocol_misuse_is_reported():
 
 # ------------------------------------------------------------------ improvement switches
 def test_anneal_fraction_decays_each_trial_and_scores_after_the_decay():
-    cfg = Config(candidates=3, tau=100, min_trial_steps=10, anneal_fraction=0.3)
+    cfg = Config.stagewise(candidates=3, tau=100, min_trial_steps=10, anneal_fraction=0.3)
     ctrl = StageController(cfg, total_steps=1500, lr_range=(1e-3, 1.0), seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 1500)
     cands = candidates(rec.events)
@@ -429,7 +429,7 @@ def test_anneal_fraction_decays_each_trial_and_scores_after_the_decay():
 
 
 def test_planned_lr_matches_the_annealed_trial_rates():
-    cfg = Config(candidates=2, tau=60, min_trial_steps=10, anneal_fraction=0.5)
+    cfg = Config.stagewise(candidates=2, tau=60, min_trial_steps=10, anneal_fraction=0.5)
     ctrl = StageController(cfg, total_steps=800, lr_range=(1e-3, 1.0), seed=0)
     problem = NoisyQuadratic(seed=1)
     lr = ctrl.lr
@@ -459,7 +459,7 @@ def test_planned_lr_matches_the_annealed_trial_rates():
 
 
 def test_trust_region_keeps_later_candidates_near_the_previous_choice():
-    cfg = Config(candidates=4, trust_region=3.0)
+    cfg = Config.stagewise(candidates=4, trust_region=3.0)
     ctrl = StageController(cfg, total_steps=3000, lr_range=(1e-4, 10.0), seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
     # The centre is the rate of the last committed stage (a stage rolled back at its end does
@@ -487,7 +487,7 @@ def test_trust_region_keeps_later_candidates_near_the_previous_choice():
 
 
 def test_later_candidates_and_start_at_previous():
-    cfg = Config(candidates=5, later_candidates=2, start_at_previous=True)
+    cfg = Config.stagewise(candidates=5, later_candidates=2, start_at_previous=True)
     ctrl = StageController(cfg, total_steps=3000, lr_range=(1e-3, 1.0), seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
     counts = [s["candidates"] for s in stages(rec.events)]
@@ -520,7 +520,7 @@ def test_prefer_larger_within_exploits_the_largest_near_tie():
     from autolrs.core.actions import SetLR as _SetLR
 
     def run(margin):
-        cfg = Config(candidates=4, prefer_larger_within=margin, keep_winner=True)
+        cfg = Config.stagewise(candidates=4, prefer_larger_within=margin, keep_winner=True)
         ctrl = StageController(cfg, total_steps=2000, lr_range=(1e-3, 1.0), seed=0)
         rec = drive(ctrl, NoisyQuadratic(seed=1), 2000)
         return rec
@@ -553,7 +553,7 @@ def test_a_snapshot_above_the_committed_level_does_not_fail_every_candidate():
     # divergent and the search range is not ratcheted down.
     import numpy as np
 
-    cfg = Config(candidates=3)
+    cfg = Config.stagewise(candidates=3)
     ctrl = StageController(cfg, total_steps=1200, lr_range=(1e-3, 1.0), seed=0)
     rng = np.random.default_rng(0)
     ctrl.start()
@@ -575,7 +575,7 @@ def test_a_snapshot_above_the_committed_level_does_not_fail_every_candidate():
 def test_edge_shift_moves_a_found_range_toward_a_rate_at_its_edge():
     # headroom 0.05 puts the range test's guess too low: the first stage's choice lands at the
     # top edge and later stages search higher (never above half the sweep's divergence point).
-    cfg = Config(edge_shift=3.0, range_headroom=0.05, trust_region=None)
+    cfg = Config.stagewise(edge_shift=3.0, range_headroom=0.05, trust_region=None)
     ctrl = StageController(cfg, total_steps=3000, seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
     found = next(e for e in rec.events if e["event"] == "range_test")
@@ -594,7 +594,7 @@ def test_edge_shift_moves_a_found_range_toward_a_rate_at_its_edge():
         elif e["event"] == "stage":
             assert e["search_range"] == pytest.approx(range_now)
     # the switch off, or a range the user gave: the range never moves
-    for config, lr_range in ((Config(range_headroom=0.05, trust_region=None), None), (cfg, (1e-4, 0.05))):
+    for config, lr_range in ((Config.stagewise(range_headroom=0.05, trust_region=None), None), (cfg, (1e-4, 0.05))):
         ctrl = StageController(config, total_steps=3000, lr_range=lr_range, seed=0)
         rec = drive(ctrl, NoisyQuadratic(seed=1), 3000)
         assert not any(e["event"] == "range_shift" for e in rec.events)
@@ -603,7 +603,7 @@ def test_edge_shift_moves_a_found_range_toward_a_rate_at_its_edge():
 def test_a_rollback_excludes_the_failed_rates_near_twins():
     # Candidates 1 % apart: after the exploit at one of them fails, the re-decision must not
     # pick its twin (which would fail the same way) but a clearly different rate.
-    ctrl = StageController(Config(candidates=3, trust_region=None), lr_range=(1e-3, 1.0), seed=0, total_steps=600)
+    ctrl = StageController(Config.stagewise(candidates=3, trust_region=None), lr_range=(1e-3, 1.0), seed=0, total_steps=600)
     ctrl.start()
     while ctrl.phase != "exploit":
         ctrl.tell_loss(1.0)
@@ -638,14 +638,14 @@ def test_a_budget_too_short_for_a_stage_decays_from_the_range_tests_pick():
     # top is safe: the decay starts there (an LR finder's pick), not at the range's middle.
     from autolrs.testing import NoisyQuadratic, drive
 
-    controller = StageController(Config(), total_steps=60, seed=0)
+    controller = StageController(Config.stagewise(), total_steps=60, seed=0)
     record = drive(controller, NoisyQuadratic(seed=0, curvature=(0.1, 10.0)), 60)
     found = next(e for e in record.events if e["event"] == "range_test")
     final = next(e for e in record.events if e["event"] == "final")
     assert found["diverged_lr"] is not None and not any(e["event"] == "stage" for e in record.events)
     assert final["lr"] == pytest.approx(found["high"])
     # A sweep that never diverged leaves the top unknown: the middle of the range, as before.
-    quiet = StageController(Config(), total_steps=60, seed=0)
+    quiet = StageController(Config.stagewise(), total_steps=60, seed=0)
     record = drive(quiet, NoisyQuadratic(seed=0), 60)
     found = next(e for e in record.events if e["event"] == "range_test")
     final = next(e for e in record.events if e["event"] == "final")

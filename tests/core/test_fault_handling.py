@@ -84,7 +84,7 @@ def test_after_a_divergence_the_stage_goes_on_only_with_lower_rates():
 def test_a_short_exploit_that_blows_the_model_up_is_rolled_back_at_its_end():
     # tau 12 with 10-step trials and keep_winner: the exploit phase is 2 steps. The winner's
     # trial ended near 1.0; the next two losses jump to where an untrained model sits.
-    cfg = Config(tau=12, min_trial_steps=10, candidates=2, trust_region=None)
+    cfg = Config.stagewise(tau=12, min_trial_steps=10, candidates=2, trust_region=None)
     ctrl = StageController(cfg, lr_range=(1e-3, 1.0), seed=0)
     ctrl.start()
     _through_trials(ctrl, lambda lr, i: 2.0 - 0.1 * (i % 10))
@@ -100,7 +100,7 @@ def test_a_short_exploit_that_blows_the_model_up_is_rolled_back_at_its_end():
 
 
 def test_a_short_exploit_that_holds_its_level_is_kept():
-    cfg = Config(tau=12, min_trial_steps=10, candidates=2, trust_region=None)
+    cfg = Config.stagewise(tau=12, min_trial_steps=10, candidates=2, trust_region=None)
     ctrl = StageController(cfg, lr_range=(1e-3, 1.0), seed=0)
     ctrl.start()
     _through_trials(ctrl, lambda lr, i: 2.0 - 0.1 * (i % 10))
@@ -167,7 +167,7 @@ def test_a_flat_sweep_is_not_informative_and_a_falling_or_diverging_one_is():
 
 
 def test_a_flat_sweep_is_refined_once_over_its_top_decades():
-    ctrl = StageController(Config(), total_steps=400, seed=0)
+    ctrl = StageController(Config.stagewise(), total_steps=400, seed=0)
     ctrl.start()
     rng = np.random.default_rng(0)
     first_end, told = None, 0
@@ -190,7 +190,7 @@ def test_a_flat_sweep_is_refined_once_over_its_top_decades():
 
 
 def test_a_sweep_keeps_a_checkpoint_to_resume_from_a_decade_below_its_high_end():
-    ctrl = StageController(Config(), total_steps=1000, seed=0)
+    ctrl = StageController(Config.stagewise(), total_steps=1000, seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 200)
     rt = [e for e in rec.events if e["event"] == "range_test"][0]
     assert rt["resume_steps"] > 0

@@ -78,7 +78,7 @@ def test_a_searcher_and_a_forecaster_are_passed_in_as_factories():
         made.append(GridSearcher(low, high))
         return made[-1]
 
-    cfg = Config(candidates=3, start_at_previous=False, early_stop_fraction=None)
+    cfg = Config.stagewise(candidates=3, start_at_previous=False, early_stop_fraction=None)
     ctrl = StageController(
         cfg, lr_range=(1e-3, 1.0), total_steps=600, seed=0,
         searcher=searcher, forecaster=lambda validation: LastLoss(),
@@ -96,10 +96,10 @@ def test_a_searcher_and_a_forecaster_are_passed_in_as_factories():
 
 
 CONFIGS = {
-    "default, range test": (Config(), None, True),
+    "default, range test": (Config.stagewise(), None, True),
     "paper, given range": (Config.paper(), (1e-3, 1.0), False),
     "anneal, warm-up, validation": (
-        Config(anneal_fraction=0.2, warmup_steps=12, warmup_lr=0.05, objective="validation"),
+        Config.stagewise(anneal_fraction=0.2, warmup_steps=12, warmup_lr=0.05, objective="validation"),
         None,
         True,
     ),

@@ -112,6 +112,6 @@ def test_a_malformed_version_2_phase_state_is_refused():
 def test_the_saved_config_and_budget_replace_the_constructors():
     ctrl = StageController(Config.paper(), total_steps=700, validation=True, seed=0)
     ctrl.start()
-    resumed = StageController(Config(), total_steps=5)
+    resumed = StageController(Config.stagewise(), total_steps=5)
     resumed.load_state_dict(ctrl.state_dict())
     assert resumed.config == Config.paper() and resumed.total_steps == 700 and resumed.validation

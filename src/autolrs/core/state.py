@@ -42,6 +42,14 @@ PHASES: dict[str, Any] = {
 }
 """Phase name -> the class whose ``from_dict`` rebuilds it."""
 
+_ADDED_SINCE: dict[str, Any] = {
+    "stage_candidates": None,
+    "try_optimizer_lr": False,
+    "overfit_guard": None,
+}
+"""Config fields added after states were first saved, with the values that keep an older state's
+behaviour (a field missing from a saved config must not take today's default)."""
+
 _TOP = ("config", "total_steps", "state", "rng")
 _INNER = ("run", "phase", "phase_state")
 
@@ -75,7 +83,7 @@ def read(state: Any) -> tuple[dict[str, Any], Config, Run]:
     """
     state = check(state)
     try:
-        config = Config.from_dict(state["config"])
+        config = Config.from_dict({**_ADDED_SINCE, **state["config"]})
     except (TypeError, ValueError) as err:
         raise StateDictError(f"controller state holds an invalid config: {err}") from err
     try:
@@ -137,7 +145,7 @@ def upgrade_v1(state: dict[str, Any]) -> dict[str, Any]:
     _fill_v1_defaults(s)
     out = {
         "version": VERSION,
-        "config": state["config"],
+        "config": {**_ADDED_SINCE, **state["config"]},
         "total_steps": state["total_steps"],
         "rng": state["rng"],
         "state": {
@@ -174,6 +182,9 @@ def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
         },
         "space": {"range": s["search_range"], "cap": s["lr_cap"], "auto": s["range_auto"]},
         "default_lr": s["default_lr"],
+        "best_validation": None,
+        "train_at_best": None,
+        "validation_rises": 0,
     }
 
 
@@ -190,9 +201,11 @@ def _v1_phase(s: dict[str, Any], searcher: dict[str, Any] | None) -> dict[str, A
         keys = ("plan", "trial", "results", "winner", "winner_slot", "awaiting_validation")
         return {**{k: s[k] for k in keys}, "searcher": searcher}
     if phase == Phase.EXPLOIT:
-        return {**s["exploit"], "plan": s["plan"], "results": s["results"], "searcher": searcher}
+        exploit = {"awaiting": False, **s["exploit"]}
+        return {**exploit, "plan": s["plan"], "results": s["results"], "searcher": searcher}
     if phase in (Phase.FINAL, Phase.DONE):
-        return {**s["final"], "overrun_reported": bool(s["overrun_reported"])}
+        final = {"early": False, "decay_end": s["final"]["end_step"], **s["final"]}
+        return {**final, "overrun_reported": bool(s["overrun_reported"])}
     raise StateDictError(f"version-1 controller state names an unknown phase {phase!r}")
 
 

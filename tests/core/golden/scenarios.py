@@ -33,7 +33,9 @@ class Scenario:
 
     Attributes:
         name: Unique name (the key in its file).
-        preset: ``"default"`` or ``"paper"``.
+        preset: ``"stagewise"`` (``Config.stagewise()``, the default of version 0.1, which the
+            scenarios named ``default_*`` and the switches were recorded with), ``"default"``
+            (today's ``Config()``) or ``"paper"``.
         overrides: Config fields changed from the preset.
         total_steps: Passed to the controller.
         lr_range: Passed to the controller (None: range test).
@@ -48,10 +50,13 @@ class Scenario:
         fault_after: See ``nan_in``.
         seed: Seed of the controller and the problem.
         curvature: The problem's curvature range (a tiny one makes a range test flat).
+        default_lr: The optimizer's own rate, passed to the controller.
+        overfit_after: From this step on, the validation loss rises by 1 % of its value per
+            step (a model that overfits).
     """
 
     name: str
-    preset: str = "default"
+    preset: str = "stagewise"
     overrides: dict[str, Any] = field(default_factory=dict)
     total_steps: int | None = 600
     lr_range: tuple[float, float] | None = None
@@ -64,9 +69,15 @@ class Scenario:
     fault_after: int = 0
     seed: int = 0
     curvature: tuple[float, float] = (1e-2, 1.0)
+    default_lr: float | None = None
+    overfit_after: int | None = None
 
     def config(self) -> Config:
-        return Config.paper(**self.overrides) if self.preset == "paper" else Config(**self.overrides)
+        if self.preset == "paper":
+            return Config.paper(**self.overrides)
+        if self.preset == "default":
+            return Config(**self.overrides)
+        return Config.stagewise(**self.overrides)
 
     def controller(self) -> StageController:
         return StageController(
@@ -75,6 +86,7 @@ class Scenario:
             lr_range=self.lr_range,
             validation=self.validation,
             seed=self.seed,
+            default_lr=self.default_lr,
         )
 
 
@@ -105,7 +117,11 @@ class Driver:
         self.validations += 1
         if self.validations == self.scenario.raise_validation:
             raise RuntimeError("validation failed (injected)")
-        return self.problem.loss()
+        value = self.problem.loss()
+        after = self.scenario.overfit_after
+        if after is not None and self.controller.step > after:
+            value *= 1.0 + 0.01 * (self.controller.step - after)
+        return value
 
     def execute(self, actions: tuple[Any, ...], record: list[list[Any]]) -> None:
         pending = list(actions)
@@ -280,6 +296,22 @@ FILES: dict[str, list[Scenario]] = {
         Scenario("batched_faults", batched=True, nan_in=("trial", "exploit", "final"), fault_after=100),
         Scenario("batched_anneal_warmup", overrides={"anneal_fraction": 0.2, "warmup_steps": 16, "warmup_lr": 0.05}, batched=True),
     ],
+    "method": [  # today's default (Config()): hold, one cooled search, hold, decay
+        Scenario("method_600", "default", default_lr=0.1),
+        Scenario("method_600_no_optimizer_lr", "default"),
+        Scenario("method_600_too_high_optimizer_lr", "default", default_lr=50.0),
+        Scenario("method_600_no_validation", "default", default_lr=0.1, validation=False),
+        Scenario("method_given_range_600", "default", lr_range=(1e-3, 1.0), default_lr=0.1),
+        Scenario("method_3000", "default", total_steps=3000, steps=3000, default_lr=0.1),
+        Scenario("method_no_budget", "default", total_steps=None, steps=2500, default_lr=0.1),
+        Scenario("method_25", "default", total_steps=25, steps=30, default_lr=0.1),
+        Scenario("method_overfits", "default", default_lr=0.1, overfit_after=200),
+        Scenario("method_overfits_batched", "default", default_lr=0.1, overfit_after=200, batched=True),
+        Scenario("method_nan_in_every_phase", "default", default_lr=0.1, nan_in=("range_test", "trial", "exploit", "final"), fault_after=40),
+        Scenario("method_bad_model_at_commit", "default", default_lr=0.1, bad_model_after=120),
+        Scenario("method_validation_raises", "default", default_lr=0.1, raise_validation=2),
+        Scenario("method_batched_600", "default", default_lr=0.1, batched=True),
+    ],
 }
 
 SCENARIOS = {s.name: s for scenarios in FILES.values() for s in scenarios}
@@ -341,6 +373,32 @@ def write_states() -> None:
     states_path().write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
 
 
+def continuations_path() -> Path:
+    return HERE / "v1-continuations.jsonl.gz"
+
+
+def resume_v1(point: dict[str, Any]) -> list[str]:
+    """The trace lines a version-1 state gives when resumed by today's controller: the
+    scenario's steps after the state's point."""
+    scenario = SCENARIOS[point["scenario"]]
+    driver = run(scenario, point["steps"])
+    before = len(driver.trace)
+    resumed = StageController()  # settings come from the state
+    resumed.load_state_dict(json.loads(json.dumps(point["state"])))
+    driver.controller = resumed
+    driver.run(scenario.steps - point["steps"])
+    return as_lines(driver.trace[before:])
+
+
+def write_continuations() -> None:
+    """Records what each version-1 state does when resumed (behaviour changes since the states
+    were saved make some differ from the uninterrupted trace of today's controller)."""
+    points = json.loads(states_path().read_text(encoding="utf-8"))
+    with gzip.open(continuations_path(), "wt", encoding="utf-8", compresslevel=9) as fh:
+        for point in points:
+            fh.write(json.dumps({"what": point["what"], "trace": resume_v1(point)}) + "\n")
+
+
 if __name__ == "__main__":
     import sys
 
@@ -350,3 +408,5 @@ if __name__ == "__main__":
     for name in FILES:
         write(name)
         print(f"wrote {path(name)} ({path(name).stat().st_size // 1024} KiB)")
+    write_continuations()
+    print(f"wrote {continuations_path()}")

@@ -21,7 +21,7 @@ def context(
     validation: bool = False,
     seed: int = 0,
 ) -> Context:
-    config = config or Config()
+    config = config or Config.stagewise()
     tau = first_tau(config, total_steps)
     run = Run(
         taus=TauPlan(tau, int(round(tau * config.tau_max_factor))),

@@ -16,7 +16,7 @@ from autolrs.core.phases.trials import Trials, plan_trials
 from autolrs.core.run import Run
 from tests.core.phases.helpers import context, events
 
-CFG = Config(candidates=3, tau=50, min_trial_steps=5, early_stop_fraction=None)
+CFG = Config.stagewise(candidates=3, tau=50, min_trial_steps=5, early_stop_fraction=None)
 
 
 def stage(ctx):
@@ -87,7 +87,7 @@ def test_an_abort_restarts_the_running_trial():
 
 
 def test_validation_mode_asks_for_evaluations_and_scores_them():
-    cfg = Config(candidates=3, tau=50, min_trial_steps=5, objective="validation", val_points=5)
+    cfg = Config.stagewise(candidates=3, tau=50, min_trial_steps=5, objective="validation", val_points=5)
     ctx = context(cfg, lr_range=(1e-3, 1.0), validation=True)
     phase, _ = stage(ctx)
     assert phase.plan.mode == "validation" and phase.plan.val_every == 1
@@ -115,7 +115,7 @@ def test_the_outlook_is_quiet_until_the_trial_ends_and_checks_its_last_step():
 
 
 def test_an_annealed_trial_plans_its_decay():
-    cfg = Config(candidates=3, tau=100, min_trial_steps=5, anneal_fraction=0.3)
+    cfg = Config.stagewise(candidates=3, tau=100, min_trial_steps=5, anneal_fraction=0.3)
     ctx = context(cfg, lr_range=(1e-3, 1.0))
     phase, _ = stage(ctx)
     assert phase.plan.anneal_steps == 3 and phase.plan.trial_steps == 10
