@@ -218,14 +218,22 @@ def run_suite(
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     write_jsonl(runs_path, [], header)
+    cache = {name: get_workload(name) for name in suite.workloads}  # a missing data set fails now
+    todo = [
+        (name, method, seed, suite.budget_for(cache[name], factor))
+        for factor, name, method, seed in plan
+        if (name, method, seed, suite.budget_for(cache[name], factor)) not in seen
+    ]
+    log(
+        f"{suite.name}: {len(plan)} runs planned, {len(todo)} to run "
+        f"({sum(b for *_, b in todo):,} steps), torch threads {threads or 'default'}"
+    )
     results = list(done)
     started = time.perf_counter()
     elapsed_runs: list[float] = []
     per_step: dict[str, list[float]] = {}
-    cache: dict[str, Workload] = {}
     for index, (factor, name, method, seed) in enumerate(plan, 1):
-        work = cache.get(name) or get_workload(name)
-        cache[name] = work
+        work = cache[name]
         budget = suite.budget_for(work, factor)
         if (name, method, seed, budget) in seen:
             continue
