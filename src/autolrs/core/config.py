@@ -118,10 +118,11 @@ class Config:
             2 %) above the loss at the stage's start: the chosen rate made things worse (short
             trials can miss a rate that destroys the model later). The next best candidate
             takes over, and later stages search below half that rate (paper: None).
-        overfit_guard: With a validation function and a budget, the exploit phases evaluate it
-            every ``total_steps / 20`` steps; when the validation loss lies more than this
-            fraction above the best seen so far at three checks in a row, the model has started to
-            overfit: the model goes back to the state of the lowest validation loss (kept in
+        overfit_guard: With a validation function and a budget, the exploit and final phases
+            evaluate it every ``total_steps / 20`` steps; when the validation loss lies more than
+            this fraction above the best seen so far at three checks in a row while the training
+            loss lies below its level at that best check, the model has started to overfit
+            (``autolrs.core.overfitting``): the model goes back to the state of the lowest validation loss (kept in
             memory, one more copy of model and optimizer state), the search ends, the rate
             decays to zero over a twentieth of the budget and stays there: early stopping,
             as a schedule (paper: None).
@@ -160,7 +161,7 @@ class Config:
 
     # Stage structure.
     tau: int = 1000
-    tau_fraction: float = 0.12
+    tau_fraction: float = 0.08
     trial_fraction: float = 0.15
     min_trial_steps: int = 10
     candidates: int = 6
@@ -179,7 +180,7 @@ class Config:
     start_at_previous: bool = True
     try_optimizer_lr: bool = True
     select: Selection = "observed"
-    prefer_larger_within: float | None = 0.05
+    prefer_larger_within: float | None = 0.1
     diverged_value: DivergedValue = "worst"
     searcher: SearcherName = "grid"
     # Objective and forecast.
@@ -191,7 +192,7 @@ class Config:
     divergence_factor: float | None = 3.0
     early_stop_fraction: float | None = 0.5
     anneal_fraction: float | None = 0.33
-    stage_guard: float | None = 2.5
+    stage_guard: float | None = 3.5
     overfit_guard: float | None = 0.1
     # Learning-rate range test.
     range_test_steps: int = 100
@@ -201,7 +202,7 @@ class Config:
     range_headroom: float = 0.5
     edge_shift: float | None = None
     # Budget.
-    final_decay_fraction: float = 0.2
+    final_decay_fraction: float = 0.7
     max_rollbacks: int = 5
     # Warm-up.
     warmup_steps: int = 0
@@ -416,6 +417,9 @@ _STAGEWISE: dict[str, Any] = {
     "anneal_fraction": None,
     "overfit_guard": None,
     "range_test_fraction": 0.05,
+    "final_decay_fraction": 0.2,
+    "prefer_larger_within": 0.05,
+    "stage_guard": 2.5,
 }
 """What :meth:`Config.stagewise` changes from today's default (the default of version 0.1)."""
 

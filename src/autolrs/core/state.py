@@ -204,7 +204,7 @@ def _v1_phase(s: dict[str, Any], searcher: dict[str, Any] | None) -> dict[str, A
         exploit = {"awaiting": False, **s["exploit"]}
         return {**exploit, "plan": s["plan"], "results": s["results"], "searcher": searcher}
     if phase in (Phase.FINAL, Phase.DONE):
-        final = {"early": False, "decay_end": s["final"]["end_step"], **s["final"]}
+        final = {"early": False, "decay_end": s["final"]["end_step"], "awaiting": False, **s["final"]}
         return {**final, "overrun_reported": bool(s["overrun_reported"])}
     raise StateDictError(f"version-1 controller state names an unknown phase {phase!r}")
 

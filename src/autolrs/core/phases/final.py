@@ -15,8 +15,10 @@ import math
 from functools import partial
 from typing import Any
 
-from autolrs.core.actions import STAGE, Action, Restore, SetLR, Snapshot
+from autolrs.core.actions import BEST, STAGE, Action, Discard, Evaluate, Restore, SetLR, Snapshot
+from autolrs.core.overfitting import check_every, observe_check
 from autolrs.core.phases.base import (
+    Abort,
     BasePhase,
     Context,
     Loss,
@@ -25,6 +27,7 @@ from autolrs.core.phases.base import (
     Phase,
     Spent,
     Transition,
+    Validation,
     constant,
 )
 from autolrs.core.phases.checkpoints import before_next, checkpoints
@@ -62,6 +65,7 @@ class Final(BasePhase):
         early: Whether the decay started early (overfitting): it lasts a twentieth of the
             budget (at most ``final_decay_fraction`` of it), then the rate holds at zero.
         decay_end: Where the decay reaches zero.
+        awaiting: Whether an overfitting check asked for an evaluation.
     """
 
     def __init__(self, ctx: Context, **state: Any) -> None:
@@ -75,6 +79,7 @@ class Final(BasePhase):
         self.overrun_reported: bool = state.get("overrun_reported", False)
         self.early: bool = state.get("early", False)
         self.decay_end: int = state.get("decay_end", self.end_step)
+        self.awaiting: bool = state.get("awaiting", False)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -132,7 +137,40 @@ class Final(BasePhase):
         done = step - self.start_step
         return done in checkpoints(self.end_step - self.start_step)
 
+    @property
+    def awaiting_validation(self) -> bool:
+        return self.awaiting
+
+    def _check_every(self) -> int | None:
+        """Steps between overfitting checks (None: none; none once the decay started early)."""
+        return None if self.early or self.done else check_every(self.ctx)
+
+    def _validation(self, value: float) -> Transition:
+        self.awaiting = False
+        verdict = observe_check(self.ctx, value, [])
+        if verdict == "best":
+            return Transition((Snapshot(BEST),))
+        if verdict != "overfit":
+            return Transition()
+        ctx, run = self.ctx, self.ctx.run
+        assert ctx.total_steps is not None  # checks run only with a budget
+        ctx.emit("overfitting", lr=run.lr, best=run.best_validation)
+        ctx.register_rollback(self.name, "the validation loss rose: the model overfits")
+        self._segment(committed=False)
+        run.rollbacks = 0
+        length = max(1, min(decay_length(ctx.config, ctx.total_steps), ctx.total_steps // 20))
+        self.lr0, self.early = float(run.lr or self.lr0), True
+        self.start_step = self.checkpoint_step = run.step
+        self.decay_end = min(self.end_step, run.step + length)
+        run.lr = self.rate()
+        return Transition((Restore(BEST), Discard(BEST), Snapshot(STAGE), SetLR(run.lr)))
+
     def observe(self, observation: Observation) -> Transition:
+        if isinstance(observation, Validation):
+            return self._validation(observation.value)
+        if isinstance(observation, Abort):
+            self.awaiting = False
+            return Transition()
         if isinstance(observation, Spent) and not self.done:
             # The decay's schedule goes on; the lost steps are spent.
             self.checkpoint_step = self.ctx.run.step
@@ -165,9 +203,14 @@ class Final(BasePhase):
         if at_end:
             self.done = True
             ctx.emit("done", step=run.step, lr=run.lr)
-            return Transition((Snapshot(STAGE),))
+            kept = (Discard(BEST),) if run.best_validation is not None else ()
+            return Transition((Snapshot(STAGE), *kept))
         run.lr = self.rate()
         actions: tuple[Action, ...] = (SetLR(run.lr),) if self.decay else ()
+        every = self._check_every()
+        if every is not None and run.step % every == 0:
+            self.awaiting = True
+            actions += (Evaluate(),)
         return Transition(((Snapshot(STAGE),) if checkpoint else ()) + actions)
 
     def _segment(self, *, committed: bool) -> None:
@@ -188,6 +231,9 @@ class Final(BasePhase):
             return Outlook(1 << 30, False, constant(run.lr or 0.0))
         left = self.end_step - run.step - 1
         points = checkpoints(self.end_step - self.start_step)
+        every = self._check_every()
+        if every is not None:
+            left = 0 if self.awaiting else min(left, every - run.step % every - 1)
         quiet = max(0, min(left, before_next(points, run.step - self.start_step)))
         rates = (
             partial(_ahead, self.lr0, self.start_step, self.decay_end, run.step, self.early)
@@ -211,6 +257,7 @@ class Final(BasePhase):
             "overrun_reported": self.overrun_reported,
             "early": self.early,
             "decay_end": self.decay_end,
+            "awaiting": self.awaiting,
         }
 
     @classmethod

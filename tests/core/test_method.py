@@ -1,0 +1,266 @@
+"""Today's default method (``Config()``): hold, one cooled search, hold, decay; the overfitting
+guard; and the rules that keep one noisy judgement from moving the rate for good."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from autolrs.core import Config, StageController
+from autolrs.core.actions import BEST, Discard, Restore, Snapshot
+from autolrs.core.config import _STAGEWISE
+from autolrs.core.observations import Loss, Validation
+from autolrs.core.phases.exploit import Exploit
+from autolrs.core.phases.final import _rate
+from autolrs.core.phases.stage import StageOutcome, TrialPlan, TrialResult
+from autolrs.core.search import BayesSearcher
+from autolrs.testing import NoisyQuadratic, drive
+from tests.core.phases.helpers import context, events
+
+
+def _run(steps=600, *, total_steps=600, default_lr=0.1, lr_range=(1e-3, 1.0), validation=None,
+         config=None, seed=0):
+    ctrl = StageController(
+        config or Config(), total_steps=total_steps, lr_range=lr_range,
+        validation=validation is not False, seed=seed, default_lr=default_lr,
+    )
+    problem = NoisyQuadratic(seed=seed)
+    record = drive(ctrl, problem, steps, validation=validation or None)
+    return ctrl, record
+
+
+def _stages(record):
+    return [e for e in record.events if e["event"] == "stage"]
+
+
+def _candidates(record, stage):
+    return [e for e in record.events if e["event"] == "candidate" and e["stage"] == stage]
+
+
+# ---------------------------------------------------------------------------- presets
+def test_stagewise_is_the_previous_default_and_differs_only_where_it_says():
+    diff = Config().diff(Config.stagewise())
+    assert set(diff) == set(_STAGEWISE)
+    assert Config.stagewise().stage_candidates is None
+    assert Config.stagewise(candidates=4).candidates == 4
+
+
+def test_stage_candidates_round_trip_and_are_checked():
+    cfg = Config(stage_candidates=[1, 4, 2])
+    assert cfg.stage_candidates == (1, 4, 2)
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    for bad in ((), (2, 0), (1, 2.5), "13", (True,)):
+        with pytest.raises(ValueError, match="stage_candidates"):
+            Config(stage_candidates=bad)
+
+
+# ---------------------------------------------------------------------------- the schedule
+def test_the_default_holds_searches_once_then_holds_and_decays():
+    ctrl, record = _run()
+    stages = _stages(record)
+    counts = [s["candidates"] for s in stages]
+    assert counts[:2] == [1, 3] and all(c == 1 for c in counts[2:])
+    first = _candidates(record, 1)
+    assert [c["lr"] for c in first] == [0.1]  # the optimizer's own rate, not a search
+    second = _candidates(record, 2)
+    assert second[0]["lr"] == pytest.approx(ctrl_decision(record, 1))
+    assert all(s["anneal_steps"] > 0 for s in stages if s["candidates"] > 1)
+    assert all(s["anneal_steps"] == 0 for s in stages if s["candidates"] == 1)
+    assert all(s["mode"] == "validation" for s in stages)
+    final = [e for e in record.events if e["event"] == "final"]
+    assert len(final) == 1 and final[0]["decay"]
+    assert len(record.lrs) == 600 and record.lrs[-1] < 0.01 * max(record.lrs)
+
+
+def ctrl_decision(record, stage):
+    return next(e["lr"] for e in record.events if e["event"] == "decision" and e["stage"] == stage)
+
+
+def test_the_one_search_spans_the_trust_region_around_the_held_rate_with_distinct_rates():
+    _, record = _run()
+    second = _stages(record)[1]
+    low, high = second["search_range"]
+    assert low == pytest.approx(0.1 / 3) and high == pytest.approx(0.3)
+    rates = sorted(c["lr"] for c in _candidates(record, 2))
+    assert all(b / a >= 1.5 for a, b in zip(rates, rates[1:]))
+
+
+def test_without_an_optimizer_rate_the_hold_starts_at_the_range_tests_pick():
+    ctrl, record = _run(default_lr=None, lr_range=None)
+    rt = next(e for e in record.events if e["event"] == "range_test")
+    first = _candidates(record, 1)
+    assert len(first) == 1 and first[0]["lr"] == pytest.approx(rt["high"])
+
+
+def test_an_optimizer_rate_above_half_the_divergence_point_is_not_tried():
+    _, record = _run(default_lr=50.0, lr_range=None)
+    rt = next(e for e in record.events if e["event"] == "range_test")
+    assert all(c["lr"] < 50.0 for c in _candidates(record, 1))
+    assert _candidates(record, 1)[0]["lr"] == pytest.approx(rt["high"])
+
+
+def test_without_a_budget_every_stage_searches_as_before():
+    _, record = _run(2500, total_steps=None)
+    counts = [s["candidates"] for s in _stages(record)]
+    assert counts and all(c == Config().candidates for c in counts)
+
+
+def test_the_searcher_never_proposes_a_near_twin_and_breaks_ties_upwards():
+    searcher = BayesSearcher(0.01, 1.0, seed=0, initial_random=1)
+    searcher.tell(0.1, 1.0)
+    first = searcher.ask()
+    assert first == pytest.approx(1.0)  # the range's edges tie: the larger goes first
+    searcher.tell(first, 1.2)
+    for _ in range(3):
+        lr = searcher.ask()
+        assert min(abs(math.log(lr / o.lr)) for o in searcher.observations) >= math.log(1.5) - 1e-9
+        searcher.tell(lr, 1.1)
+
+
+# ---------------------------------------------------------------------------- overfitting
+class _Overfitting:
+    """A validation loss that tracks the problem's loss, then rises from ``after`` on."""
+
+    def __init__(self, problem, ctrl, after):
+        self.problem, self.ctrl, self.after = problem, ctrl, after
+
+    def __call__(self):
+        value = self.problem.loss()
+        if self.ctrl.step > self.after:
+            value *= 1.0 + 0.02 * (self.ctrl.step - self.after)
+        return value
+
+
+def _overfitting_run(after=200, total=600):
+    ctrl = StageController(Config(), total_steps=total, lr_range=(1e-3, 1.0), validation=True,
+                           seed=0, default_lr=0.1)
+    problem = NoisyQuadratic(seed=0)
+    record = drive(ctrl, problem, total, validation=_Overfitting(problem, ctrl, after))
+    return ctrl, record
+
+
+def test_a_validation_loss_that_rises_while_training_improves_stops_training_at_the_best_state():
+    ctrl, record = _overfitting_run()
+    found = [e for e in record.events if e["event"] == "overfitting"]
+    assert len(found) == 1
+    checks = [e for e in record.events if e["event"] == "validation_check"]
+    assert len(checks) >= 4 and [c["rises"] for c in checks[-3:]] == [1, 2, 3]
+    restore = [a for a in record.actions if a == Restore(BEST)]
+    assert len(restore) == 1 and Discard(BEST) in record.actions
+    stop = found[0]["step"]
+    # A short anneal (1/20 of the budget) from the best state, then the rate stays at zero.
+    tail = record.lrs[stop:]
+    assert tail[0] > 0 and all(lr == 0.0 for lr in tail[31:])
+    assert 0.0 not in record.lrs[:stop]
+    assert ctrl.phase == "done"
+
+
+def test_a_validation_loss_that_keeps_falling_never_stops_training():
+    _, record = _run()
+    assert not [e for e in record.events if e["event"] == "overfitting"]
+    assert [e for e in record.events if e["event"] == "validation_check"]
+
+
+def test_without_a_validation_function_there_are_no_checks():
+    _, record = _run(validation=False)
+    assert record.evaluations == 0
+    assert not [e for e in record.events if e["event"] == "validation_check"]
+
+
+def _exploit(total=1000):
+    ctx = context(Config(), total_steps=total, validation=True)
+    ctx.run.space.found(1e-4, 1.0, 2.0)
+    ctx.run.level.reference = 1.0
+    plan = TrialPlan(10, 1, 400, "validation", 10, 0, 40, 0, 1e-3, 1.0)
+    results = [TrialResult(0, 0.1, 0.9, False, None, False, 10, 0, None, None)]
+    out = StageOutcome(plan, results, None, False, ctx.make_searcher(1e-3, 1.0, np.random.default_rng(0)))
+    phase = Exploit.start(ctx, out)
+    phase.begin(out)
+    return ctx, phase
+
+
+def _steps(phase, n, loss):
+    actions = []
+    for _ in range(n):
+        phase.ctx.run.step += 1
+        actions += phase.observe(Loss(loss, True)).actions
+    return actions
+
+
+def test_a_check_snapshots_each_new_best_and_a_rise_with_the_training_loss_is_not_overfitting():
+    ctx, phase = _exploit()
+    actions = _steps(phase, 50, 1.0)  # every budget/20 = 50 steps
+    assert phase.awaiting_validation and actions[-1].__class__.__name__ == "Evaluate"
+    assert phase.observe(Validation(0.5)).actions == (Snapshot(BEST),)
+    for _ in range(4):  # validation worse, but training worse too: a larger rate's noise
+        _steps(phase, 50, 2.0)
+        t = phase.observe(Validation(0.8))
+        assert t.next is None and t.actions == ()
+    assert ctx.run.validation_rises == 0
+
+
+def test_a_non_finite_validation_value_is_no_evidence_of_overfitting():
+    ctx, phase = _exploit()
+    _steps(phase, 50, 1.0)
+    phase.observe(Validation(0.5))
+    for _ in range(4):
+        _steps(phase, 50, 0.5)
+        assert phase.observe(Validation(math.nan)).next is None
+    assert ctx.run.best_validation == 0.5 and ctx.run.validation_rises == 0
+
+
+def test_the_exploit_state_round_trips_while_a_check_is_pending():
+    ctx, phase = _exploit()
+    _steps(phase, 50, 1.0)
+    assert phase.awaiting_validation
+    again = Exploit.from_dict(ctx, phase.to_dict())
+    assert again.awaiting_validation and again.to_dict() == phase.to_dict()
+
+
+def test_an_early_decay_reaches_zero_and_stays_there():
+    assert _rate(1.0, True, 100, 130, 100) == 1.0
+    assert _rate(1.0, True, 100, 130, 129) == pytest.approx(1 / 30)
+    assert _rate(1.0, True, 100, 130, 130, early=True) == 0.0
+    assert _rate(1.0, True, 100, 130, 500, early=True) == 0.0
+    assert _rate(1.0, True, 100, 130, 500) == pytest.approx(1 / 30)  # a normal decay holds
+
+
+def test_a_run_that_overfits_resumes_mid_way_and_ends_the_same():
+    whole_ctrl, whole = _overfitting_run()
+    ctrl = StageController(Config(), total_steps=600, lr_range=(1e-3, 1.0), validation=True,
+                           seed=0, default_lr=0.1)
+    problem = NoisyQuadratic(seed=0)
+    validation = _Overfitting(problem, ctrl, 200)
+    record = drive(ctrl, problem, 330, validation=validation)
+    resumed = StageController()
+    resumed.load_state_dict(ctrl.state_dict())
+    validation.ctrl = resumed
+    record = drive(resumed, problem, 270, start=False, validation=validation, record=record)
+    assert record.lrs == whole.lrs
+    assert resumed.state_dict() == whole_ctrl.state_dict()
+
+
+# ---------------------------------------------------------------------------- no ratchet
+def test_a_guard_rollback_never_drops_more_than_a_factor_two():
+    cfg = Config(stage_guard=1.0)
+    ctx = context(cfg, total_steps=1000)
+    ctx.run.space.found(1e-4, 1.0, 2.0)
+    ctx.run.level.reference = 1.0
+    for loss in (1.0, 1.01, 0.99, 1.0):
+        ctx.run.level.record(loss)
+    plan = TrialPlan(10, 2, 100, "train", None, 0, 100, 0, 1e-4, 1.0)
+    results = [
+        TrialResult(0, 0.1, 0.5, False, None, False, 10, 0, None, None),
+        TrialResult(1, 0.001, 0.51, False, None, False, 10, 10, None, None),
+    ]
+    out = StageOutcome(plan, results, None, False, ctx.make_searcher(1e-4, 1.0, np.random.default_rng(0)))
+    phase = Exploit.start(ctx, out)
+    phase.begin(out)
+    assert phase.lr == 0.1
+    t = _steps(phase, 50, 3.0)  # the half-way check sees the loss far above the stage's start
+    assert phase.lr == pytest.approx(0.05)  # not the next candidate, a hundred times lower
+    decisions = events(ctx, "decision")
+    assert decisions[-1]["lr"] == pytest.approx(0.05) and "rollback" in decisions[-1]["reason"]
+    assert t
