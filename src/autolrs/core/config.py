@@ -86,6 +86,16 @@ class Config:
             (the one the user wrote), when the range test found it below half the rate where
             training diverged; the first stage's range reaches up to it. A choice within forecast
             noise of it then goes to the larger rate as usual (paper: False).
+        search_upward: With ``try_optimizer_lr`` and a budget, a search that follows a stage
+            holding the optimizer's own rate tries only rates above it (``[lr, lr *
+            trust_region]``, below half a rate known to break training). A short trial favours
+            small rates (the short-horizon bias: their lower noise reads as progress), so a
+            smaller rate that wins one is weak evidence and a larger one strong evidence; lower
+            rates are reached through the stage guard (instability) and the overfitting guard
+            (validation) instead (paper: False).
+        keep_incumbent_within: In such an upward search, the held rate stays unless a larger
+            one scores better by more than this fraction (relative); ``prefer_larger_within``
+            does not apply there (paper: None).
         select: Which learning rate a stage exploits: ``"observed"`` (argmin of the candidates'
             forecasts; paper) or ``"posterior"`` (the candidate with the lowest GP posterior
             mean, which discounts a single lucky forecast).
@@ -147,6 +157,10 @@ class Config:
             optional ``warmup_steps``; 0, off, in both presets): step ``i`` (0-based) trains at
             ``warmup_lr * (i + 1) / warmup_steps``. The steps count as spent.
         warmup_lr: The rate the warm-up ends at; required when ``warmup_steps`` > 0.
+        warmup_fraction: With a budget and no ``warmup_steps``, a warm-up over this fraction of
+            it, ending at ``warmup_lr`` or else at the optimizer's own rate (what a schedule's
+            2 % warm-up does; without it the first stage would jump from the range test's small
+            rates straight to that rate) (paper: 0).
 
     Raises:
         ValueError: If a field is out of range; the message names the field, the value and the
@@ -179,8 +193,10 @@ class Config:
     trust_region: float | None = 3.0
     start_at_previous: bool = True
     try_optimizer_lr: bool = True
+    search_upward: bool = True
+    keep_incumbent_within: float | None = 0.05
     select: Selection = "observed"
-    prefer_larger_within: float | None = 0.1
+    prefer_larger_within: float | None = 0.05
     diverged_value: DivergedValue = "worst"
     searcher: SearcherName = "grid"
     # Objective and forecast.
@@ -207,6 +223,7 @@ class Config:
     # Warm-up.
     warmup_steps: int = 0
     warmup_lr: float | None = None
+    warmup_fraction: float = 0.02
 
     def __post_init__(self) -> None:
         self._check_choices()
@@ -265,6 +282,7 @@ class Config:
         _in_range(self, "trial_fraction", 0.0, 1.0)
         _in_range(self, "range_test_fraction", 0.0, 0.5)
         _in_range(self, "final_decay_fraction", 0.0, 0.9, closed_low=True)
+        _in_range(self, "warmup_fraction", 0.0, 0.5, closed_low=True)
         _at_least(self, "tau_growth", 1.0)
         _at_least(self, "tau_max_factor", 1.0)
         _at_least(self, "range_decades", 0.5)
@@ -278,6 +296,8 @@ class Config:
             _in_range(self, "early_stop_fraction", 0.0, 1.0)
         if self.prefer_larger_within is not None:
             _in_range(self, "prefer_larger_within", 0.0, 1.0)
+        if self.keep_incumbent_within is not None:
+            _in_range(self, "keep_incumbent_within", 0.0, 1.0, closed_low=True)
         if self.anneal_fraction is not None:
             _in_range(self, "anneal_fraction", 0.0, 0.9)
         _at_least(self, "range_headroom", 0.01, strict=False)
@@ -381,6 +401,8 @@ _PAPER: dict[str, Any] = {
     "stage_candidates": None,
     "start_at_previous": False,
     "try_optimizer_lr": False,
+    "search_upward": False,
+    "keep_incumbent_within": None,
     "tau_growth": 2.0,
     "tau_max_factor": 8.0,
     "acquisition": "lcb",
@@ -405,6 +427,7 @@ _PAPER: dict[str, Any] = {
     "overfit_guard": None,
     "min_trial_steps": 5,
     "final_decay_fraction": 0.0,
+    "warmup_fraction": 0.0,
 }
 """The reference values :meth:`Config.paper` sets (every other field keeps its default)."""
 
@@ -413,13 +436,15 @@ _STAGEWISE: dict[str, Any] = {
     "trial_fraction": 0.1,
     "stage_candidates": None,
     "try_optimizer_lr": False,
+    "search_upward": False,
+    "keep_incumbent_within": None,
     "objective": "paper",
     "anneal_fraction": None,
     "overfit_guard": None,
     "range_test_fraction": 0.05,
     "final_decay_fraction": 0.2,
-    "prefer_larger_within": 0.05,
     "stage_guard": 2.5,
+    "warmup_fraction": 0.0,
 }
 """What :meth:`Config.stagewise` changes from today's default (the default of version 0.1)."""
 

@@ -30,7 +30,7 @@ from autolrs.core.phases.range_test import RangeTest
 from autolrs.core.phases.stage import StageEnd, TrialResult
 from autolrs.core.phases.trials import Trials, plan_trials
 from autolrs.core.phases.warmup import Warmup
-from autolrs.core.planning import first_tau
+from autolrs.core.planning import first_tau, warmup_length
 from autolrs.core.run import Run, TauPlan
 from autolrs.core.space import SearchSpace
 from autolrs.core.state import VERSION, phase_from_dict, read
@@ -127,7 +127,7 @@ class StageController:
         """Current phase (see :class:`Phase`); before :meth:`start`, the one it will begin."""
         if self._phase is not None:
             return self._phase.name
-        if self.config.warmup_steps > 0:
+        if self._warms_up():
             return Phase.WARMUP
         return Phase.RANGE_TEST if self._run.space.range is None else Phase.TRIAL
 
@@ -234,9 +234,16 @@ class StageController:
             total_steps=self.total_steps,
             lr_range=self._run.space.range,
         )
-        if self.config.warmup_steps > 0:
+        if self._warms_up():
             return self._enter(Warmup(self._ctx))
         return self._follow(Edge.METHOD, None)
+
+    def _warms_up(self) -> bool:
+        """Whether the run starts with a warm-up (``Config.warmup_steps`` or
+        ``warmup_fraction``)."""
+        cfg = self.config
+        target = cfg.warmup_lr if cfg.warmup_lr is not None else self._run.default_lr
+        return warmup_length(cfg, self.total_steps, target) > 0
 
     def tell_loss(self, loss: float, *, model_finite: bool = True) -> tuple[Action, ...]:
         """Records the loss of the training step just taken; returns the actions to carry out.

@@ -13,6 +13,7 @@ __all__ = [
     "plan_stage",
     "range_test_length",
     "trial_steps_for",
+    "warmup_length",
 ]
 
 
@@ -100,3 +101,13 @@ def plan_stage(
     if leftover < next_length / 2:
         tau += leftover
     return StagePlan(trial, k, tau)
+
+
+def warmup_length(config: Config, total_steps: int | None, target_lr: float | None) -> int:
+    """Steps of the warm-up: ``warmup_steps``, else ``warmup_fraction`` of the budget (0 without
+    a budget, or without a rate to end at)."""
+    if config.warmup_steps > 0:
+        return config.warmup_steps if total_steps is None else min(config.warmup_steps, total_steps)
+    if total_steps is None or target_lr is None or config.warmup_fraction <= 0:
+        return 0
+    return int(round(config.warmup_fraction * total_steps))

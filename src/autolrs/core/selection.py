@@ -36,6 +36,8 @@ def select(
     *,
     prefer_larger_within: float | None = None,
     posterior_mean: PosteriorMean | None = None,
+    incumbent: float | None = None,
+    keep_incumbent_within: float | None = None,
 ) -> S:
     """The best of ``healthy`` (rates that did not diverge, each with a finite score).
 
@@ -46,6 +48,10 @@ def select(
             whose lower noise reads as progress (``Config.prefer_larger_within``).
         posterior_mean: Rank by the searcher's posterior mean instead of the observed scores
             (``Config.select="posterior"``), once there are at least 3 candidates.
+        incumbent: The rate training held before this search (with ``keep_incumbent_within``).
+        keep_incumbent_within: The incumbent wins unless another candidate's score beats it by
+            more than this fraction (relative): moving away from a rate that trains well needs
+            evidence beyond a short trial's noise (``Config.keep_incumbent_within``).
 
     Raises:
         ValueError: If ``healthy`` is empty.
@@ -57,6 +63,11 @@ def select(
         if mean is not None:
             return healthy[int(np.argmin(mean))]
     best = min(healthy, key=_score)
+    if incumbent is not None and keep_incumbent_within is not None:
+        held = [c for c in healthy if c.lr == incumbent]
+        if held and _score(held[0]) <= _score(best) + keep_incumbent_within * abs(_score(best)):
+            return held[0]
+        return best
     if prefer_larger_within is None:
         return best
     bound = _score(best) + prefer_larger_within * abs(_score(best))

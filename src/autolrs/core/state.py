@@ -45,7 +45,10 @@ PHASES: dict[str, Any] = {
 _ADDED_SINCE: dict[str, Any] = {
     "stage_candidates": None,
     "try_optimizer_lr": False,
+    "search_upward": False,
+    "keep_incumbent_within": None,
     "overfit_guard": None,
+    "warmup_fraction": 0.0,
 }
 """Config fields added after states were first saved, with the values that keep an older state's
 behaviour (a field missing from a saved config must not take today's default)."""

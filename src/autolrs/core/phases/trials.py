@@ -36,7 +36,7 @@ from autolrs.core.planning import decay_length, plan_stage
 from autolrs.core.search import Searcher
 from autolrs.core.selection import select
 
-__all__ = ["Trial", "Trials", "plan_trials"]
+__all__ = ["Trial", "Trials", "anchored_rate", "incumbent_rule", "plan_trials"]
 
 _FAULT_RETRIES = 1  # non-finite results a calm trial may roll back from
 _EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
@@ -52,6 +52,28 @@ def _optimizer_lr(ctx: Context) -> float | None:
     if run.default_lr < low or (run.space.cap is not None and run.default_lr > run.space.cap / 2):
         return None
     return float(run.default_lr)
+
+
+def anchored_rate(ctx: Context) -> float | None:
+    """The optimizer's own rate when the next (or running) search follows a stage that held it
+    and looks only above it (``Config.search_upward``); None otherwise."""
+    cfg, run = ctx.config, ctx.run
+    previous = run.last_lr
+    if not (cfg.search_upward and cfg.try_optimizer_lr and cfg.stage_candidates):
+        return None
+    if ctx.total_steps is None or previous is None or run.default_lr is None:
+        return None
+    return previous if math.isclose(previous, run.default_lr, rel_tol=1e-9) else None
+
+
+def incumbent_rule(ctx: Context) -> dict[str, float | None]:
+    """The keyword arguments of :func:`~autolrs.core.selection.select` for this stage: keep the
+    held rate within ``keep_incumbent_within`` in an anchored search, else prefer larger rates
+    within ``prefer_larger_within``."""
+    held = anchored_rate(ctx)
+    if held is not None and ctx.config.keep_incumbent_within is not None:
+        return {"incumbent": held, "keep_incumbent_within": ctx.config.keep_incumbent_within}
+    return {"prefer_larger_within": ctx.config.prefer_larger_within}
 
 
 def _search_interval(ctx: Context) -> tuple[float, float]:
@@ -73,6 +95,14 @@ def _search_interval(ctx: Context) -> tuple[float, float]:
     user = _optimizer_lr(ctx)
     if user is not None:
         high = max(high, user)
+    if anchored_rate(ctx) is not None and factor is not None:
+        assert previous is not None  # an anchored search follows a held rate
+        # Holding the user's own rate: only larger rates are tried (see Config.search_upward).
+        ceiling = math.inf if space.cap is None else space.cap / 2.0
+        bound = math.inf if space.auto else space.bounds[1]
+        top = min(previous * factor, ceiling, bound)
+        if top > previous * 1.01:
+            low, high = previous, top
     return low, high
 
 
@@ -434,7 +464,7 @@ class Trials(BasePhase):
         healthy = [r for r in self.results if not r.diverged]
         is_best = (
             value is not None
-            and select(healthy, prefer_larger_within=cfg.prefer_larger_within).index == t.index
+            and select(healthy, **incumbent_rule(self.ctx)).index == t.index
         )
         last = len(self.results) >= self.plan.candidates
         actions: list[Action] = []

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from autolrs.core.actions import STAGE, Restore, SetLR, Snapshot
+from autolrs.core.planning import warmup_length
 from autolrs.core.phases.base import (
     BasePhase,
     Context,
@@ -59,11 +60,10 @@ class Warmup(BasePhase):
     def begin(self) -> Transition:
         """Starts the ramp (snapshotting the state it may restart from)."""
         cfg, run = self.ctx.config, self.ctx.run
-        assert cfg.warmup_lr is not None  # Config requires it with warmup_steps
-        length = cfg.warmup_steps
-        if self.ctx.total_steps is not None:
-            length = min(length, self.ctx.total_steps)
-        self.length, self.lr, self.done, self.start_step = length, cfg.warmup_lr, 0, run.step
+        lr = cfg.warmup_lr if cfg.warmup_lr is not None else run.default_lr
+        assert lr is not None  # the controller enters the warm-up only with a rate to end at
+        length = warmup_length(cfg, self.ctx.total_steps, lr)
+        self.length, self.lr, self.done, self.start_step = length, lr, 0, run.step
         run.lr = self.rate(0)
         return Transition((Snapshot(STAGE), SetLR(run.lr)))
 
