@@ -49,6 +49,8 @@ _LEVELS = {
     "start": logging.DEBUG,
     "candidate": logging.DEBUG,
     "segment": logging.DEBUG,
+    "overfitting": logging.INFO,
+    "validation_check": logging.DEBUG,
 }
 
 
@@ -76,7 +78,13 @@ def describe(event: dict[str, Any]) -> str:
     if kind == "range_test":
         return (
             f"step {step}: range test over {len(event['lrs'])} steps -> search lr in "
-            f"[{event['low']:.3g}, {event['high']:.3g}] (diverged at {_fmt(event['diverged_lr'])})"
+            f"[{event['low']:.3g}, {event['high']:.3g}]"
+            + (f" (diverged at {_fmt(event['diverged_lr'])})" if event.get("diverged_lr") else "")
+        )
+    if kind == "stage" and event["candidates"] == 1:
+        return (
+            f"step {step}: stage {event['stage']}: holds one rate for "
+            f"{event['trial_steps'] + event['tau']} steps (no search)"
         )
     if kind == "stage":
         return (
@@ -89,6 +97,8 @@ def describe(event: dict[str, Any]) -> str:
             f"forecast {_fmt(event['forecast'])}"
         )
         return f"step {step}: stage {event['stage']} candidate {event['index']}: lr {event['lr']:.3g} {status}"
+    if kind == "decision" and len(event.get("candidates") or []) == 1 and not event.get("reason"):
+        return f"step {step}: stage {event['stage']}: holds lr {event['lr']:.3g}"
     if kind == "decision":
         extra = f" ({event['reason']})" if event.get("reason") else ""
         return (
@@ -103,6 +113,16 @@ def describe(event: dict[str, Any]) -> str:
     if kind == "final":
         what = "linear decay" if event["decay"] else "constant"
         return f"step {step}: final phase to step {event['end']}: {what} from lr {event['lr']:.3g}"
+    if kind == "overfitting":
+        return (
+            f"step {step}: the validation loss rose while the training loss fell (best "
+            f"{_fmt(event['best'])}): back to the state of that best, then the rate decays to zero"
+        )
+    if kind == "validation_check":
+        return (
+            f"step {step}: validation {_fmt(event['value'])} (best {_fmt(event['best'])}, "
+            f"{event['rises']} rise(s) in a row)"
+        )
     if kind == "overrun":
         return (
             f"step {step}: training continues past total_steps={event['total_steps']}; "

@@ -78,13 +78,46 @@ def ctrl_decision(record, stage):
     return next(e["lr"] for e in record.events if e["event"] == "decision" and e["stage"] == stage)
 
 
-def test_the_one_search_spans_the_trust_region_around_the_held_rate_with_distinct_rates():
+def test_the_one_search_looks_above_the_held_optimizer_rate_with_distinct_rates():
     _, record = _run()
     second = _stages(record)[1]
     low, high = second["search_range"]
-    assert low == pytest.approx(0.1 / 3) and high == pytest.approx(0.3)
+    assert low == pytest.approx(0.1) and high == pytest.approx(0.3)
     rates = sorted(c["lr"] for c in _candidates(record, 2))
-    assert all(b / a >= 1.5 for a, b in zip(rates, rates[1:]))
+    assert rates[0] == pytest.approx(0.1) and all(b / a >= 1.5 for a, b in zip(rates, rates[1:]))
+
+
+def test_without_search_upward_the_search_spans_the_trust_region_both_ways():
+    _, record = _run(config=Config(search_upward=False))
+    low, high = _stages(record)[1]["search_range"]
+    assert low == pytest.approx(0.1 / 3) and high == pytest.approx(0.3)
+
+
+def test_a_held_rate_that_cannot_go_up_is_searched_both_ways_below_the_ceiling():
+    # A given range is a bound: holding at its top leaves no room above.
+    _, record = _run(lr_range=(1e-3, 0.1))
+    low, high = _stages(record)[1]["search_range"]
+    assert high == pytest.approx(0.1) and low < 0.1
+
+
+def test_the_held_rate_stays_unless_a_larger_one_is_clearly_better():
+    from autolrs.core.selection import select
+
+    class C:
+        def __init__(self, lr, value):
+            self.lr, self.value = lr, value
+
+    held, close, clear = C(0.1, 1.0), C(0.3, 0.97), C(0.2, 0.9)
+    assert select([held, close], incumbent=0.1, keep_incumbent_within=0.05) is held
+    assert select([held, close, clear], incumbent=0.1, keep_incumbent_within=0.05) is clear
+    assert select([close, clear], incumbent=0.1, keep_incumbent_within=0.05) is clear
+
+
+def test_the_run_warms_up_to_the_optimizer_rate_over_two_percent_of_the_budget():
+    _, record = _run(1000, total_steps=1000)
+    assert record.lrs[:20] == pytest.approx([0.1 * (i + 1) / 20 for i in range(20)])
+    _, none = _run(1000, total_steps=1000, default_lr=None)
+    assert none.lrs[0] != pytest.approx(0.1 / 20)  # no rate to warm up to: the range test starts
 
 
 def test_without_an_optimizer_rate_the_hold_starts_at_the_range_tests_pick():

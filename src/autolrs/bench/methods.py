@@ -217,6 +217,14 @@ def autolrs_default(ctx: RunContext) -> None:
     _run_autolrs(ctx, Config())
 
 
+@register(
+    "autolrs-stagewise",
+    "autolrs Config.stagewise(): the previous default (a search in every stage), for comparison",
+)
+def autolrs_stagewise(ctx: RunContext) -> None:
+    _run_autolrs(ctx, Config.stagewise())
+
+
 def _parse_value(text: str) -> Any:
     import ast
 
