@@ -109,7 +109,9 @@ class Final(BasePhase):
         return Transition((Snapshot(STAGE), SetLR(run.lr)))
 
     def _first_rate(self) -> float:
-        """The last stage's rate; without one (a budget too short for a stage): the top of a
+        """The last stage's rate; without one (a budget too short for a stage): with
+        ``Config.try_optimizer_lr`` the optimizer's own rate when below half a rate known to
+        break training; else the top of a
         range found by a sweep that reached divergence (its lowest-loss rate times
         ``Config.range_headroom``, capped below divergence: an LR finder's pick), else the
         middle of the range (a sweep that never diverged does not say where the top is safe),
@@ -117,6 +119,9 @@ class Final(BasePhase):
         run, bounds = self.ctx.run, self.ctx.config.range_test_bounds
         if run.last_lr is not None:
             return run.last_lr
+        safe = run.space.cap is None or (run.default_lr or 0.0) <= run.space.cap / 2.0
+        if self.ctx.config.try_optimizer_lr and run.default_lr is not None and safe:
+            return run.default_lr  # the user's own rate, when nothing was compared
         if run.space.range is not None:
             low, high = run.space.range
             swept_to_divergence = run.space.auto and run.space.cap is not None and (
