@@ -29,7 +29,7 @@ from autolrs.core.phases.final import Final
 from autolrs.core.phases.range_test import RangeTest
 from autolrs.core.phases.stage import StageEnd, TrialResult
 from autolrs.core.phases.trials import Trials, plan_trials
-from autolrs.core.phases.warmup import Warmup
+from autolrs.core.phases.warmup import Warmup, warmup_target
 from autolrs.core.planning import first_tau, warmup_length
 from autolrs.core.run import Run, TauPlan
 from autolrs.core.space import SearchSpace
@@ -239,11 +239,16 @@ class StageController:
         return self._follow(Edge.METHOD, None)
 
     def _warms_up(self) -> bool:
-        """Whether the run starts with a warm-up (``Config.warmup_steps`` or
-        ``warmup_fraction``)."""
-        cfg = self.config
-        target = cfg.warmup_lr if cfg.warmup_lr is not None else self._run.default_lr
-        return warmup_length(cfg, self.total_steps, target) > 0
+        """Whether the run starts with a warm-up (``Config.warmup_steps``, as the original)."""
+        return self.config.warmup_steps > 0
+
+    def _warms_up_before_stages(self) -> bool:
+        """Whether a warm-up (``Config.warmup_fraction``) comes now, before the first stage:
+        after the range test, which must sweep from the initial model."""
+        cfg, run = self.config, self._run
+        if cfg.warmup_steps > 0 or run.warmed_up or run.stage > 0:
+            return False
+        return warmup_length(cfg, self.total_steps, warmup_target(self._ctx)) > 0
 
     def tell_loss(self, loss: float, *, model_finite: bool = True) -> tuple[Action, ...]:
         """Records the loss of the training step just taken; returns the actions to carry out.
@@ -368,6 +373,9 @@ class StageController:
 
     def _stage(self, end: StageEnd | None) -> tuple[Action, ...]:
         """The next stage's trials (after ``end`` of the previous one), or the final phase."""
+        if end is None and self._warms_up_before_stages():
+            self._run.warmed_up = True
+            return self._enter(Warmup(self._ctx))
         previous: list[TrialResult] = []
         if end is not None:
             if end.last_lr is not None:

@@ -71,6 +71,7 @@ class Run:
         best_validation: The lowest validation loss the exploit phases' checks saw
             (``Config.overfit_guard``).
         train_at_best: The training loss level at that check.
+        warmed_up: Whether the warm-up before the first stage (``Config.warmup_fraction``) ran.
         validation_rises: Consecutive checks that lay above it by more than the guard's margin
             while the training loss lay below its level at the best check.
     """
@@ -89,6 +90,7 @@ class Run:
     best_validation: float | None = None
     train_at_best: float | None = None
     validation_rises: int = 0
+    warmed_up: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
@@ -107,6 +109,7 @@ class Run:
             "best_validation": self.best_validation,
             "train_at_best": self.train_at_best,
             "validation_rises": self.validation_rises,
+            "warmed_up": self.warmed_up,
         }
 
     @classmethod
@@ -127,4 +130,5 @@ class Run:
             best_validation=data.get("best_validation"),
             train_at_best=data.get("train_at_best"),
             validation_rises=int(data.get("validation_rises", 0)),
+            warmed_up=bool(data.get("warmed_up", False)),
         )

@@ -188,6 +188,7 @@ def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
         "best_validation": None,
         "train_at_best": None,
         "validation_rises": 0,
+        "warmed_up": False,
     }
 
 

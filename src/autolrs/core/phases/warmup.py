@@ -27,7 +27,7 @@ from autolrs.core.phases.base import (
     Transition,
 )
 
-__all__ = ["Warmup"]
+__all__ = ["Warmup", "warmup_target"]
 
 
 def _rate(lr: float, length: int, done: int) -> float:
@@ -60,7 +60,7 @@ class Warmup(BasePhase):
     def begin(self) -> Transition:
         """Starts the ramp (snapshotting the state it may restart from)."""
         cfg, run = self.ctx.config, self.ctx.run
-        lr = cfg.warmup_lr if cfg.warmup_lr is not None else run.default_lr
+        lr = warmup_target(self.ctx)
         assert lr is not None  # the controller enters the warm-up only with a rate to end at
         length = warmup_length(cfg, self.ctx.total_steps, lr)
         self.length, self.lr, self.done, self.start_step = length, lr, 0, run.step
@@ -122,6 +122,19 @@ class Warmup(BasePhase):
             done=int(data["done"]),
             start_step=int(data["start_step"]),
         )
+
+
+def warmup_target(ctx: Context) -> float | None:
+    """The rate a warm-up ends at: ``Config.warmup_lr``; else the optimizer's own rate, unless
+    the range test found it above half the divergence point (then the range's top, the rate the
+    first stage will hold)."""
+    cfg, run = ctx.config, ctx.run
+    if cfg.warmup_lr is not None:
+        return cfg.warmup_lr
+    space = run.space
+    if run.default_lr is not None and (space.cap is None or run.default_lr <= space.cap / 2.0):
+        return run.default_lr
+    return space.range[1] if space.range is not None else run.default_lr
 
 
 def _offset_rate(lr: float, length: int, done: int, ahead: int) -> float:
