@@ -113,11 +113,24 @@ def test_the_held_rate_stays_unless_a_larger_one_is_clearly_better():
     assert select([close, clear], incumbent=0.1, keep_incumbent_within=0.05) is clear
 
 
-def test_the_run_warms_up_to_the_optimizer_rate_over_two_percent_of_the_budget():
-    _, record = _run(1000, total_steps=1000)
-    assert record.lrs[:20] == pytest.approx([0.1 * (i + 1) / 20 for i in range(20)])
-    _, none = _run(1000, total_steps=1000, default_lr=None)
-    assert none.lrs[0] != pytest.approx(0.1 / 20)  # no rate to warm up to: the range test starts
+def test_after_the_range_test_the_run_warms_up_to_the_optimizer_rate_over_two_percent():
+    _, record = _run(1000, total_steps=1000, lr_range=None)
+    rt = next(e for e in record.events if e["event"] == "range_test")
+    # (the sweep's kept early part is accounted as warm-up too: it starts at step 0)
+    warm = [e for e in record.events if e["event"] == "segment" and e["kind"] == "warmup"
+            and e["start"] == rt["step"]]
+    assert len(warm) == 1 and warm[0]["end"] - warm[0]["start"] == 20
+    start = warm[0]["start"]
+    assert record.lrs[start:start + 20] == pytest.approx([0.1 * (i + 1) / 20 for i in range(20)])
+    assert record.lrs[start + 20] == pytest.approx(0.1)  # then the first stage holds it
+
+
+def test_without_an_optimizer_rate_the_warm_up_ends_at_the_range_tests_pick():
+    _, record = _run(1000, total_steps=1000, lr_range=None, default_lr=None)
+    rt = next(e for e in record.events if e["event"] == "range_test")
+    warm = next(e for e in record.events if e["event"] == "segment" and e["kind"] == "warmup"
+                and e["start"] == rt["step"])
+    assert record.lrs[warm["end"] - 1] == pytest.approx(rt["high"])
 
 
 def test_without_an_optimizer_rate_the_hold_starts_at_the_range_tests_pick():
