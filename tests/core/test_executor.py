@@ -323,7 +323,8 @@ def test_drive_rolls_back_when_validation_raises():
 
 def test_abort_in_a_trial_restores_the_stage_snapshot():
     executor = Recorder(
-        StageController(total_steps=300, seed=0, lr_range=(1e-3, 1.0)), NoisyQuadratic(seed=2)
+        StageController(Config.stagewise(), total_steps=300, seed=0, lr_range=(1e-3, 1.0)),
+        NoisyQuadratic(seed=2),
     )
     executor.tell(Start())
     _train(executor, 5)

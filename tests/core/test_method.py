@@ -125,26 +125,26 @@ def test_after_the_range_test_the_run_warms_up_to_the_optimizer_rate_over_two_pe
     assert record.lrs[start + 20] == pytest.approx(0.1)  # then the first stage holds it
 
 
-def test_without_an_optimizer_rate_the_warm_up_ends_at_the_range_tests_pick():
+def test_without_an_optimizer_rate_the_warm_up_ends_in_the_middle_of_the_found_range():
     _, record = _run(1000, total_steps=1000, lr_range=None, default_lr=None)
     rt = next(e for e in record.events if e["event"] == "range_test")
     warm = next(e for e in record.events if e["event"] == "segment" and e["kind"] == "warmup"
                 and e["start"] == rt["step"])
-    assert record.lrs[warm["end"] - 1] == pytest.approx(rt["high"])
+    assert record.lrs[warm["end"] - 1] == pytest.approx(math.sqrt(rt["low"] * rt["high"]))
 
 
-def test_without_an_optimizer_rate_the_hold_starts_at_the_range_tests_pick():
-    ctrl, record = _run(default_lr=None, lr_range=None)
+def test_without_an_optimizer_rate_the_first_stage_searches_the_found_range():
+    _, record = _run(default_lr=None, lr_range=None)
     rt = next(e for e in record.events if e["event"] == "range_test")
-    first = _candidates(record, 1)
-    assert len(first) == 1 and first[0]["lr"] == pytest.approx(rt["high"])
+    first = _stages(record)[0]
+    assert first["candidates"] == Config().candidates
+    assert first["search_range"] == pytest.approx([rt["low"], rt["high"]])
 
 
 def test_an_optimizer_rate_above_half_the_divergence_point_is_not_tried():
     _, record = _run(default_lr=50.0, lr_range=None)
-    rt = next(e for e in record.events if e["event"] == "range_test")
-    assert all(c["lr"] < 50.0 for c in _candidates(record, 1))
-    assert _candidates(record, 1)[0]["lr"] == pytest.approx(rt["high"])
+    assert all(c["lr"] < 25.0 for c in record.events if c["event"] == "candidate")
+    assert _stages(record)[0]["candidates"] == Config().candidates  # a search instead of a hold
 
 
 def test_without_a_budget_every_stage_searches_as_before():

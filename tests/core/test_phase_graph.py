@@ -27,7 +27,7 @@ from autolrs.testing import NoisyQuadratic
 
 
 def test_tell_answers_one_decision_with_the_events_since_the_last():
-    ctrl = StageController(lr_range=(1e-3, 1.0), total_steps=300, seed=0)
+    ctrl = StageController(Config.stagewise(), lr_range=(1e-3, 1.0), total_steps=300, seed=0)
     first = ctrl.tell(Start())
     assert isinstance(first, Decision) and first.failure is None
     assert [e["event"] for e in first.events] == ["start", "stage"]

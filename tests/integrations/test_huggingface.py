@@ -73,7 +73,7 @@ def held_out_loss(model) -> float:
 
 
 def test_trainer_trains_with_the_learning_rate_autolrs_chooses(tmp_path):
-    callback = AutoLRSCallback(seed=0, config=Config(candidates=4))
+    callback = AutoLRSCallback(seed=0, config=Config.stagewise(candidates=4))
     trainer, model, used = make_trainer(tmp_path, callback)
     record_lrs(trainer, used)
     before = held_out_loss(model)
@@ -91,12 +91,12 @@ def test_trainer_trains_with_the_learning_rate_autolrs_chooses(tmp_path):
 
 
 def test_resume_from_checkpoint_continues_the_search_exactly(tmp_path):
-    full, _, used_full = make_trainer(tmp_path / "full", AutoLRSCallback(seed=0, config=Config(candidates=4)))
+    full, _, used_full = make_trainer(tmp_path / "full", AutoLRSCallback(seed=0, config=Config.stagewise(candidates=4)))
     record_lrs(full, used_full)
     full.train()
-    first, _, _ = make_trainer(tmp_path / "cut", AutoLRSCallback(seed=0, config=Config(candidates=4)))
+    first, _, _ = make_trainer(tmp_path / "cut", AutoLRSCallback(seed=0, config=Config.stagewise(candidates=4)))
     first.train()  # writes checkpoint-60 (mid-run) and checkpoint-120
-    resumed, _, used_resumed = make_trainer(tmp_path / "cut", AutoLRSCallback(seed=0, config=Config(candidates=4)))
+    resumed, _, used_resumed = make_trainer(tmp_path / "cut", AutoLRSCallback(seed=0, config=Config.stagewise(candidates=4)))
     record_lrs(resumed, used_resumed)
     resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-60"))
     assert len(used_resumed) == 60
@@ -139,7 +139,7 @@ def test_missing_transformers_names_the_extra():
 
 def test_the_trainers_logged_learning_rate_is_the_rate_autolrs_set(tmp_path):
     trainer, _, used = make_trainer(
-        tmp_path, AutoLRSCallback(seed=0, config=Config(candidates=4)), max_steps=60,
+        tmp_path, AutoLRSCallback(seed=0, config=Config.stagewise(candidates=4)), max_steps=60,
         logging_steps=1, save_strategy="no",
     )
     record_lrs(trainer, used)

@@ -12,7 +12,7 @@ from autolrs import AutoLRS, Config
 def test_scalars_are_written(tmp_path):
     model = nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    sched = AutoLRS(model, opt, total_steps=120, seed=0, config=Config(candidates=3), tensorboard=tmp_path)
+    sched = AutoLRS(model, opt, total_steps=120, seed=0, config=Config.stagewise(candidates=3), tensorboard=tmp_path)
     x, y = torch.randn(32, 4), torch.randn(32, 1)
     for _ in range(120):
         loss = nn.functional.mse_loss(model(x), y)

@@ -17,7 +17,7 @@ def make(**kwargs):
     model = nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     kwargs.setdefault("lr_range", (1e-3, 1.0))
-    kwargs.setdefault("config", Config(tau=40, candidates=3, min_trial_steps=4))
+    kwargs.setdefault("config", Config.stagewise(tau=40, candidates=3, min_trial_steps=4))
     kwargs.setdefault("seed", 0)
     return model, opt, AutoLRS(model, opt, **kwargs)
 
@@ -65,7 +65,7 @@ def test_constructor_misuse(kwargs, exc, match):
 
 def test_config_field_out_of_range():
     with pytest.raises(ValueError, match=r"Config.candidates must be an integer >= 2, got 1"):
-        Config(candidates=1)
+        Config.stagewise(candidates=1)
 
 
 def test_model_and_optimizer_of_the_wrong_type():
@@ -152,7 +152,7 @@ def test_state_dict_that_is_not_a_dict():
 
 @pytest.mark.parametrize(("value", "outcome"), [(math.nan, "diverged"), ("0.3", TypeError), (None, TypeError), (torch.ones(2), TypeError)])
 def test_val_fn_returning_garbage(value, outcome):
-    config = Config(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
+    config = Config.stagewise(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
     model, opt, sched = make(config=config, val_fn=lambda: value)
     if outcome == "diverged":
         for _ in range(12):
@@ -194,7 +194,7 @@ def test_tiny_budget_without_range_holds_the_optimizer_lr(decay):
     # default final decay, decayed linearly over the budget's last fifth), without warnings.
     model = nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    sched = AutoLRS(model, opt, total_steps=5, config=Config(final_decay_fraction=decay))
+    sched = AutoLRS(model, opt, total_steps=5, config=Config.stagewise(final_decay_fraction=decay))
     used = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from autolrs import AutoLRS
+from autolrs import AutoLRS, Config
 from autolrs.bench.workloads.digits import make_digits
 
 
-def lr_sequence(seed: int) -> list[float]:
+def lr_sequence(seed: int, config: Config | None = None) -> list[float]:
     work = make_digits("adamw")
     model = work.model(seed=0)
     opt = work.make_optimizer(model.parameters(), lr=1e-3)
-    sched = AutoLRS(model, opt, total_steps=200, seed=seed, val_fn=lambda: work.evaluate(model, "holdout")["loss"])
+    sched = AutoLRS(
+        model, opt, total_steps=200, seed=seed, config=config,
+        val_fn=lambda: work.evaluate(model, "holdout")["loss"],
+    )
     lrs = []
     for x, y in sched.wrap(work.batches(seed=0)):
         lrs.append(sched.get_last_lr()[0])
@@ -33,8 +36,10 @@ def test_same_seed_gives_the_same_learning_rates():
 
 
 def test_another_seed_may_choose_differently():
+    # The stage-wise search draws its first candidate at random; the default holds the
+    # optimizer's rate first and its one search starts there, so its seed rarely matters.
     torch.manual_seed(0)
-    a = lr_sequence(3)
+    a = lr_sequence(3, Config.stagewise())
     torch.manual_seed(0)
-    b = lr_sequence(4)
+    b = lr_sequence(4, Config.stagewise())
     assert a != b

@@ -14,7 +14,7 @@ from autolrs.torch.snapshot import SnapshotStore
 
 from tests.torch.helpers import batches, make_data, make_model, state_equal, train
 
-SMALL = Config(tau=40, candidates=3, min_trial_steps=4)
+SMALL = Config.stagewise(tau=40, candidates=3, min_trial_steps=4)
 PAPER_SMALL = Config.paper(tau=40, candidates=3, min_trial_steps=4)
 
 
@@ -159,7 +159,7 @@ def test_persistent_divergence_raises_after_restoring_a_finite_model():
 
 
 def test_val_fn_raising_restores_the_snapshot_then_propagates():
-    config = Config(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
+    config = Config.stagewise(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
     calls = {"n": 0}
     holder = {}
 
@@ -182,7 +182,7 @@ def test_val_fn_raising_restores_the_snapshot_then_propagates():
 
 @pytest.mark.parametrize("bad", ["0.5", None, [0.3]])
 def test_val_fn_returning_a_non_number_is_a_type_error_after_rollback(bad):
-    config = Config(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
+    config = Config.stagewise(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
     model, opt, sched, data = setup(config=config, val_fn=lambda: bad)
     with pytest.raises(TypeError, match="val_fn must return a number"):
         train(sched, model, opt, data, 5)
@@ -190,7 +190,7 @@ def test_val_fn_returning_a_non_number_is_a_type_error_after_rollback(bad):
 
 
 def test_val_fn_returning_nan_marks_the_candidate_diverged():
-    config = Config(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
+    config = Config.stagewise(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
     model, opt, sched, data = setup(config=config, val_fn=lambda: float("nan"))
     train(sched, model, opt, data, 80)
     cands = [e for e in sched.events if e["event"] == "candidate"]
@@ -199,7 +199,7 @@ def test_val_fn_returning_nan_marks_the_candidate_diverged():
 
 
 def test_val_fn_restores_train_mode():
-    config = Config(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
+    config = Config.stagewise(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
     model, opt, sched, data = setup(config=config)
 
     def val_fn():

@@ -174,8 +174,13 @@ class Final(BasePhase):
         if isinstance(observation, Validation):
             return self._validation(observation.value)
         if isinstance(observation, Abort):
+            # The validation function raised during an overfitting check: back to the latest
+            # checkpoint (the error then propagates; the schedule goes on if the caller does).
             self.awaiting = False
-            return Transition()
+            self.ctx.register_rollback(self.name, observation.reason)
+            self._segment(committed=False)
+            self.ctx.run.lr = self.rate()
+            return Transition((Restore(STAGE), SetLR(self.ctx.run.lr)))
         if isinstance(observation, Spent) and not self.done:
             # The decay's schedule goes on; the lost steps are spent.
             self.checkpoint_step = self.ctx.run.step

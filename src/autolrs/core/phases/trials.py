@@ -115,6 +115,10 @@ def plan_trials(ctx: Context) -> TrialPlan | None:
     k = cfg.later_candidates if run.stage >= 1 and cfg.later_candidates else cfg.candidates
     if cfg.stage_candidates and ctx.total_steps is not None:
         k = cfg.stage_candidates[min(run.stage, len(cfg.stage_candidates) - 1)]
+        if k == 1 and run.last_lr is None and _optimizer_lr(ctx) is None:
+            # No usable rate to hold (the optimizer's lies outside the range the range test
+            # found): the first stage searches the range instead.
+            k = cfg.candidates
     plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
     if plan is None:
         return None

@@ -126,15 +126,20 @@ class Warmup(BasePhase):
 
 def warmup_target(ctx: Context) -> float | None:
     """The rate a warm-up ends at: ``Config.warmup_lr``; else the optimizer's own rate, unless
-    the range test found it above half the divergence point (then the range's top, the rate the
-    first stage will hold)."""
+    the range test found it unusable (above half the divergence point or below the range: then
+    the range's geometric middle, where the first stage's search is centred)."""
     cfg, run = ctx.config, ctx.run
     if cfg.warmup_lr is not None:
         return cfg.warmup_lr
     space = run.space
-    if run.default_lr is not None and (space.cap is None or run.default_lr <= space.cap / 2.0):
+    usable = run.default_lr is not None and (space.cap is None or run.default_lr <= space.cap / 2.0)
+    if usable and space.range is not None:
+        usable = run.default_lr >= space.range[0]
+    if usable or space.range is None:
         return run.default_lr
-    return space.range[1] if space.range is not None else run.default_lr
+    # The optimizer's rate is unusable: the first stage will search the range; warm up to its
+    # middle, not to its top (the edge of stability an LR finder would pick).
+    return math.sqrt(space.range[0] * space.range[1])
 
 
 def _offset_rate(lr: float, length: int, done: int, ahead: int) -> float:
