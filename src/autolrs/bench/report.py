@@ -270,6 +270,26 @@ def write_report(
     return text
 
 
+def _save_lr_figure(fig: Any, ax_lr: Any, ax_score: Any, title: str, name: str, out_dir: str) -> str:
+    """Labels the rate-and-score figure of ``title``, saves it as ``name`` and closes it."""
+    import matplotlib.pyplot as plt
+
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate (effective)")
+    ax_lr.set_title(f"{title}: learning rate and score against step (seed 0)")
+    if ax_lr.get_legend_handles_labels()[0]:
+        ax_lr.legend(fontsize=7, ncol=3)
+    ax_lr.grid(alpha=0.3)
+    ax_score.set_yscale("log")
+    ax_score.set_ylabel("score-split loss")
+    ax_score.set_xlabel("optimizer steps (charged)")
+    ax_score.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, name), dpi=100)
+    plt.close(fig)
+    return name
+
+
 def _figures(results: list[RunResult], summary: dict[str, Any], out_dir: str) -> dict[str, Any]:
     try:
         from autolrs.plot import require_matplotlib
@@ -304,20 +324,7 @@ def _figures(results: list[RunResult], summary: dict[str, Any], out_dir: str) ->
         target = summary["workloads"].get(workload, {}).get("target")
         if target:
             ax_score.axhline(target, color="k", ls=":", lw=1, label="target")
-        ax_lr.set_yscale("log")
-        ax_lr.set_ylabel("learning rate (effective)")
-        ax_lr.set_title(f"{workload}: learning rate and score against step (seed 0)")
-        ax_lr.legend(fontsize=7, ncol=3)
-        ax_lr.grid(alpha=0.3)
-        ax_score.set_yscale("log")
-        ax_score.set_ylabel("score-split loss")
-        ax_score.set_xlabel("optimizer steps (charged)")
-        ax_score.grid(alpha=0.3)
-        fig.tight_layout()
-        name = f"{workload}.png"
-        fig.savefig(os.path.join(out_dir, name), dpi=100)
-        plt.close(fig)
-        figures[workload] = [name]
+        figures[workload] = [_save_lr_figure(fig, ax_lr, ax_score, workload, f"{workload}.png", out_dir)]
     base_keys = [k for k in summary["workloads"] if " x" not in k]
     methods = _order({m for k in base_keys for m in summary["workloads"][k]["methods"] if not _tuned(m)})
     if base_keys and methods:
@@ -924,21 +931,8 @@ def _fair_figures(
             if r.curve:
                 scores = [v if math.isfinite(v) else np.nan for _, v in r.curve]
                 ax_score.plot([s for s, _ in r.curve], scores, color=color, lw=width, label=method)
-        ax_lr.set_yscale("log")
-        ax_lr.set_ylabel("learning rate (effective)")
-        ax_lr.set_title(f"{key}: learning rate and score against step (seed 0)")
-        if ax_lr.get_legend_handles_labels()[0]:
-            ax_lr.legend(fontsize=7, ncol=3)
-        ax_lr.grid(alpha=0.3)
-        ax_score.set_yscale("log")
-        ax_score.set_ylabel("score-split loss")
-        ax_score.set_xlabel("optimizer steps (charged)")
-        ax_score.grid(alpha=0.3)
-        fig.tight_layout()
         name = f"{cell['workload']}-B{cell['budget']}.png"
-        fig.savefig(os.path.join(out_dir, name), dpi=100)
-        plt.close(fig)
-        figures[key] = [name]
+        figures[key] = [_save_lr_figure(fig, ax_lr, ax_score, key, name, out_dir)]
     for workload, points in summary["curves"].items():
         fig, ax = plt.subplots(figsize=(7, 4.5))
         xs = [p["budget"] for p in points]

@@ -218,18 +218,19 @@ def load_diamonds_splits(seed: int = 0) -> TabularData:
     )
 
 
-def make_diamonds() -> Workload:
-    """The ``diamonds`` workload: MLP 3x256 on 26 features, AdamW (wd 1e-2), batch 128."""
-    data = load_diamonds_splits()
+def _mlp_workload(
+    name: str, description: str, data: TabularData, *, weight_decay: float, batch_size: int,
+    step_hint: int, eval_batch: int, target: str,
+) -> Workload:
+    """An MLP 3x256 regression workload trained with AdamW at the naive default 1e-3."""
     inputs = data.train.x.shape[1]
     return Workload(
-        name="diamonds",
-        description=f"ggplot2 diamonds, log-price regression, MLP {inputs}-3x256-1, AdamW wd 1e-2, "
-        "batch 128",
+        name=name,
+        description=description.format(inputs=inputs),
         optimizer="adamw",
-        weight_decay=1e-2,
-        batch_size=128,
-        step_hint=8000,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        step_hint=step_hint,
         default_lr=1e-3,
         train=data.train,
         holdout=data.holdout,
@@ -237,8 +238,18 @@ def make_diamonds() -> Workload:
         build_model=lambda seed: MLP(inputs, (256, 256, 256)),
         loss=_mse,
         has_accuracy=False,
-        eval_batch=5_000,
-        extra={"y_mean": data.y_mean, "y_std": data.y_std, "target": "log(price)"},
+        eval_batch=eval_batch,
+        extra={"y_mean": data.y_mean, "y_std": data.y_std, "target": target},
+    )
+
+
+def make_diamonds() -> Workload:
+    """The ``diamonds`` workload: MLP 3x256 on 26 features, AdamW (wd 1e-2), batch 128."""
+    return _mlp_workload(
+        "diamonds",
+        "ggplot2 diamonds, log-price regression, MLP {inputs}-3x256-1, AdamW wd 1e-2, batch 128",
+        load_diamonds_splits(),
+        weight_decay=1e-2, batch_size=128, step_hint=8000, eval_batch=5_000, target="log(price)",
     )
 
 
@@ -261,23 +272,10 @@ def load_diabetes_splits(seed: int = 0) -> TabularData:
 
 def make_diabetes_overfit() -> Workload:
     """The ``diabetes-overfit`` workload: MLP 3x256 on 266 rows, AdamW (wd 1e-4), batch 32."""
-    data = load_diabetes_splits()
-    inputs = data.train.x.shape[1]
-    return Workload(
-        name="diabetes-overfit",
-        description=f"sklearn diabetes (266 train rows), MLP {inputs}-3x256-1, AdamW wd 1e-4, "
-        "batch 32; overfits",
-        optimizer="adamw",
-        weight_decay=1e-4,
-        batch_size=32,
-        step_hint=1000,
-        default_lr=1e-3,
-        train=data.train,
-        holdout=data.holdout,
-        score=data.score,
-        build_model=lambda seed: MLP(inputs, (256, 256, 256)),
-        loss=_mse,
-        has_accuracy=False,
-        eval_batch=512,
-        extra={"y_mean": data.y_mean, "y_std": data.y_std, "target": "disease progression"},
+    return _mlp_workload(
+        "diabetes-overfit",
+        "sklearn diabetes (266 train rows), MLP {inputs}-3x256-1, AdamW wd 1e-4, batch 32; overfits",
+        load_diabetes_splits(),
+        weight_decay=1e-4, batch_size=32, step_hint=1000, eval_batch=512,
+        target="disease progression",
     )
