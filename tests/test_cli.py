@@ -16,7 +16,7 @@ def test_demo_prints_the_comparison_and_writes_log_and_figure(tmp_path, capsys):
     assert main(["demo", "--steps", "240", "--out", str(tmp_path)]) == 0
     assert torch.get_num_threads() == threads  # the demo's single thread is undone
     out = capsys.readouterr().out
-    assert "autolrs (no lr given)" in out and "AdamW 1e-3 fixed" in out
+    assert "autolrs from AdamW 1e-3" in out and "AdamW 1e-3 fixed" in out
     # process CPU time on one thread (stable on a busy machine), not wall time
     assert "CPU s (1 thread)" in out and "wall" not in out
     assert "warm-up+cosine" in out and "per stage:" in out

@@ -125,7 +125,7 @@ def _run_demo(steps: int, seed: int, out_dir: str) -> list[DemoResult]:
             threads=torch.get_num_threads(),
         )
 
-    results.append(train("autolrs (no lr given)", True, None))
+    results.append(train("autolrs from AdamW 1e-3", True, None))
     results.append(train("AdamW 1e-3 fixed", False, None))
     results.append(train("AdamW 1e-3 warm-up+cosine", False, cosine_factor(steps, max(1, steps // 50))))
     try:
