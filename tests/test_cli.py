@@ -24,7 +24,7 @@ def test_demo_prints_the_comparison_and_writes_log_and_figure(tmp_path, capsys):
     events = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
     assert any(e["event"] == "decision" for e in events)
     # every method ran the same number of steps
-    rows = [line for line in out.splitlines() if line.startswith(("autolrs (", "AdamW"))]
+    rows = [line for line in out.splitlines() if line.startswith(("autolrs from", "AdamW"))]
     assert len(rows) == 3 and all(" 240 " in row for row in rows)
 
 
