@@ -194,7 +194,7 @@ class Config:
     start_at_previous: bool = True
     try_optimizer_lr: bool = True
     search_upward: bool = True
-    keep_incumbent_within: float | None = 0.05
+    keep_incumbent_within: float | None = 0.02
     select: Selection = "observed"
     prefer_larger_within: float | None = 0.05
     diverged_value: DivergedValue = "worst"
