@@ -243,21 +243,11 @@ def write_report(
                     f"{method}: controller compute {100 * row['controller_share']:.1f} % of its training time, "
                     f"validation calls {100 * row['validation_share']:.1f} %."
                 )
-        accounted = [m for m in methods_order if "accounting" in data["methods"].get(m, {})]
-        if accounted:
-            lines += [
-                "",
-                "Step accounting (share of the steps taken, median over seeds; discarded = range "
-                "test + discarded trials + rolled back):",
-                "",
-                "| method | " + " | ".join(a.replace("_", " ") for a in ACCOUNTS) + " | discarded |",
-                "| --- |" + " ---: |" * (len(ACCOUNTS) + 1),
-            ]
-            for method in accounted:
-                acc = data["methods"][method]["accounting"]
-                discarded = acc["range_test"] + acc["discarded_trials"] + acc["rolled_back"]
-                cells = " | ".join(f"{100 * acc[a]:.1f} %" for a in ACCOUNTS)
-                lines.append(f"| {method} | {cells} | {100 * discarded:.1f} % |")
+        lines += _accounting_table(
+            {m: data["methods"][m]["accounting"] for m in methods_order
+             if "accounting" in data["methods"].get(m, {})},
+            "share of the steps taken",
+        )
         lines.append("")
         for name in figures.get(w, []):
             lines.append(f"![{name}]({name})")
@@ -881,21 +871,30 @@ def _fair_cell_lines(key: str, cell: dict[str, Any], order: list[str]) -> list[s
             f"{row['reached']}/{row['seeds']} | {acc} | {row['seconds_per_step'] * 1e3:.1f} ms | "
             f"{row['diverged']}/{row['seeds']} | {ctrl} | {calls} |"
         )
-    accounted = [m for m in order if "accounting" in rows.get(m, {})]
-    if accounted:
-        lines += [
-            "",
-            "Step accounting (share of the budget, median over seeds; discarded = range test + "
-            "losing trials + rolled back):",
-            "",
-            "| method | " + " | ".join(a.replace("_", " ") for a in ACCOUNTS) + " | discarded |",
-            "| --- |" + " ---: |" * (len(ACCOUNTS) + 1),
-        ]
-        for method in accounted:
-            acc = rows[method]["accounting"]
-            shares = " | ".join(f"{100 * acc[a]:.1f} %" for a in (*ACCOUNTS, "discarded"))
-            lines.append(f"| {method} | {shares} |")
+    lines += _accounting_table(
+        {m: rows[m]["accounting"] for m in order if "accounting" in rows.get(m, {})},
+        "share of the budget",
+    )
     return lines + [""]
+
+
+def _accounting_table(shares: dict[str, dict[str, float]], of: str) -> list[str]:
+    """The step-accounting table (one row per method; no lines when no method has one)."""
+    if not shares:
+        return []
+    lines = [
+        "",
+        f"Step accounting ({of}, median over seeds; discarded = range test + losing trials + "
+        "rolled back):",
+        "",
+        "| method | " + " | ".join(a.replace("_", " ") for a in ACCOUNTS) + " | discarded |",
+        "| --- |" + " ---: |" * (len(ACCOUNTS) + 1),
+    ]
+    for method, acc in shares.items():
+        discarded = acc.get("discarded", acc["range_test"] + acc["discarded_trials"] + acc["rolled_back"])
+        cells = " | ".join(f"{100 * acc[a]:.1f} %" for a in ACCOUNTS)
+        lines.append(f"| {method} | {cells} | {100 * discarded:.1f} % |")
+    return lines
 
 
 def _fair_figures(

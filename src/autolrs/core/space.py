@@ -64,6 +64,13 @@ class SearchSpace:
         self.cap = cap
         self.auto = True
 
+    def admits(self, lr: float) -> bool:
+        """Whether ``lr`` is a rate to train at: not below the range (when one is known) and
+        below half the lowest rate known to break training."""
+        if self.range is not None and lr < self.range[0]:
+            return False
+        return self.cap is None or lr <= self.cap / 2.0
+
     def around(self, center: float | None, factor: float | None) -> tuple[float, float]:
         """The range, narrowed to the trust region around ``center`` when both are given."""
         low, high = self.bounds

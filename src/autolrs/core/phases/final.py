@@ -110,8 +110,8 @@ class Final(BasePhase):
 
     def _first_rate(self) -> float:
         """The last stage's rate; without one (a budget too short for a stage): with
-        ``Config.try_optimizer_lr`` the optimizer's own rate when below half a rate known to
-        break training; else the top of a
+        ``Config.try_optimizer_lr`` the optimizer's own rate when the space admits it (not below
+        the range, below half a rate known to break training); else the top of a
         range found by a sweep that reached divergence (its lowest-loss rate times
         ``Config.range_headroom``, capped below divergence: an LR finder's pick), else the
         middle of the range (a sweep that never diverged does not say where the top is safe),
@@ -119,8 +119,8 @@ class Final(BasePhase):
         run, bounds = self.ctx.run, self.ctx.config.range_test_bounds
         if run.last_lr is not None:
             return run.last_lr
-        safe = run.space.cap is None or (run.default_lr or 0.0) <= run.space.cap / 2.0
-        if self.ctx.config.try_optimizer_lr and run.default_lr is not None and safe:
+        usable = run.default_lr is not None and run.space.admits(run.default_lr)
+        if self.ctx.config.try_optimizer_lr and usable:
             return run.default_lr  # the user's own rate, when nothing was compared
         if run.space.range is not None:
             low, high = run.space.range

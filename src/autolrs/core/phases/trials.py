@@ -48,10 +48,7 @@ def _optimizer_lr(ctx: Context) -> float | None:
     run = ctx.run
     if not ctx.config.try_optimizer_lr or run.last_lr is not None or run.default_lr is None:
         return None
-    low, _ = run.space.bounds
-    if run.default_lr < low or (run.space.cap is not None and run.default_lr > run.space.cap / 2):
-        return None
-    return float(run.default_lr)
+    return float(run.default_lr) if run.space.admits(run.default_lr) else None
 
 
 def anchored_rate(ctx: Context) -> float | None:

@@ -132,10 +132,7 @@ def warmup_target(ctx: Context) -> float | None:
     if cfg.warmup_lr is not None:
         return cfg.warmup_lr
     space = run.space
-    usable = run.default_lr is not None and (space.cap is None or run.default_lr <= space.cap / 2.0)
-    if usable and space.range is not None:
-        usable = run.default_lr >= space.range[0]
-    if usable or space.range is None:
+    if space.range is None or (run.default_lr is not None and space.admits(run.default_lr)):
         return run.default_lr
     # The optimizer's rate is unusable: the first stage will search the range; warm up to its
     # middle, not to its top (the edge of stability an LR finder would pick).
