@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from autolrs.core import Config, StageController
-from autolrs.core.actions import BEST, Discard, Restore, Snapshot
+from autolrs.core.actions import BEST, STAGE, Discard, Restore, Snapshot
 from autolrs.core.config import _STAGEWISE
 from autolrs.core.observations import Loss, Validation
 from autolrs.core.phases.exploit import Exploit
@@ -193,14 +193,125 @@ def test_a_validation_loss_that_rises_while_training_improves_stops_training_at_
     assert len(found) == 1
     checks = [e for e in record.events if e["event"] == "validation_check"]
     assert len(checks) >= 4 and [c["rises"] for c in checks[-3:]] == [1, 2, 3]
+    # Back to the best state; the validation loss (which here rises with the step count, not
+    # with the model) is still higher at the anneal's end, so the best state itself is kept.
     restore = [a for a in record.actions if a == Restore(BEST)]
-    assert len(restore) == 1 and Discard(BEST) in record.actions
+    assert len(restore) == 2 and Discard(BEST) in record.actions
+    (verdict,) = [e for e in record.events if e["event"] == "early_decay"]
+    assert not verdict["kept"] and verdict["value"] > verdict["best"]
     stop = found[0]["step"]
     # A short anneal (1/20 of the budget) from the best state, then the rate stays at zero.
     tail = record.lrs[stop:]
     assert tail[0] > 0 and all(lr == 0.0 for lr in tail[31:])
     assert 0.0 not in record.lrs[:stop]
     assert ctrl.phase == "done"
+
+
+class _OverfitsUntilStopped(_Overfitting):
+    """Rises with the step count until the guard stops training, then tracks the model."""
+
+    def __init__(self, problem, ctrl, after, record):
+        super().__init__(problem, ctrl, after)
+        self.record = record
+
+    def __call__(self):
+        if any(e["event"] == "overfitting" for e in self.record.events):
+            return self.problem.loss()
+        return super().__call__()
+
+
+def test_an_early_decay_that_improves_on_the_best_state_is_kept():
+    from autolrs.testing import DriveRecord
+
+    ctrl = StageController(Config(), total_steps=600, lr_range=(1e-3, 1.0), validation=True,
+                           seed=0, default_lr=0.1)
+    problem, record = NoisyQuadratic(seed=0), DriveRecord()
+    drive(ctrl, problem, 600, validation=_OverfitsUntilStopped(problem, ctrl, 200, record),
+          record=record)
+    (verdict,) = [e for e in record.events if e["event"] == "early_decay"]
+    assert verdict["kept"] and verdict["value"] <= verdict["best"]
+    assert [a for a in record.actions if a == Restore(BEST)] == [Restore(BEST)]
+    assert Discard(BEST) in record.actions and ctrl.phase == "done"
+
+
+class _FailsAtTheEarlyDecaysEnd(_Overfitting):
+    """Overfits from ``after`` on; the check at the early decay's end raises or gives NaN."""
+
+    def __init__(self, problem, ctrl, after, record, fault):
+        super().__init__(problem, ctrl, after)
+        self.record, self.fault = record, fault
+
+    def __call__(self):
+        if any(e["event"] == "overfitting" for e in self.record.events):
+            if self.fault == "raise":
+                raise RuntimeError("validation data unavailable")
+            return math.nan
+        return super().__call__()
+
+
+@pytest.mark.parametrize("fault", ["raise", "nan"])
+def test_a_failing_check_at_the_early_decays_end_never_loses_the_model(fault):
+    from autolrs.testing import DriveRecord
+
+    ctrl = StageController(Config(), total_steps=600, lr_range=(1e-3, 1.0), validation=True,
+                           seed=0, default_lr=0.1)
+    problem, record = NoisyQuadratic(seed=0), DriveRecord()
+    validation = _FailsAtTheEarlyDecaysEnd(problem, ctrl, 200, record, fault)
+    try:
+        drive(ctrl, problem, 600, validation=validation, record=record)
+    except RuntimeError:
+        assert fault == "raise"
+        drive(ctrl, problem, 600 - len(record.lrs), start=False, validation=validation,
+              record=record)
+    assert ctrl.phase == "done" and problem.finite()
+    assert len(record.lrs) == 600 and all(lr == 0.0 for lr in record.lrs[-100:])
+    stop = [e for e in record.events if e["event"] == "overfitting"][0]["step"]
+    after = record.actions[[i for i, a in enumerate(record.actions) if a == Restore(BEST)][0] + 1:]
+    if fault == "raise":
+        # Back to the decay's latest checkpoint, a rollback recorded, the best state dropped.
+        assert Restore(STAGE) in after and Discard(BEST) in after
+        assert not [e for e in record.events if e["event"] == "early_decay"]
+        assert [e for e in record.events if e["event"] == "rollback" and e["step"] > stop]
+    else:
+        # A NaN says nothing in the decay's favour: the best state itself is kept.
+        (verdict,) = [e for e in record.events if e["event"] == "early_decay"]
+        assert not verdict["kept"] and Restore(BEST) in after and Discard(BEST) in after
+
+
+def test_checks_are_dense_early_and_every_twentieth_of_the_budget_later():
+    from autolrs.core.overfitting import check_steps
+
+    steps = check_steps(2000)
+    assert steps[0] == 10 and steps[-1] <= 2000
+    gaps = np.diff(steps)
+    assert gaps.min() == 10 and gaps.max() == 100  # 1/200 to 1/20 of the budget
+    assert all(b >= a for a, b in zip(gaps, gaps[1:]))  # the gaps only grow
+    early = [s for s in steps if s <= 200]
+    assert len(early) >= 12  # the first tenth of the budget is checked a dozen times
+    assert 30 <= len(steps) <= 50
+    assert check_steps(10) == tuple(range(1, 11))
+
+
+def _checks(values, training):
+    from autolrs.core.overfitting import observe_check
+
+    ctx = context(Config(), total_steps=1000, validation=True)
+    return [observe_check(ctx, v, [t]) for v, t in zip(values, training)], ctx
+
+
+def test_one_lucky_low_check_is_not_taken_for_overfitting():
+    # digits at SGD 0.1: a check far below its neighbours, then ordinary values, while the
+    # training loss keeps falling; unsmoothed, the next three checks "rose" 20-40 % above it.
+    values = [0.104, 0.076, 0.084, 0.042, 0.059, 0.052, 0.052, 0.055, 0.050]
+    verdicts, ctx = _checks(values, np.linspace(0.3, 0.1, len(values)))
+    assert "overfit" not in verdicts
+    assert verdicts[3] == "best" and ctx.run.best_validation == 0.042  # its state is kept
+
+
+def test_a_sustained_rise_is_overfitting_despite_the_smoothing():
+    values = [0.35, 0.347, 0.374, 0.432, 0.435, 0.41, 0.45, 0.47]
+    verdicts, _ = _checks(values, np.linspace(0.3, 0.1, len(values)))
+    assert verdicts.index("overfit") == 6  # three smoothed rises in a row: checks 4, 5 and 6
 
 
 def test_a_validation_loss_that_keeps_falling_never_stops_training():

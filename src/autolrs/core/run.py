@@ -72,8 +72,11 @@ class Run:
             (``Config.overfit_guard``).
         train_at_best: The training loss level at that check.
         warmed_up: Whether the warm-up before the first stage (``Config.warmup_fraction``) ran.
-        validation_rises: Consecutive checks that lay above it by more than the guard's margin
-            while the training loss lay below its level at the best check.
+        validation_rises: Consecutive checks whose smoothed value lay above the lowest
+            smoothed value by more than the guard's margin while the training loss lay below
+            its level at the best check.
+        recent_validation: The latest checks' values (the smoothing and noise windows).
+        smoothed_best: The lowest smoothed value (median of the window) so far.
     """
 
     taus: TauPlan
@@ -91,6 +94,8 @@ class Run:
     train_at_best: float | None = None
     validation_rises: int = 0
     warmed_up: bool = False
+    recent_validation: list[float] = field(default_factory=list)
+    smoothed_best: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
@@ -110,6 +115,8 @@ class Run:
             "train_at_best": self.train_at_best,
             "validation_rises": self.validation_rises,
             "warmed_up": self.warmed_up,
+            "recent_validation": list(self.recent_validation),
+            "smoothed_best": self.smoothed_best,
         }
 
     @classmethod
@@ -131,4 +138,6 @@ class Run:
             train_at_best=data.get("train_at_best"),
             validation_rises=int(data.get("validation_rises", 0)),
             warmed_up=bool(data.get("warmed_up", False)),
+            recent_validation=[float(v) for v in data.get("recent_validation", [])],
+            smoothed_best=data.get("smoothed_best"),
         )

@@ -189,6 +189,8 @@ def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
         "train_at_best": None,
         "validation_rises": 0,
         "warmed_up": False,
+        "recent_validation": [],
+        "smoothed_best": None,
     }
 
 

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from autolrs.core.actions import BEST, STAGE, Action, Discard, Evaluate, Restore, SetLR, Snapshot
-from autolrs.core.overfitting import check_every, observe_check
+from autolrs.core.overfitting import check_due, observe_check, quiet_before_check
 from autolrs.core.phases.base import (
     Abort,
     BasePhase,
@@ -66,6 +66,8 @@ class Final(BasePhase):
             budget (at most ``final_decay_fraction`` of it), then the rate holds at zero.
         decay_end: Where the decay reaches zero.
         awaiting: Whether an overfitting check asked for an evaluation.
+        verifying: Whether an early decay is under way from the ``BEST`` state, which is kept
+            until a check at the decay's end says whether the decay improved on it.
     """
 
     def __init__(self, ctx: Context, **state: Any) -> None:
@@ -80,6 +82,7 @@ class Final(BasePhase):
         self.early: bool = state.get("early", False)
         self.decay_end: int = state.get("decay_end", self.end_step)
         self.awaiting: bool = state.get("awaiting", False)
+        self.verifying: bool = state.get("verifying", False)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -101,6 +104,7 @@ class Final(BasePhase):
             # training that would overfit again.
             short = max(1, min(length, ctx.total_steps // _EARLY_DECAY_PARTS))
             self.decay_end = min(self.end_step, run.step + short)
+            self.verifying = run.best_validation is not None and ctx.validation
         self.done = remaining == 0
         run.lr = self.rate()
         ctx.emit("final", start=run.step, end=run.step + remaining, lr=self.lr0, decay=self.decay)
@@ -146,12 +150,33 @@ class Final(BasePhase):
     def awaiting_validation(self) -> bool:
         return self.awaiting
 
-    def _check_every(self) -> int | None:
-        """Steps between overfitting checks (None: none; none once the decay started early)."""
-        return None if self.early or self.done else check_every(self.ctx)
+    def _checking(self) -> bool:
+        """Whether overfitting checks go on (not once the decay started early)."""
+        return not (self.early or self.done)
+
+    def _verify_due(self) -> bool:
+        """Whether the early decay has ended and its check is due."""
+        return self.verifying and self.ctx.run.step >= self.decay_end
+
+    def _verified(self, value: float) -> Transition:
+        """The check at the early decay's end: keep the decayed model if it improved on the
+        ``BEST`` state, else go back to that state (the rate stays at zero)."""
+        ctx, run = self.ctx, self.ctx.run
+        self.verifying = False
+        best = run.best_validation
+        kept = math.isfinite(value) and (best is None or value <= best)
+        ctx.emit("early_decay", value=value, best=best, kept=kept)
+        if kept:
+            run.best_validation = value
+            return Transition((Discard(BEST),))
+        if not self.done:
+            self._segment(committed=False)
+        return Transition((Restore(BEST), Discard(BEST), Snapshot(STAGE)))
 
     def _validation(self, value: float) -> Transition:
         self.awaiting = False
+        if self.verifying:
+            return self._verified(value)
         verdict = observe_check(self.ctx, value, [])
         if verdict == "best":
             return Transition((Snapshot(BEST),))
@@ -167,8 +192,9 @@ class Final(BasePhase):
         self.lr0, self.early = float(run.lr or self.lr0), True
         self.start_step = self.checkpoint_step = run.step
         self.decay_end = min(self.end_step, run.step + length)
+        self.verifying = True
         run.lr = self.rate()
-        return Transition((Restore(BEST), Discard(BEST), Snapshot(STAGE), SetLR(run.lr)))
+        return Transition((Restore(BEST), Snapshot(STAGE), SetLR(run.lr)))
 
     def observe(self, observation: Observation) -> Transition:
         if isinstance(observation, Validation):
@@ -176,11 +202,15 @@ class Final(BasePhase):
         if isinstance(observation, Abort):
             # The validation function raised during an overfitting check: back to the latest
             # checkpoint (the error then propagates; the schedule goes on if the caller does).
+            # At the early decay's end that check is not made again: the decay's latest
+            # checkpoint stays.
             self.awaiting = False
+            dropped: tuple[Action, ...] = (Discard(BEST),) if self.verifying else ()
+            self.verifying = False
             self.ctx.register_rollback(self.name, observation.reason)
             self._segment(committed=False)
             self.ctx.run.lr = self.rate()
-            return Transition((Restore(STAGE), SetLR(self.ctx.run.lr)))
+            return Transition((Restore(STAGE), *dropped, SetLR(self.ctx.run.lr)))
         if isinstance(observation, Spent) and not self.done:
             # The decay's schedule goes on; the lost steps are spent.
             self.checkpoint_step = self.ctx.run.step
@@ -213,12 +243,14 @@ class Final(BasePhase):
         if at_end:
             self.done = True
             ctx.emit("done", step=run.step, lr=run.lr)
+            if self._verify_due():
+                self.awaiting = True
+                return Transition((Snapshot(STAGE), Evaluate()))
             kept = (Discard(BEST),) if run.best_validation is not None else ()
             return Transition((Snapshot(STAGE), *kept))
         run.lr = self.rate()
         actions: tuple[Action, ...] = (SetLR(run.lr),) if self.decay else ()
-        every = self._check_every()
-        if every is not None and run.step % every == 0:
+        if self._verify_due() or (self._checking() and check_due(ctx, run.step)):
             self.awaiting = True
             actions += (Evaluate(),)
         return Transition(((Snapshot(STAGE),) if checkpoint else ()) + actions)
@@ -241,9 +273,13 @@ class Final(BasePhase):
             return Outlook(1 << 30, False, constant(run.lr or 0.0))
         left = self.end_step - run.step - 1
         points = checkpoints(self.end_step - self.start_step)
-        every = self._check_every()
-        if every is not None:
-            left = 0 if self.awaiting else min(left, every - run.step % every - 1)
+        quiet = quiet_before_check(self.ctx, run.step) if self._checking() else None
+        if self.verifying:
+            quiet = max(0, self.decay_end - run.step - 1)
+        if self.awaiting:
+            left = 0
+        elif quiet is not None:
+            left = min(left, quiet)
         quiet = max(0, min(left, before_next(points, run.step - self.start_step)))
         rates = (
             partial(_ahead, self.lr0, self.start_step, self.decay_end, run.step, self.early)
@@ -268,6 +304,7 @@ class Final(BasePhase):
             "early": self.early,
             "decay_end": self.decay_end,
             "awaiting": self.awaiting,
+            "verifying": self.verifying,
         }
 
     @classmethod
