@@ -308,6 +308,18 @@ def test_one_lucky_low_check_is_not_taken_for_overfitting():
     assert verdicts[3] == "best" and ctx.run.best_validation == 0.042  # its state is kept
 
 
+def test_the_early_decays_end_goes_back_only_beyond_the_margin():
+    from autolrs.core.overfitting import beyond_margin
+
+    # digits at 2H: the decayed model's 0.0290 against a best check of 0.0268 is within the
+    # margin above the lowest smoothed value, 0.0290 (the annealed model is kept) ...
+    _, ctx = _checks([0.0989, 0.0639, 0.0357, 0.0268, 0.0290, 0.0353], np.linspace(0.3, 0.1, 6))
+    assert ctx.run.best_validation == 0.0268 and not beyond_margin(ctx, 0.0290)
+    # ... diabetes-overfit: 0.4278 after the decay against a smoothed best of 0.35 is a rise.
+    _, ctx = _checks([0.3498, 0.3465, 0.3742, 0.4321, 0.4354, 0.4115], np.linspace(0.3, 0.1, 6))
+    assert beyond_margin(ctx, 0.4278) and not beyond_margin(ctx, 0.36)
+
+
 def test_a_sustained_rise_is_overfitting_despite_the_smoothing():
     values = [0.35, 0.347, 0.374, 0.432, 0.435, 0.41, 0.45, 0.47]
     verdicts, _ = _checks(values, np.linspace(0.3, 0.1, len(values)))

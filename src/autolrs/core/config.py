@@ -218,7 +218,7 @@ class Config:
     range_headroom: float = 0.5
     edge_shift: float | None = None
     # Budget.
-    final_decay_fraction: float = 0.7
+    final_decay_fraction: float = 0.35
     max_rollbacks: int = 5
     # Warm-up.
     warmup_steps: int = 0

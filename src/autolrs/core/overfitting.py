@@ -16,8 +16,10 @@ where one check differs from the next by 30-100 %, that stopped training with 40
 left on 2 seeds of 5.) (A validation loss that rises with the training loss, as
 after a move to a larger rate, is that rate's noise level, not overfitting.) Then the model goes
 back to the ``BEST`` state and the rate decays to zero over ``1 / CHECKS`` of the budget: early
-stopping, as a schedule. A last check at the decay's end keeps the ``BEST`` state itself when the
-decay did not improve on it (on a small data set the decay can go on overfitting).
+stopping, as a schedule. A last check at the decay's end goes back to the ``BEST`` state when the
+decayed model's loss lies beyond the margin above the lowest smoothed value
+(:func:`beyond_margin`): on a small data set the decay can go on overfitting, while within the
+margin the annealed model is the better bet.
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ import numpy as np
 
 from autolrs.core.phases.base import Context
 
-__all__ = ["CHECKS", "RISES", "check_due", "check_steps", "observe_check", "quiet_before_check"]
+__all__ = [
+    "CHECKS",
+    "RISES",
+    "check_due",
+    "check_steps",
+    "beyond_margin",
+    "clearly_above",
+    "observe_check",
+    "quiet_before_check",
+]
 
 CHECKS = 20  # validation checks per budget, at the most widely spaced
 EARLY_CHECKS = 200  # at the most densely spaced: every total_steps / EARLY_CHECKS steps
@@ -88,14 +99,38 @@ def quiet_before_check(ctx: Context, step: int) -> int | None:
     return steps[at] - step - 1 if at < len(steps) else None
 
 
+def _noise(values: Sequence[float]) -> float:
+    """The checks' standard deviation around a local trend (0 with fewer than three)."""
+    curvature = np.abs(np.diff(np.asarray(values, dtype=float), n=2))
+    return float(np.median(curvature)) / _SECOND_DIFFERENCE_MAD if curvature.size else 0.0
+
+
+def beyond_margin(ctx: Context, value: float) -> bool:
+    """Whether ``value`` lies more than the guard's margin above the lowest smoothed
+    validation loss."""
+    run, margin = ctx.run, ctx.config.overfit_guard
+    if run.smoothed_best is None or margin is None:
+        return False
+    return value > run.smoothed_best * (1.0 + margin)
+
+
+def clearly_above(ctx: Context, value: float) -> bool:
+    """Whether ``value`` lies beyond the margin and more than ``NOISE_Z`` times the checks'
+    noise above the lowest smoothed validation loss: what a rise is."""
+    run = ctx.run
+    return beyond_margin(ctx, value) and (
+        value - run.smoothed_best > NOISE_Z * _noise(run.recent_validation)  # type: ignore[operator]
+    )
+
+
 def observe_check(ctx: Context, value: float, training: Sequence[float]) -> str | None:
     """Records one check's validation ``value`` with the recent ``training`` losses.
 
     Returns:
         ``"best"`` (a new lowest value: snapshot it), ``"overfit"`` (the model overfits) or None.
     """
-    run, margin = ctx.run, ctx.config.overfit_guard
-    assert margin is not None  # checks run only with the guard on
+    run = ctx.run
+    assert ctx.config.overfit_guard is not None  # checks run only with the guard on
     if not math.isfinite(value):
         return None  # a fault of the validation function, not evidence of overfitting
     recent = list(training[-TRAIN_WINDOW:]) or run.level.recent[-TRAIN_WINDOW:]
@@ -106,16 +141,10 @@ def observe_check(ctx: Context, value: float, training: Sequence[float]) -> str 
         verdict = "best"
     run.recent_validation = (run.recent_validation + [value])[-NOISE_WINDOW:]
     smoothed = float(np.median(run.recent_validation[-SMOOTHING:]))
-    curvature = np.abs(np.diff(run.recent_validation, n=2))
-    noise = float(np.median(curvature)) / _SECOND_DIFFERENCE_MAD if curvature.size else 0.0
     if run.smoothed_best is None or smoothed < run.smoothed_best:
         run.smoothed_best = smoothed
         run.validation_rises = 0
-    elif (
-        smoothed > run.smoothed_best * (1.0 + margin)
-        and smoothed - run.smoothed_best > NOISE_Z * noise
-        and (run.train_at_best is None or train < run.train_at_best)
-    ):
+    elif clearly_above(ctx, smoothed) and (run.train_at_best is None or train < run.train_at_best):
         run.validation_rises += 1
     else:
         run.validation_rises = 0

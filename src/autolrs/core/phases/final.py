@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from autolrs.core.actions import BEST, STAGE, Action, Discard, Evaluate, Restore, SetLR, Snapshot
-from autolrs.core.overfitting import check_due, observe_check, quiet_before_check
+from autolrs.core.overfitting import beyond_margin, check_due, observe_check, quiet_before_check
 from autolrs.core.phases.base import (
     Abort,
     BasePhase,
@@ -159,15 +159,15 @@ class Final(BasePhase):
         return self.verifying and self.ctx.run.step >= self.decay_end
 
     def _verified(self, value: float) -> Transition:
-        """The check at the early decay's end: keep the decayed model if it improved on the
-        ``BEST`` state, else go back to that state (the rate stays at zero)."""
+        """The check at the early decay's end: keep the decayed model unless its loss lies beyond
+        the guard's margin above the lowest smoothed value (then back to the ``BEST`` state; the
+        rate stays at zero). Within the margin the annealed model is kept."""
         ctx, run = self.ctx, self.ctx.run
         self.verifying = False
         best = run.best_validation
-        kept = math.isfinite(value) and (best is None or value <= best)
+        kept = math.isfinite(value) and not beyond_margin(ctx, value)
         ctx.emit("early_decay", value=value, best=best, kept=kept)
         if kept:
-            run.best_validation = value
             return Transition((Discard(BEST),))
         if not self.done:
             self._segment(committed=False)
