@@ -360,7 +360,7 @@ def _steps(phase, n, loss):
 
 def test_a_check_snapshots_each_new_best_and_a_rise_with_the_training_loss_is_not_overfitting():
     ctx, phase = _exploit()
-    actions = _steps(phase, 50, 1.0)  # every budget/20 = 50 steps
+    actions = _steps(phase, 50, 1.0)  # a check falls due at step 50 (checks every 5 to 50)
     assert phase.awaiting_validation and actions[-1].__class__.__name__ == "Evaluate"
     assert phase.observe(Validation(0.5)).actions == (Snapshot(BEST),)
     for _ in range(4):  # validation worse, but training worse too: a larger rate's noise
@@ -412,6 +412,24 @@ def test_a_run_that_overfits_resumes_mid_way_and_ends_the_same():
 
 
 # ---------------------------------------------------------------------------- no ratchet
+def test_a_stage_that_ends_worse_hands_on_at_most_half_its_rate():
+    ctx, phase = _exploit()
+    ctx.run.last_lr = 0.1  # the rate the stage held, committed before it
+    length = phase.end_step - phase.start_step
+    _steps(phase, length - 8, 1.0)
+    transitions = []
+    for _ in range(8):
+        ctx.run.step += 1
+        t = phase.observe(Loss(5.0, True))
+        if isinstance(t.actions, tuple) and any(a.__class__.__name__ == "Evaluate" for a in t.actions):
+            phase.observe(Validation(0.5))
+        transitions.append(t)
+    end = transitions[-1]
+    assert end.next == "stage" and Restore(STAGE) in end.actions
+    assert end.handoff.last_lr == pytest.approx(0.05)  # not the 0.1 that just failed
+    assert [e for e in events(ctx, "rollback") if "ended above its start" in e["reason"]]
+
+
 def test_a_guard_rollback_never_drops_more_than_a_factor_two():
     cfg = Config(stage_guard=1.0)
     ctx = context(cfg, total_steps=1000)

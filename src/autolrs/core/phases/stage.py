@@ -135,7 +135,8 @@ class StageEnd:
     """What the exploit phase hands the next stage (edge ``STAGE``).
 
     Attributes:
-        last_lr: The rate the stage committed (None when it failed and was rolled back).
+        last_lr: The rate the stage committed; when it failed and was rolled back, the
+            previous stage's rate, at most half the one that failed (None: keep the previous).
         results: The stage's trial results (warm-start priors for the next stage's search).
     """
 
