@@ -125,26 +125,42 @@ def test_after_the_range_test_the_run_warms_up_to_the_optimizer_rate_over_two_pe
     assert record.lrs[start + 20] == pytest.approx(0.1)  # then the first stage holds it
 
 
-def test_without_an_optimizer_rate_the_warm_up_ends_in_the_middle_of_the_found_range():
+def _pick(rt):
+    """The range's pick: its top when the sweep diverged before its bound (10), else the
+    range's geometric middle."""
+    diverged = rt["diverged_lr"] is not None and rt["diverged_lr"] < Config().range_test_bounds[1]
+    return rt["high"] if diverged else math.sqrt(rt["low"] * rt["high"])
+
+
+def test_without_an_optimizer_rate_the_warm_up_ends_at_the_ranges_pick():
     _, record = _run(1000, total_steps=1000, lr_range=None, default_lr=None)
     rt = next(e for e in record.events if e["event"] == "range_test")
     warm = next(e for e in record.events if e["event"] == "segment" and e["kind"] == "warmup"
                 and e["start"] == rt["step"])
-    assert record.lrs[warm["end"] - 1] == pytest.approx(math.sqrt(rt["low"] * rt["high"]))
+    assert record.lrs[warm["end"] - 1] == pytest.approx(_pick(rt))
 
 
-def test_without_an_optimizer_rate_the_first_stage_searches_the_found_range():
+def test_without_an_optimizer_rate_the_first_stage_holds_the_ranges_pick_then_searches_up():
+    # An early search over the whole range picks rates far too small (short trials favour
+    # them; on fashion-cnn one seed picked 0.0074 against the tuned 0.1 and ended 20 % behind
+    # the naive default): hold the range test's pick instead, then look above it.
     _, record = _run(default_lr=None, lr_range=None)
     rt = next(e for e in record.events if e["event"] == "range_test")
-    first = _stages(record)[0]
-    assert first["candidates"] == Config().candidates
-    assert first["search_range"] == pytest.approx([rt["low"], rt["high"]])
+    first, second = _stages(record)[:2]
+    assert first["candidates"] == 1
+    held = [c for c in record.events if c["event"] == "candidate" and c["stage"] == 1]
+    assert [c["lr"] for c in held] == [pytest.approx(_pick(rt))]
+    assert second["candidates"] == 3 and second["search_range"][0] == pytest.approx(_pick(rt))
+    assert all(c["lr"] >= _pick(rt) * (1 - 1e-9) for c in record.events
+               if c["event"] == "candidate" and c["stage"] == 2)
 
 
 def test_an_optimizer_rate_above_half_the_divergence_point_is_not_tried():
     _, record = _run(default_lr=50.0, lr_range=None)
+    rt = next(e for e in record.events if e["event"] == "range_test")
     assert all(c["lr"] < 25.0 for c in record.events if c["event"] == "candidate")
-    assert _stages(record)[0]["candidates"] == Config().candidates  # a search instead of a hold
+    held = next(c for c in record.events if c["event"] == "candidate")
+    assert held["lr"] == pytest.approx(_pick(rt))  # the range's pick is held instead
 
 
 def test_without_a_budget_every_stage_searches_as_before():

@@ -64,6 +64,20 @@ class SearchSpace:
         self.cap = cap
         self.auto = True
 
+    def pick(self, sweep_top: float) -> float:
+        """The rate to hold when the optimizer's own is unusable: the top of a range found by
+        a sweep that diverged below ``sweep_top`` (its lowest-loss rate times
+        ``Config.range_headroom``, capped below divergence: an LR finder's pick), else the
+        range's geometric middle (a sweep that never diverged does not say where the top is
+        safe; nor does a range the user gave).
+
+        Raises:
+            RuntimeError: If no range is known yet.
+        """
+        low, high = self.bounds
+        swept_to_divergence = self.auto and self.cap is not None and self.cap < sweep_top
+        return high if swept_to_divergence else math.sqrt(low * high)
+
     def admits(self, lr: float) -> bool:
         """Whether ``lr`` is a rate to train at: not below the range (when one is known) and
         below half the lowest rate known to break training."""

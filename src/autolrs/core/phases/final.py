@@ -127,11 +127,7 @@ class Final(BasePhase):
         if self.ctx.config.try_optimizer_lr and usable:
             return run.default_lr  # the user's own rate, when nothing was compared
         if run.space.range is not None:
-            low, high = run.space.range
-            swept_to_divergence = run.space.auto and run.space.cap is not None and (
-                run.space.cap < bounds[1]
-            )
-            return high if swept_to_divergence else math.sqrt(low * high)
+            return run.space.pick(bounds[1])
         if run.default_lr is not None:
             return run.default_lr
         return math.sqrt(bounds[0] * bounds[1])

@@ -51,16 +51,32 @@ def _optimizer_lr(ctx: Context) -> float | None:
     return float(run.default_lr) if run.space.admits(run.default_lr) else None
 
 
+def _held_first(ctx: Context) -> float | None:
+    """The rate a first stage that holds trains at (before any commit): the optimizer's own,
+    or, when the range test found it unusable, the range's pick (:meth:`SearchSpace.pick`)."""
+    user = _optimizer_lr(ctx)
+    if user is not None or ctx.run.space.range is None:
+        return user
+    return ctx.run.space.pick(ctx.config.range_test_bounds[1])
+
+
 def anchored_rate(ctx: Context) -> float | None:
-    """The optimizer's own rate when the next (or running) search follows a stage that held it
-    and looks only above it (``Config.search_upward``); None otherwise."""
+    """The rate the first stage held (the optimizer's own, or the range's pick when that one
+    is unusable) when the next (or running) search follows it and looks only above it
+    (``Config.search_upward``); None otherwise."""
     cfg, run = ctx.config, ctx.run
     previous = run.last_lr
     if not (cfg.search_upward and cfg.try_optimizer_lr and cfg.stage_candidates):
         return None
-    if ctx.total_steps is None or previous is None or run.default_lr is None:
+    if ctx.total_steps is None or previous is None:
         return None
-    return previous if math.isclose(previous, run.default_lr, rel_tol=1e-9) else None
+    if run.default_lr is not None and math.isclose(previous, run.default_lr, rel_tol=1e-9):
+        return previous
+    unusable = run.default_lr is None or not run.space.admits(run.default_lr)
+    if unusable and run.space.range is not None:
+        pick = run.space.pick(cfg.range_test_bounds[1])
+        return previous if math.isclose(previous, pick, rel_tol=1e-9) else None
+    return None
 
 
 def incumbent_rule(ctx: Context) -> dict[str, float | None]:
@@ -112,10 +128,8 @@ def plan_trials(ctx: Context) -> TrialPlan | None:
     k = cfg.later_candidates if run.stage >= 1 and cfg.later_candidates else cfg.candidates
     if cfg.stage_candidates and ctx.total_steps is not None:
         k = cfg.stage_candidates[min(run.stage, len(cfg.stage_candidates) - 1)]
-        if k == 1 and run.last_lr is None and _optimizer_lr(ctx) is None:
-            # No usable rate to hold (the optimizer's lies outside the range the range test
-            # found): the first stage searches the range instead.
-            k = cfg.candidates
+        if k == 1 and run.last_lr is None and _held_first(ctx) is None:
+            k = cfg.candidates  # nothing to hold: no optimizer rate and no range
     plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
     if plan is None:
         return None
@@ -256,7 +270,12 @@ class Trials(BasePhase):
             # The natural baseline: carry on as before (clipped against rounding at the edges).
             lr = float(min(max(previous, low), high))
         elif self.plan.candidates == 1 and not self.results:
-            lr = high if previous is None else float(previous)  # a stage that holds
+            # A stage that holds: the previous stage's rate, or, first, the range's pick.
+            first = _held_first(self.ctx)
+            if previous is not None:
+                lr = float(previous)
+            else:
+                lr = high if first is None else first
         else:
             lr = self.searcher.ask()
         self.trial = Trial(len(self.results), lr, self.ctx.run.step)

@@ -127,16 +127,14 @@ class Warmup(BasePhase):
 def warmup_target(ctx: Context) -> float | None:
     """The rate a warm-up ends at: ``Config.warmup_lr``; else the optimizer's own rate, unless
     the range test found it unusable (above half the divergence point or below the range: then
-    the range's geometric middle, where the first stage's search is centred)."""
+    the rate the first stage holds instead, :meth:`SearchSpace.pick`)."""
     cfg, run = ctx.config, ctx.run
     if cfg.warmup_lr is not None:
         return cfg.warmup_lr
     space = run.space
     if space.range is None or (run.default_lr is not None and space.admits(run.default_lr)):
         return run.default_lr
-    # The optimizer's rate is unusable: the first stage will search the range; warm up to its
-    # middle, not to its top (the edge of stability an LR finder would pick).
-    return math.sqrt(space.range[0] * space.range[1])
+    return space.pick(cfg.range_test_bounds[1])
 
 
 def _offset_rate(lr: float, length: int, done: int, ahead: int) -> float:
