@@ -3,23 +3,25 @@ or decays, and the rule that says the model has started to overfit.
 
 With a validation function and a budget, the exploit and final phases evaluate it at the steps
 :func:`check_steps` lists: densely early on, where a small data set is overfit within a few
-epochs, then every ``total_steps / CHECKS`` steps. Each new lowest validation loss is snapshotted
-(slot ``BEST``).
+epochs, then every ``total_steps / CHECKS`` steps. Each new lowest validation loss is
+snapshotted (slot ``BEST``).
+
 The model overfits when, at ``RISES`` checks in a row, the validation loss -- smoothed, the
-median of the latest ``SMOOTHING`` checks -- lies above its lowest smoothed value by more than the
-guard's margin and by more than ``NOISE_Z`` times the checks' noise (their standard deviation
-around a local trend, from the second differences of the latest ``NOISE_WINDOW``, so that a steady
-rise is not taken for noise), *while the training loss lies below its level
-at the best check*: the gap between them widens. (Without the smoothing and the noise term, one
-lucky low check at a high rate is a best that the next checks "rise" above: on digits at SGD 0.1,
-where one check differs from the next by 30-100 %, that stopped training with 40-60 % of the budget
-left on 2 seeds of 5.) (A validation loss that rises with the training loss, as
-after a move to a larger rate, is that rate's noise level, not overfitting.) Then the model goes
-back to the ``BEST`` state and the rate decays to zero over ``1 / CHECKS`` of the budget: early
-stopping, as a schedule. A last check at the decay's end goes back to the ``BEST`` state when the
-decayed model's loss lies beyond the margin above the lowest smoothed value
-(:func:`beyond_margin`): on a small data set the decay can go on overfitting, while within the
-margin the annealed model is the better bet.
+median of the latest ``SMOOTHING`` checks -- lies above its lowest smoothed value by more than
+the guard's margin and by more than ``NOISE_Z`` times the checks' noise (their standard
+deviation around a local trend, from the second differences of the latest ``NOISE_WINDOW``, so
+that a steady rise is not taken for noise), *while the training loss lies below its level at the
+best check*: the gap between them widens. Each condition answers a measured false alarm: a
+validation loss that rises with the training loss, as after a move to a larger rate, is that
+rate's noise level; and without the smoothing and the noise term one lucky low check at a high
+rate is a best that the next checks "rise" above (on digits at SGD 0.1, where one check differs
+from the next by 30-100 %, that stopped training with 40-60 % of the budget left on 2 seeds of 5).
+
+Then the model goes back to the ``BEST`` state and the rate decays to zero over ``1 / CHECKS``
+of the budget: early stopping, as a schedule. A last check at the decay's end goes back to the
+``BEST`` state when the decayed model's loss lies beyond the margin above the lowest smoothed
+value (:func:`beyond_margin`): on a small data set the decay can go on overfitting, while within
+the margin the annealed model is the better bet.
 """
 
 from __future__ import annotations
@@ -117,10 +119,10 @@ def beyond_margin(ctx: Context, value: float) -> bool:
 def clearly_above(ctx: Context, value: float) -> bool:
     """Whether ``value`` lies beyond the margin and more than ``NOISE_Z`` times the checks'
     noise above the lowest smoothed validation loss: what a rise is."""
-    run = ctx.run
-    return beyond_margin(ctx, value) and (
-        value - run.smoothed_best > NOISE_Z * _noise(run.recent_validation)  # type: ignore[operator]
-    )
+    best = ctx.run.smoothed_best
+    if best is None or not beyond_margin(ctx, value):
+        return False
+    return value - best > NOISE_Z * _noise(ctx.run.recent_validation)
 
 
 def observe_check(ctx: Context, value: float, training: Sequence[float]) -> str | None:
