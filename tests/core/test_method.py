@@ -155,6 +155,23 @@ def test_without_an_optimizer_rate_the_first_stage_holds_the_ranges_pick_then_se
                if c["event"] == "candidate" and c["stage"] == 2)
 
 
+def test_the_search_after_the_hold_is_anchored_on_the_rate_held_not_on_a_recomputed_one():
+    from autolrs.core.phases.trials import anchored_rate
+
+    ctx = context(Config(), total_steps=1000, validation=True)
+    ctx.run.space.found(1e-4, 0.5, 2.0)
+    ctx.run.held_lr = ctx.run.last_lr = 0.5  # the first stage held the range's pick
+    assert anchored_rate(ctx) == 0.5
+    ctx.run.space.lower_ceiling(0.5)  # the guard fired at it: the range's pick is now 0.25 ...
+    ctx.run.last_lr = 0.25  # ... and the stage went on at half the rate, which was never held
+    assert anchored_rate(ctx) is None
+
+
+def test_without_try_optimizer_lr_the_first_stage_searches():
+    _, record = _run(config=Config(try_optimizer_lr=False), lr_range=None)
+    assert _stages(record)[0]["candidates"] == Config().candidates
+
+
 def test_an_optimizer_rate_above_half_the_divergence_point_is_not_tried():
     _, record = _run(default_lr=50.0, lr_range=None)
     rt = next(e for e in record.events if e["event"] == "range_test")
@@ -292,6 +309,36 @@ def test_a_failing_check_at_the_early_decays_end_never_loses_the_model(fault):
         # A NaN says nothing in the decay's favour: the best state itself is kept.
         (verdict,) = [e for e in record.events if e["event"] == "early_decay"]
         assert not verdict["kept"] and Restore(BEST) in after and Discard(BEST) in after
+
+
+def test_without_a_decay_an_early_stop_holds_the_best_state_at_rate_zero():
+    cfg = Config(final_decay_fraction=0.0)
+    ctrl = StageController(cfg, total_steps=600, lr_range=(1e-3, 1.0), validation=True,
+                           seed=0, default_lr=0.1)
+    problem = NoisyQuadratic(seed=0)
+    record = drive(ctrl, problem, 600, validation=_Overfitting(problem, ctrl, 200))
+    stop = [e for e in record.events if e["event"] == "overfitting"][0]["step"]
+    assert all(lr == 0.0 for lr in record.lrs[stop:])
+    assert [a for a in record.actions if a == Restore(BEST)] == [Restore(BEST)]
+    assert Discard(BEST) in record.actions
+
+
+def test_a_check_awaited_when_the_budget_ends_is_announced_by_the_outlook():
+    from autolrs.core.phases.final import Final
+
+    ctx = context(Config(), total_steps=100, validation=True)
+    ctx.run.step = 100
+    assert Final(ctx, done=True, awaiting=True, end_step=100).outlook().quiet_steps == 0
+    assert Final(ctx, done=True, awaiting=False, end_step=100).outlook().quiet_steps > 100
+
+
+def test_a_negative_validation_loss_keeps_the_margins_direction():
+    from autolrs.core.overfitting import beyond_margin
+
+    _, ctx = _checks([-1.0, -1.0, -1.0], [0.3, 0.2, 0.1])
+    assert ctx.run.smoothed_best == -1.0
+    assert not beyond_margin(ctx, -1.0) and not beyond_margin(ctx, -0.95)
+    assert beyond_margin(ctx, -0.85)  # 15 % of |best| above it
 
 
 def test_checks_are_dense_early_and_every_twentieth_of_the_budget_later():

@@ -110,10 +110,10 @@ def _noise(values: Sequence[float]) -> float:
 def beyond_margin(ctx: Context, value: float) -> bool:
     """Whether ``value`` lies more than the guard's margin above the lowest smoothed
     validation loss."""
-    run, margin = ctx.run, ctx.config.overfit_guard
-    if run.smoothed_best is None or margin is None:
+    best, margin = ctx.run.smoothed_best, ctx.config.overfit_guard
+    if best is None or margin is None:
         return False
-    return value > run.smoothed_best * (1.0 + margin)
+    return value - best > margin * abs(best)  # a validation loss may be negative
 
 
 def clearly_above(ctx: Context, value: float) -> bool:

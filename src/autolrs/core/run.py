@@ -77,6 +77,8 @@ class Run:
             its level at the best check.
         recent_validation: The latest checks' values (the smoothing and noise windows).
         smoothed_best: The lowest smoothed value (median of the window) so far.
+        held_lr: The rate the first stage held, when it held one (the optimizer's own or the
+            range test's pick): the search after it looks above it (``Config.search_upward``).
     """
 
     taus: TauPlan
@@ -96,6 +98,7 @@ class Run:
     warmed_up: bool = False
     recent_validation: list[float] = field(default_factory=list)
     smoothed_best: float | None = None
+    held_lr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
@@ -117,6 +120,7 @@ class Run:
             "warmed_up": self.warmed_up,
             "recent_validation": list(self.recent_validation),
             "smoothed_best": self.smoothed_best,
+            "held_lr": self.held_lr,
         }
 
     @classmethod
@@ -140,4 +144,5 @@ class Run:
             warmed_up=bool(data.get("warmed_up", False)),
             recent_validation=[float(v) for v in data.get("recent_validation", [])],
             smoothed_best=data.get("smoothed_best"),
+            held_lr=data.get("held_lr"),
         )

@@ -191,6 +191,7 @@ def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
         "warmed_up": False,
         "recent_validation": [],
         "smoothed_best": None,
+        "held_lr": None,
     }
 
 

@@ -105,12 +105,16 @@ class Final(BasePhase):
             short = max(1, min(length, ctx.total_steps // _EARLY_DECAY_PARTS))
             self.decay_end = min(self.end_step, run.step + short)
             self.verifying = run.best_validation is not None and ctx.validation
+        elif self.early:
+            self.lr0 = 0.0  # no decay configured: early stopping holds the best state as it is
         self.done = remaining == 0
         run.lr = self.rate()
         ctx.emit("final", start=run.step, end=run.step + remaining, lr=self.lr0, decay=self.decay)
         if self.done:
             ctx.emit("done", lr=run.lr)
-        return Transition((Snapshot(STAGE), SetLR(run.lr)))
+        # An early stop without a decay to verify keeps the best state as it is: drop its copy.
+        dropped = (Discard(BEST),) if self.early and not self.verifying else ()
+        return Transition((Snapshot(STAGE), *dropped, SetLR(run.lr)))
 
     def _first_rate(self) -> float:
         """The last stage's rate; without one (a budget too short for a stage): with
@@ -188,6 +192,10 @@ class Final(BasePhase):
         self.lr0, self.early = float(run.lr or self.lr0), True
         self.start_step = self.checkpoint_step = run.step
         self.decay_end = min(self.end_step, run.step + length)
+        if not self.decay:  # no decay configured: the best state as it is, rate zero
+            self.lr0 = 0.0
+            run.lr = 0.0
+            return Transition((Restore(BEST), Discard(BEST), Snapshot(STAGE), SetLR(0.0)))
         self.verifying = True
         run.lr = self.rate()
         return Transition((Restore(BEST), Snapshot(STAGE), SetLR(run.lr)))
@@ -266,7 +274,8 @@ class Final(BasePhase):
     def outlook(self) -> Outlook:
         run = self.ctx.run
         if self.done:
-            return Outlook(1 << 30, False, constant(run.lr or 0.0))
+            # The check at an early decay's end may still be awaited when the budget ends.
+            return Outlook(0 if self.awaiting else 1 << 30, False, constant(run.lr or 0.0))
         left = self.end_step - run.step - 1
         points = checkpoints(self.end_step - self.start_step)
         quiet = quiet_before_check(self.ctx, run.step) if self._checking() else None

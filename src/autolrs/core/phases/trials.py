@@ -52,10 +52,11 @@ def _optimizer_lr(ctx: Context) -> float | None:
 
 
 def _held_first(ctx: Context) -> float | None:
-    """The rate a first stage that holds trains at (before any commit): the optimizer's own,
-    or, when the range test found it unusable, the range's pick (:meth:`SearchSpace.pick`)."""
+    """The rate a first stage that holds trains at (before any commit, with
+    ``Config.try_optimizer_lr``): the optimizer's own, or, when the range test found it
+    unusable, the range's pick (:meth:`SearchSpace.pick`)."""
     user = _optimizer_lr(ctx)
-    if user is not None or ctx.run.space.range is None:
+    if user is not None or not ctx.config.try_optimizer_lr or ctx.run.space.range is None:
         return user
     return ctx.run.space.pick(ctx.config.range_test_bounds[1])
 
@@ -70,12 +71,10 @@ def anchored_rate(ctx: Context) -> float | None:
         return None
     if ctx.total_steps is None or previous is None:
         return None
-    if run.default_lr is not None and math.isclose(previous, run.default_lr, rel_tol=1e-9):
+    # The rate recorded when it was held (a state saved before it was recorded: the optimizer's).
+    held = run.held_lr if run.held_lr is not None else run.default_lr
+    if held is not None and math.isclose(previous, held, rel_tol=1e-9):
         return previous
-    unusable = run.default_lr is None or not run.space.admits(run.default_lr)
-    if unusable and run.space.range is not None:
-        pick = run.space.pick(cfg.range_test_bounds[1])
-        return previous if math.isclose(previous, pick, rel_tol=1e-9) else None
     return None
 
 
@@ -278,6 +277,8 @@ class Trials(BasePhase):
                 lr = high if first is None else first
         else:
             lr = self.searcher.ask()
+        if self.plan.candidates == 1 and not self.results and previous is None:
+            self.ctx.run.held_lr = lr  # the first stage holds it: the search looks above it
         self.trial = Trial(len(self.results), lr, self.ctx.run.step)
         self.ctx.run.lr = lr
         return (SetLR(lr),)
