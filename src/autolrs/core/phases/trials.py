@@ -270,11 +270,8 @@ class Trials(BasePhase):
             lr = float(min(max(previous, low), high))
         elif self.plan.candidates == 1 and not self.results:
             # A stage that holds: the previous stage's rate, or, first, the range's pick.
-            first = _held_first(self.ctx)
-            if previous is not None:
-                lr = float(previous)
-            else:
-                lr = high if first is None else first
+            first = None if previous is not None else _held_first(self.ctx)
+            lr = float(previous) if previous is not None else (high if first is None else first)
         else:
             lr = self.searcher.ask()
         if self.plan.candidates == 1 and not self.results and previous is None:
