@@ -80,6 +80,10 @@ def describe(event: dict[str, Any]) -> str:
             f"step {step}: range test over {len(event['lrs'])} steps -> search lr in "
             f"[{event['low']:.3g}, {event['high']:.3g}]"
             + (f" (diverged at {_fmt(event['diverged_lr'])})" if event.get("diverged_lr") else "")
+            + ("" if event.get("informative", True) else
+               "; its loss never fell nor diverged (a pre-trained model?): the range's low end "
+               "is no bound")
+            + _start_line(event)
         )
     if kind == "stage" and event["candidates"] == 1:
         return (
@@ -87,10 +91,14 @@ def describe(event: dict[str, Any]) -> str:
             f"{event['trial_steps'] + event['tau']} steps (no search)"
         )
     if kind == "stage":
+        caveat = (
+            " (no val_fn: the candidates are scored on the training loss, which favours small "
+            "rates; pass val_fn to score them on held-out data)" if event["mode"] == "train" else ""
+        )
         return (
             f"step {step}: stage {event['stage']}: {event['candidates']} candidates x "
             f"{event['trial_steps']} steps, then {event['tau']} steps; {event['mode']} loss; "
-            f"lr in [{event['search_range'][0]:.3g}, {event['search_range'][1]:.3g}]"
+            f"lr in [{event['search_range'][0]:.3g}, {event['search_range'][1]:.3g}]{caveat}"
         )
     if kind == "candidate":
         status = f"diverged ({event['reason']})" if event["diverged"] else (
@@ -129,6 +137,18 @@ def describe(event: dict[str, Any]) -> str:
             f"holding lr {event['lr']:.3g}"
         )
     return f"step {step}: {kind}"
+
+
+def _start_line(event: dict[str, Any]) -> str:
+    """What a range test's event says of the optimizer's own rate (nothing when it has none)."""
+    if event.get("optimizer_lr") is None:
+        return ""
+    if event.get("start_reason") is None:
+        return f"; starts from the optimizer's lr {event['optimizer_lr']:.3g}"
+    return (
+        f"; the optimizer's lr {event['optimizer_lr']:.3g} is not used as it is: "
+        f"{event['start_reason']}; starts from {_fmt(event.get('start_lr'))} instead"
+    )
 
 
 def _json_safe(value: Any) -> Any:

@@ -156,7 +156,7 @@ def test_without_an_optimizer_rate_the_first_stage_holds_the_ranges_pick_then_se
 
 
 def test_the_search_after_the_hold_is_anchored_on_the_rate_held_not_on_a_recomputed_one():
-    from autolrs.core.phases.trials import anchored_rate
+    from autolrs.core.phases.trial_plan import anchored_rate
 
     ctx = context(Config(), total_steps=1000, validation=True)
     ctx.run.space.found(1e-4, 0.5, 2.0)

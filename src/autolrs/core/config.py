@@ -93,6 +93,16 @@ class Config:
             smaller rate that wins one is weak evidence and a larger one strong evidence; lower
             rates are reached through the stage guard (instability) and the overfitting guard
             (validation) instead (paper: False).
+        expand_factor: With a budget, the search that follows the first stage's hold steps
+            outward from the held rate by this factor (``autolrs.core.expand``): up while each
+            step beats its inner neighbour, else down likewise, never above half a rate known
+            to break training nor below the range the range test found. The optimizer's rate
+            is a hint: this reaches the rate that trains best from two decades away. None: the
+            search covers ``[lr, lr * trust_region]`` above the held rate with the searcher
+            (paper: None).
+        expand_steps: Steps of the expanding search at most either way.
+        expand_margin: By how much (relative) a step of the expanding search must beat its
+            inner neighbour for the search to go on in that direction.
         keep_incumbent_within: In such an upward search, the held rate stays unless a larger
             one scores better by more than this fraction (relative); ``prefer_larger_within``
             does not apply there (paper: None).
@@ -176,11 +186,11 @@ class Config:
     # Stage structure.
     tau: int = 1000
     tau_fraction: float = 0.08
-    trial_fraction: float = 0.15
+    trial_fraction: float = 0.1
     min_trial_steps: int = 10
     candidates: int = 6
     later_candidates: int | None = None
-    stage_candidates: tuple[int, ...] | None = (1, 3, 1)
+    stage_candidates: tuple[int, ...] | None = (6, 3, 1)
     tau_growth: float = 2.0
     tau_max_factor: float = 8.0
     # Search.
@@ -194,6 +204,9 @@ class Config:
     start_at_previous: bool = True
     try_optimizer_lr: bool = True
     search_upward: bool = True
+    expand_factor: float | None = 10.0**0.5
+    expand_steps: int = 4
+    expand_margin: float = 0.02
     keep_incumbent_within: float | None = 0.02
     select: Selection = "observed"
     prefer_larger_within: float | None = 0.05
@@ -268,6 +281,7 @@ class Config:
         _positive_int(self, "val_points", minimum=3)
         _positive_int(self, "range_test_steps", minimum=10)
         _positive_int(self, "max_rollbacks", minimum=0)
+        _positive_int(self, "expand_steps")
         _positive_int(self, "warmup_steps", minimum=0)
         if self.warmup_lr is not None:
             _at_least(self, "warmup_lr", 0.0, strict=True)
@@ -300,6 +314,9 @@ class Config:
             _in_range(self, "keep_incumbent_within", 0.0, 1.0, closed_low=True)
         if self.anneal_fraction is not None:
             _in_range(self, "anneal_fraction", 0.0, 0.9)
+        if self.expand_factor is not None:
+            _at_least(self, "expand_factor", 1.0, strict=True)
+        _at_least(self, "expand_margin", 0.0)
         _at_least(self, "range_headroom", 0.01, strict=False)
         if self.edge_shift is not None:
             _at_least(self, "edge_shift", 1.0, strict=True)
@@ -403,6 +420,7 @@ _PAPER: dict[str, Any] = {
     "try_optimizer_lr": False,
     "search_upward": False,
     "keep_incumbent_within": None,
+    "expand_factor": None,
     "tau_growth": 2.0,
     "tau_max_factor": 8.0,
     "acquisition": "lcb",
@@ -438,6 +456,7 @@ _STAGEWISE: dict[str, Any] = {
     "try_optimizer_lr": False,
     "search_upward": False,
     "keep_incumbent_within": None,
+    "expand_factor": None,
     "objective": "paper",
     "anneal_fraction": None,
     "overfit_guard": None,

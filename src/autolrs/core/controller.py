@@ -28,14 +28,19 @@ from autolrs.core.phases.exploit import Exploit
 from autolrs.core.phases.final import Final
 from autolrs.core.phases.range_test import RangeTest
 from autolrs.core.phases.stage import StageEnd, TrialResult
-from autolrs.core.phases.trials import Trials, plan_trials
+from autolrs.core.phases.trial_plan import first_stage_searches, plan_trials
+from autolrs.core.phases.trials import Trials
 from autolrs.core.phases.warmup import Warmup, warmup_target
 from autolrs.core.planning import first_tau, warmup_length
 from autolrs.core.run import Run, TauPlan
 from autolrs.core.space import SearchSpace
 from autolrs.core.state import VERSION, phase_from_dict, read
-from autolrs.core.strategies import ForecasterFactory, SearcherFactory
-from autolrs.core.strategies import forecaster_factory, searcher_factory
+from autolrs.core.strategies import (
+    ForecasterFactory,
+    SearcherFactory,
+    forecaster_factory,
+    searcher_factory,
+)
 
 __all__ = ["Phase", "StageController", "validate_lr_range", "validate_total_steps"]
 
@@ -248,6 +253,8 @@ class StageController:
         cfg, run = self.config, self._run
         if cfg.warmup_steps > 0 or run.warmed_up or run.stage > 0:
             return False
+        if first_stage_searches(self._ctx):
+            return False  # its trials warm up on their own
         return warmup_length(cfg, self.total_steps, warmup_target(self._ctx)) > 0
 
     def tell_loss(self, loss: float, *, model_finite: bool = True) -> tuple[Action, ...]:

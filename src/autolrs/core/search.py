@@ -116,6 +116,12 @@ class Searcher(abc.ABC):
             "resume a run that uses it"
         )
 
+    @property
+    def exhausted(self) -> bool:
+        """Whether the searcher has nothing more to propose (the stage may end early); default:
+        never, the stage's plan says how many candidates run."""
+        return False
+
     def add_prior(self, lr: float, value: float) -> None:
         """A point carried over from an earlier stage (``Config.warm_start``); default: ignored."""
 

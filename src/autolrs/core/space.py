@@ -40,11 +40,15 @@ class SearchSpace:
         cap: The lowest rate known to break training (None: none known); later searches stay
             below half of it.
         auto: Whether the range test found the range (then edge shifts may move it).
+        informative: False when the range test's sweep neither diverged nor lowered the loss
+            (a pre-trained model): its lowest point is noise, so the range's low end is no
+            bound on the rate (only ``cap`` is known).
     """
 
     range: list[float] | None = None
     cap: float | None = None
     auto: bool = False
+    informative: bool = True
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -58,11 +62,34 @@ class SearchSpace:
         low, high = self.range
         return low, high
 
-    def found(self, low: float, high: float, cap: float) -> None:
-        """The range test found ``[low, high]``; ``cap`` is where its sweep diverged."""
+    def found(self, low: float, high: float, cap: float, informative: bool = True) -> None:
+        """The range test found ``[low, high]``; ``cap`` is where its sweep diverged;
+        ``informative``: whether the sweep's lowest point means anything."""
         self.range = [low, high]
         self.cap = cap
         self.auto = True
+        self.informative = informative
+
+    @property
+    def floor(self) -> float | None:
+        """The lowest rate worth training at: the range's low end, when the range is known and
+        means something (None otherwise)."""
+        if self.range is None or not self.informative:
+            return None
+        return self.range[0]
+
+    @property
+    def ceiling(self) -> float:
+        """The highest rate worth training at: half the lowest rate known to break training."""
+        return math.inf if self.cap is None else self.cap / 2.0
+
+    def clip(self, lr: float) -> float:
+        """``lr`` moved into ``[floor, ceiling]``: the nearest usable rate, so that the rate
+        trained at moves smoothly with the optimizer's (no jump to another end)."""
+        floor = self.floor
+        if floor is not None and lr < floor:
+            lr = floor
+        return min(lr, self.ceiling)
 
     def pick(self, sweep_top: float) -> float:
         """The rate to hold when the optimizer's own is unusable: the top of a range found by
@@ -78,12 +105,36 @@ class SearchSpace:
         swept_to_divergence = self.auto and self.cap is not None and self.cap < sweep_top
         return high if swept_to_divergence else math.sqrt(low * high)
 
+    def start_rate(
+        self, optimizer_lr: float | None, sweep_top: float, *, smooth: bool
+    ) -> float | None:
+        """The rate to start training at from the optimizer's: that rate when usable
+        (:meth:`admits`); else, with ``smooth``, the nearest usable rate (:meth:`clip`: the
+        result moves smoothly with the optimizer's rate), or :meth:`pick`. Without a range:
+        the optimizer's rate.
+        """
+        if self.range is None or (optimizer_lr is not None and self.admits(optimizer_lr)):
+            return optimizer_lr
+        if smooth and optimizer_lr is not None:
+            return self.clip(optimizer_lr)
+        return self.pick(sweep_top)
+
+    def why_not(self, lr: float) -> str | None:
+        """Why ``lr`` is not a rate to train at (None: it is; :meth:`admits`)."""
+        floor = self.floor
+        if floor is not None and lr < floor:
+            return f"below the range the range test found ({floor:.3g} and up)"
+        if lr > self.ceiling:
+            return f"above half the rate where the range test diverged ({self.cap:.3g})"
+        return None
+
     def admits(self, lr: float) -> bool:
         """Whether ``lr`` is a rate to train at: not below the range (when one is known) and
         below half the lowest rate known to break training."""
-        if self.range is not None and lr < self.range[0]:
+        floor = self.floor
+        if floor is not None and lr < floor:
             return False
-        return self.cap is None or lr <= self.cap / 2.0
+        return lr <= self.ceiling
 
     def around(self, center: float | None, factor: float | None) -> tuple[float, float]:
         """The range, narrowed to the trust region around ``center`` when both are given."""
@@ -148,10 +199,16 @@ class SearchSpace:
             "range": None if self.range is None else list(self.range),
             "cap": self.cap,
             "auto": self.auto,
+            "informative": self.informative,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
         """Rebuilds :meth:`to_dict`'s output."""
         rng = data["range"]
-        return cls(None if rng is None else list(rng), data["cap"], bool(data["auto"]))
+        return cls(
+            None if rng is None else list(rng),
+            data["cap"],
+            bool(data["auto"]),
+            bool(data.get("informative", True)),
+        )

@@ -12,7 +12,8 @@ from autolrs.core.actions import STAGE, WINNER
 from autolrs.core.observations import Abort, Loss, Validation
 from autolrs.core.phases.base import Context, Edge
 from autolrs.core.phases.stage import StageOutcome
-from autolrs.core.phases.trials import Trials, plan_trials
+from autolrs.core.phases.trial_plan import plan_trials
+from autolrs.core.phases.trials import Trials
 from autolrs.core.run import Run
 from tests.core.phases.helpers import context, events
 

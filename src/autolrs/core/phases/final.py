@@ -124,14 +124,17 @@ class Final(BasePhase):
         ``Config.range_headroom``, capped below divergence: an LR finder's pick), else the
         middle of the range (a sweep that never diverged does not say where the top is safe),
         else the default."""
-        run, bounds = self.ctx.run, self.ctx.config.range_test_bounds
+        run, cfg = self.ctx.run, self.ctx.config
+        bounds = cfg.range_test_bounds
         if run.last_lr is not None:
             return run.last_lr
         usable = run.default_lr is not None and run.space.admits(run.default_lr)
-        if self.ctx.config.try_optimizer_lr and usable:
+        if cfg.try_optimizer_lr and usable:
             return run.default_lr  # the user's own rate, when nothing was compared
         if run.space.range is not None:
-            return run.space.pick(bounds[1])
+            smooth = cfg.try_optimizer_lr and cfg.expand_factor is not None
+            start = run.space.start_rate(run.default_lr, bounds[1], smooth=smooth)
+            return run.space.pick(bounds[1]) if start is None else start
         if run.default_lr is not None:
             return run.default_lr
         return math.sqrt(bounds[0] * bounds[1])

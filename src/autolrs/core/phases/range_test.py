@@ -214,7 +214,9 @@ class RangeTest(BasePhase):
             and (ctx.total_steps is None or run.step + n <= ctx.total_steps // 3)
         ):
             return self._refine(self.lrs[found.stop_index])
-        run.space.found(found.low, found.high, found.diverged_lr or cfg.range_test_bounds[1])
+        run.space.found(
+            found.low, found.high, found.diverged_lr or cfg.range_test_bounds[1], found.informative
+        )
         resume_slot, resume_steps = self._resume_point(found)
         kept = [v for v in losses[:resume_steps] if math.isfinite(v)]
         run.level.recent = kept[-4:]
@@ -232,6 +234,18 @@ class RangeTest(BasePhase):
                 resume_slot, resume_steps = slot, steps_done
         return resume_slot, resume_steps
 
+    def _start_rate(self, found: RangeSuggestion) -> dict[str, Any]:
+        """What the run does with the optimizer's own rate, for the range test's event (with
+        ``Config.try_optimizer_lr``; else nothing): whether the sweep meant anything, the rate
+        the run starts from and why it is not the optimizer's (None when it is)."""
+        cfg, run = self.ctx.config, self.ctx.run
+        if not cfg.try_optimizer_lr or run.default_lr is None:
+            return {}
+        smooth = cfg.expand_factor is not None
+        start = run.space.start_rate(run.default_lr, cfg.range_test_bounds[1], smooth=smooth)
+        return {"informative": found.informative, "optimizer_lr": run.default_lr,
+                "start_lr": start, "start_reason": run.space.why_not(run.default_lr)}
+
     def _report(self, found: RangeSuggestion, resume_steps: int) -> None:
         """Emits the range test's event and segments."""
         ctx, run = self.ctx, self.ctx.run
@@ -246,6 +260,7 @@ class RangeTest(BasePhase):
             diverged_lr=found.diverged_lr,
             best_lr=found.best_lr,
             resume_steps=resume_steps,
+            **self._start_rate(found),
         )
         self._segment(len(self.losses) - 1)
         if resume_steps:

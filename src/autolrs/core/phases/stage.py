@@ -25,6 +25,8 @@ class TrialPlan:
         start_step: The step at which the stage started.
         search_low: Lower end of the stage's search interval.
         search_high: Upper end.
+        ramp_steps: Steps of the linear warm-up that starts each trial (the first stage's
+            expanding search, before anything was trained at a rate of its own).
     """
 
     trial_steps: int
@@ -37,6 +39,7 @@ class TrialPlan:
     start_step: int
     search_low: float
     search_high: float
+    ramp_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""

@@ -23,136 +23,41 @@ from typing import Any
 
 import numpy as np
 
-from autolrs.core._rng import spawn
 from autolrs.core.actions import STAGE, WINNER, Action, Evaluate, Restore, SetLR, Snapshot
+from autolrs.core.expand import ExpandSearcher
 from autolrs.core.forecast import CurveFit
 from autolrs.core.level import robust_std
 from autolrs.core.phases.base import (
-    Abort, BasePhase, Context, Edge, Loss, Observation, Outlook, Phase, Spent, Transition,
-    Validation, constant, finite,
+    Abort,
+    BasePhase,
+    Context,
+    Edge,
+    Loss,
+    Observation,
+    Outlook,
+    Phase,
+    Spent,
+    Transition,
+    Validation,
+    constant,
+    finite,
 )
 from autolrs.core.phases.stage import StageOutcome, TrialPlan, TrialResult, Winner
-from autolrs.core.planning import decay_length, plan_stage
+from autolrs.core.phases.trial_plan import (
+    choose,
+    eligible,
+    held_first,
+    new_searcher,
+    optimizer_lr,
+    restore_searcher,
+)
 from autolrs.core.search import Searcher
 from autolrs.core.selection import select
 
-__all__ = ["Trial", "Trials", "anchored_rate", "incumbent_rule", "plan_trials"]
+__all__ = ["Trial", "Trials"]
 
 _FAULT_RETRIES = 1  # non-finite results a calm trial may roll back from
 _EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
-
-
-def _optimizer_lr(ctx: Context) -> float | None:
-    """The optimizer's own rate when the first stage tries it first (``Config.try_optimizer_lr``):
-    only before any stage committed, and only below half a rate known to break training."""
-    run = ctx.run
-    if not ctx.config.try_optimizer_lr or run.last_lr is not None or run.default_lr is None:
-        return None
-    return float(run.default_lr) if run.space.admits(run.default_lr) else None
-
-
-def _held_first(ctx: Context) -> float | None:
-    """The rate a first stage that holds trains at (before any commit, with
-    ``Config.try_optimizer_lr``): the optimizer's own, or, when the range test found it
-    unusable, the range's pick (:meth:`SearchSpace.pick`)."""
-    user = _optimizer_lr(ctx)
-    if user is not None or not ctx.config.try_optimizer_lr or ctx.run.space.range is None:
-        return user
-    return ctx.run.space.pick(ctx.config.range_test_bounds[1])
-
-
-def anchored_rate(ctx: Context) -> float | None:
-    """The rate the first stage held (the optimizer's own, or the range's pick when that one
-    is unusable) when the next (or running) search follows it and looks only above it
-    (``Config.search_upward``); None otherwise."""
-    cfg, run = ctx.config, ctx.run
-    previous = run.last_lr
-    if not (cfg.search_upward and cfg.try_optimizer_lr and cfg.stage_candidates):
-        return None
-    if ctx.total_steps is None or previous is None:
-        return None
-    # The rate recorded when it was held (a state saved before it was recorded: the optimizer's).
-    held = run.held_lr if run.held_lr is not None else run.default_lr
-    if held is not None and math.isclose(previous, held, rel_tol=1e-9):
-        return previous
-    return None
-
-
-def incumbent_rule(ctx: Context) -> dict[str, float | None]:
-    """The keyword arguments of :func:`~autolrs.core.selection.select` for this stage: keep the
-    held rate within ``keep_incumbent_within`` in an anchored search, else prefer larger rates
-    within ``prefer_larger_within``."""
-    held = anchored_rate(ctx)
-    if held is not None and ctx.config.keep_incumbent_within is not None:
-        return {"incumbent": held, "keep_incumbent_within": ctx.config.keep_incumbent_within}
-    return {"prefer_larger_within": ctx.config.prefer_larger_within}
-
-
-def _search_interval(ctx: Context) -> tuple[float, float]:
-    """Where the next stage searches.
-
-    The range, narrowed to the trust region around the previous stage's rate. A range the range
-    test found is a guess, so the trust region may reach past it (never above half a rate known
-    to break training); before any commit the range reaches up to the optimizer's rate when the
-    first stage tries it.
-    """
-    cfg, run = ctx.config, ctx.run
-    low, high = run.space.around(run.last_lr, cfg.trust_region)
-    previous, factor, space = run.last_lr, cfg.trust_region, run.space
-    staged = cfg.stage_candidates and ctx.total_steps is not None
-    if space.auto and previous is not None and factor is not None and staged:
-        ceiling = math.inf if space.cap is None else space.cap / 2.0
-        if previous / factor < ceiling:
-            low, high = previous / factor, min(previous * factor, ceiling)
-    user = _optimizer_lr(ctx)
-    if user is not None:
-        high = max(high, user)
-    if anchored_rate(ctx) is not None and factor is not None:
-        assert previous is not None  # an anchored search follows a held rate
-        # Holding the user's own rate: only larger rates are tried (see Config.search_upward).
-        ceiling = math.inf if space.cap is None else space.cap / 2.0
-        bound = math.inf if space.auto else space.bounds[1]
-        top = min(previous * factor, ceiling, bound)
-        if top > previous * 1.01:
-            low, high = previous, top
-    return low, high
-
-
-def plan_trials(ctx: Context) -> TrialPlan | None:
-    """The next stage's trials, fitted inside the budget (None: no stage fits any more)."""
-    cfg, run = ctx.config, ctx.run
-    remaining = None
-    if ctx.total_steps is not None:
-        remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
-    k = cfg.later_candidates if run.stage >= 1 and cfg.later_candidates else cfg.candidates
-    if cfg.stage_candidates and ctx.total_steps is not None:
-        k = cfg.stage_candidates[min(run.stage, len(cfg.stage_candidates) - 1)]
-        if k == 1 and run.last_lr is None and _held_first(ctx) is None:
-            k = cfg.candidates  # nothing to hold: no optimizer rate and no range
-    plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
-    if plan is None:
-        return None
-    mode = "train"
-    if ctx.validation and cfg.objective != "train":
-        paper_switch = cfg.objective == "paper" and run.taus.stages_at_max < 1
-        mode = "train" if paper_switch else "validation"
-    trial_steps = plan.trial_steps
-    anneal = 0
-    if cfg.anneal_fraction is not None and plan.candidates > 1:
-        anneal = min(trial_steps - 1, max(2, int(round(cfg.anneal_fraction * trial_steps))))
-    val_every = None
-    if mode == "validation":
-        # Evaluate every val_every steps; a trial ends on an evaluation. An annealed trial is
-        # judged by one evaluation at its end.
-        val_every = trial_steps if anneal else max(1, trial_steps // cfg.val_points)
-        trial_steps = (trial_steps // val_every) * val_every
-    # The reference code forecasts a validation series at int(tau / val_every) evaluations.
-    horizon = plan.tau if val_every is None else plan.tau // val_every
-    low, high = _search_interval(ctx)
-    return TrialPlan(
-        trial_steps, plan.candidates, plan.tau, mode, val_every, anneal, horizon, run.step, low,
-        high,
-    )
 
 
 @dataclass
@@ -197,6 +102,9 @@ class Trials(BasePhase):
         winner: The best trial whose state is kept.
         winner_slot: Whether the ``WINNER`` slot holds a state.
         awaiting: Whether an evaluation was asked for.
+        measuring: Whether that evaluation measures the stage's start (an expanding search in
+            validation mode: the loss every trial starts from, which tells a rate far too small
+            from one that does nothing).
         searcher: The stage's searcher.
     """
 
@@ -213,6 +121,7 @@ class Trials(BasePhase):
         winner: Winner | None = None,
         winner_slot: bool = False,
         awaiting: bool = False,
+        measuring: bool = False,
     ) -> None:
         super().__init__(ctx)
         self.plan = plan
@@ -222,11 +131,14 @@ class Trials(BasePhase):
         self.winner = winner
         self.winner_slot = winner_slot
         self.awaiting = awaiting
+        self.measuring = measuring
 
     @classmethod
     def start(cls, ctx: Context, plan: TrialPlan) -> Trials:
-        """The phase for a new stage, with a fresh searcher over the plan's interval."""
-        return cls(ctx, plan, ctx.make_searcher(plan.search_low, plan.search_high, spawn(ctx.rng)))
+        """The phase for a new stage, with a fresh searcher over the plan's interval (an
+        :class:`~autolrs.core.expand.ExpandSearcher` from the held rate with
+        ``Config.expand_factor``)."""
+        return cls(ctx, plan, new_searcher(ctx, plan))
 
     @property
     def awaiting_validation(self) -> bool:
@@ -253,11 +165,15 @@ class Trials(BasePhase):
             search_range=[plan.search_low, plan.search_high],
             reference_loss=ctx.run.level.reference,
         )
-        return Transition((Snapshot(STAGE), *self._next_trial()))
+        actions = (Snapshot(STAGE), *self._next_trial())
+        if isinstance(self.searcher, ExpandSearcher) and plan.mode == "validation":
+            self.measuring = self.awaiting = True
+            return Transition((*actions, Evaluate()))
+        return Transition(actions)
 
     def _next_trial(self) -> tuple[Action, ...]:
         low, high, previous = self.plan.search_low, self.plan.search_high, self.ctx.run.last_lr
-        user = _optimizer_lr(self.ctx)
+        user = optimizer_lr(self.ctx)
         if user is not None and not self.results:
             lr = user
         elif (
@@ -270,7 +186,7 @@ class Trials(BasePhase):
             lr = float(min(max(previous, low), high))
         elif self.plan.candidates == 1 and not self.results:
             # A stage that holds: the previous stage's rate, or, first, the range's pick.
-            first = None if previous is not None else _held_first(self.ctx)
+            first = None if previous is not None else held_first(self.ctx)
             lr = float(previous) if previous is not None else (high if first is None else first)
         else:
             lr = self.searcher.ask()
@@ -282,7 +198,8 @@ class Trials(BasePhase):
 
     def rate(self, step: int) -> float:
         """The running trial's rate at its ``step``-th step (1-based)."""
-        return _rate(self.trial.lr, self.plan.trial_steps, self.plan.anneal_steps, step)
+        plan = self.plan
+        return _rate(self.trial.lr, plan.trial_steps, plan.anneal_steps, step, plan.ramp_steps)
 
     # ------------------------------------------------------------------ observations
     def observe(self, observation: Observation) -> Transition:
@@ -321,7 +238,7 @@ class Trials(BasePhase):
             return self._end()
         if self._should_stop_early():
             return self._end(early_stopped=True)
-        if plan.anneal_steps:
+        if plan.anneal_steps or plan.ramp_steps:
             lr = self.rate(t.steps + 1)
             if lr != self.ctx.run.lr:
                 self.ctx.run.lr = lr
@@ -356,6 +273,12 @@ class Trials(BasePhase):
     def _validation(self, value: float) -> Transition:
         t = self.trial
         self.awaiting = False
+        if self.measuring:  # the stage's start, before any trial step
+            self.measuring = False
+            if finite(value):
+                assert isinstance(self.searcher, ExpandSearcher)  # only it measures
+                self.searcher.reference = float(value)
+            return Transition()
         if not finite(value):
             return self._fault("non-finite validation loss")
         t.x.append(float(t.evals))  # x = 0, 1, ... as in the reference code
@@ -382,7 +305,7 @@ class Trials(BasePhase):
     def _restart(self, reason: str) -> Transition:
         """Rolls the running trial back to the stage snapshot and starts it again."""
         t, run = self.trial, self.ctx.run
-        self.awaiting = False
+        self.awaiting = self.measuring = False
         self.ctx.emit("rollback", phase=Phase.TRIAL, reason=reason, restored=STAGE, lr=t.lr)
         t.restart(run.step)
         run.lr = t.lr
@@ -479,12 +402,13 @@ class Trials(BasePhase):
     def _after(self, value: float | None, early_stopped: bool) -> Transition:
         """Keeps the winner's state, then starts the next trial or hands the stage over."""
         cfg, t = self.ctx.config, self.trial
-        healthy = [r for r in self.results if not r.diverged]
+        healthy = eligible(self.results, self.searcher)
         is_best = (
             value is not None
-            and select(healthy, **incumbent_rule(self.ctx)).index == t.index
+            and any(r.index == t.index for r in healthy)
+            and choose(self.ctx, healthy, self.searcher).index == t.index
         )
-        last = len(self.results) >= self.plan.candidates
+        last = len(self.results) >= self.plan.candidates or self.searcher.exhausted
         actions: list[Action] = []
         if cfg.keep_winner and is_best and not early_stopped:
             self.winner = Winner(t.index, t.steps, last)
@@ -518,8 +442,10 @@ class Trials(BasePhase):
                 left = min(left, check - t.steps - 1)
             quiet = max(0, left)
         rates = constant(self.ctx.run.lr or 0.0)
-        if plan.anneal_steps:
-            rates = partial(_ahead, t.lr, plan.trial_steps, plan.anneal_steps, t.steps + 1)
+        if plan.anneal_steps or plan.ramp_steps:
+            rates = partial(
+                _ahead, t.lr, plan.trial_steps, plan.anneal_steps, plan.ramp_steps, t.steps + 1
+            )
         return Outlook(quiet, self._commits_next(), rates)
 
     def to_dict(self) -> dict[str, Any]:
@@ -530,6 +456,7 @@ class Trials(BasePhase):
             "winner": None if self.winner is None else self.winner.to_dict(),
             "winner_slot": self.winner_slot,
             "awaiting_validation": self.awaiting,
+            "measuring": self.measuring,
             "searcher": self.searcher.state_dict(),
         }
 
@@ -537,8 +464,7 @@ class Trials(BasePhase):
     def from_dict(cls, ctx: Context, data: dict[str, Any]) -> Trials:
         """Rebuilds :meth:`to_dict`'s output."""
         plan = TrialPlan.from_dict(data["plan"])
-        searcher = ctx.make_searcher(plan.search_low, plan.search_high, None)
-        searcher.load_state_dict(data["searcher"])
+        searcher = restore_searcher(ctx, plan, data["searcher"])
         winner = data["winner"]
         return cls(
             ctx,
@@ -549,19 +475,23 @@ class Trials(BasePhase):
             winner=None if winner is None else Winner.from_dict(winner),
             winner_slot=bool(data["winner_slot"]),
             awaiting=bool(data["awaiting_validation"]),
+            measuring=bool(data.get("measuring", False)),
         )
 
 
-def _rate(lr: float, trial_steps: int, anneal: int, step: int) -> float:
-    """A trial's rate at its ``step``-th step (1-based): constant, then, with
-    ``Config.anneal_fraction``, decaying linearly over the trial's last ``anneal`` steps."""
+def _rate(lr: float, trial_steps: int, anneal: int, step: int, ramp: int = 0) -> float:
+    """A trial's rate at its ``step``-th step (1-based): rising linearly over its first
+    ``ramp`` steps, constant, then, with ``Config.anneal_fraction``, decaying linearly over the
+    trial's last ``anneal`` steps."""
+    if step <= ramp:
+        return float(lr) * step / (ramp + 1)
     if step <= trial_steps - anneal:
         return float(lr)
     return float(lr) * (trial_steps + 1 - step) / (anneal + 1)
 
 
-def _ahead(lr: float, trial_steps: int, anneal: int, first: int, ahead: int) -> float:
-    return _rate(lr, trial_steps, anneal, first + ahead)
+def _ahead(lr: float, trial_steps: int, anneal: int, ramp: int, first: int, ahead: int) -> float:
+    return _rate(lr, trial_steps, anneal, first + ahead, ramp)
 
 
 def _summary(y: list[float]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any
 
 from autolrs.core.actions import STAGE, Restore, SetLR, Snapshot
-from autolrs.core.planning import warmup_length
 from autolrs.core.phases.base import (
     BasePhase,
     Context,
@@ -26,6 +25,7 @@ from autolrs.core.phases.base import (
     Spent,
     Transition,
 )
+from autolrs.core.planning import warmup_length
 
 __all__ = ["Warmup", "warmup_target"]
 
@@ -127,14 +127,12 @@ class Warmup(BasePhase):
 def warmup_target(ctx: Context) -> float | None:
     """The rate a warm-up ends at: ``Config.warmup_lr``; else the optimizer's own rate, unless
     the range test found it unusable (above half the divergence point or below the range: then
-    the rate the first stage holds instead, :meth:`SearchSpace.pick`)."""
+    the rate the first stage holds instead, :meth:`SearchSpace.start_rate`)."""
     cfg, run = ctx.config, ctx.run
     if cfg.warmup_lr is not None:
         return cfg.warmup_lr
-    space = run.space
-    if space.range is None or (run.default_lr is not None and space.admits(run.default_lr)):
-        return run.default_lr
-    return space.pick(cfg.range_test_bounds[1])
+    smooth = cfg.expand_factor is not None
+    return run.space.start_rate(run.default_lr, cfg.range_test_bounds[1], smooth=smooth)
 
 
 def _offset_rate(lr: float, length: int, done: int, ahead: int) -> float:

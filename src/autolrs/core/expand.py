@@ -1,0 +1,219 @@
+"""The expanding search: from the held rate outward, one factor at a time, while it pays.
+
+The optimizer's rate is a hint, not the answer: it may lie two decades below the rate that
+trains best, or one above. A search over the whole range found by the range test costs too many
+trials (its top may lie 1000x above the right rate), and a short trial's score is noisy. So the
+search starts at the rate training holds (the centre) and steps outward by ``factor``:
+
+1. the centre, then one step up (``centre * factor``);
+2. up again while each step beats its inner neighbour: by more than ``margin`` (relative), or,
+   when a ``reference`` (the loss where the trials start) is known, by more than a quarter of
+   the neighbour's progress below it, whichever is less: at rates far too small every trial
+   barely moves the loss (2.3026 to 2.2987 on digits), yet a step that makes three times the
+   progress is no noise;
+3. if the first step up did not beat the centre, one step down, and down again while each step
+   beats its inner neighbour; a loss curve of the rate has one valley, so when a step up won
+   there is nothing to find below;
+4. no step up from a centre that breaks training itself;
+5. never more than ``max_steps`` steps either way, nor outside ``[low, high]`` (the caller keeps
+   ``high`` below half of a rate known to break training).
+
+Far from the valley a step changes the score by far more than the noise, so the search walks
+there in a few trials; near it the steps tie and it stops. Which of the tried rates wins is the
+searcher's :meth:`ExpandSearcher.choose` (the best, unless it does not beat the centre beyond
+noise), among those not at the edge of stability (:meth:`ExpandSearcher.at_edge`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
+
+from autolrs.core.search import Searcher
+
+__all__ = ["ExpandSearcher"]
+
+
+class _Scored(Protocol):
+    lr: float
+    value: Any
+
+
+S = TypeVar("S", bound=_Scored)
+
+_EDGE = 1e-9  # relative slack when comparing a step with the interval's ends
+PROGRESS_SHARE = 0.25  # a step beats its neighbour with this much more progress (see above)
+
+
+class ExpandSearcher(Searcher):
+    """Steps outward from ``center`` by ``factor`` while each step beats its inner neighbour.
+
+    Args:
+        center: The rate training holds: the first candidate.
+        low: The lowest rate to try.
+        high: The highest rate to try.
+        factor: The ratio of neighbouring candidates (> 1).
+        max_steps: Steps at most either way.
+        margin: By how much (relative) a step must beat its inner neighbour to go on.
+        reference: The loss where every trial starts, on the scale of the told values (None:
+            unknown; only ``margin`` applies).
+
+    Example:
+        >>> s = ExpandSearcher(0.01, 1e-4, 1.0, factor=10.0)
+        >>> s.tell(s.ask(), 1.0); s.ask()
+        0.1
+        >>> s.tell(0.1, 0.5); s.ask()
+        1.0
+        >>> s.tell(1.0, 0.6); s.exhausted
+        True
+    """
+
+    kind = "expand"
+
+    def __init__(
+        self,
+        center: float,
+        low: float,
+        high: float,
+        *,
+        factor: float = math.sqrt(10.0),
+        max_steps: int = 4,
+        margin: float = 0.02,
+        reference: float | None = None,
+    ) -> None:
+        if not (center > 0 and factor > 1 and max_steps >= 1 and margin >= 0):
+            raise ValueError(
+                f"ExpandSearcher needs center > 0, factor > 1, max_steps >= 1, margin >= 0; got "
+                f"{center!r}, {factor!r}, {max_steps!r}, {margin!r}"
+            )
+        self.center, self.low, self.high = float(center), float(low), float(high)
+        self.factor, self.max_steps, self.margin = float(factor), int(max_steps), float(margin)
+        known = reference is not None and math.isfinite(reference)
+        self.reference = float(reference) if known else None  # type: ignore[arg-type]
+        self.values: dict[int, float | None] = {}
+
+    # ------------------------------------------------------------------ positions
+    def rate(self, offset: int) -> float:
+        """The candidate ``offset`` steps from the centre."""
+        return self.center * self.factor**offset
+
+    def _offset(self, lr: float) -> int:
+        return int(round(math.log(lr / self.center) / math.log(self.factor)))
+
+    def _inside(self, offset: int) -> bool:
+        lr = self.rate(offset)
+        in_reach = abs(offset) <= self.max_steps
+        return in_reach and self.low * (1 - _EDGE) <= lr <= self.high * (1 + _EDGE)
+
+    def _beats(self, outer: int, inner: int) -> bool:
+        """Whether the step at ``outer`` beat its inner neighbour by more than the margin."""
+        return self.better(self.values.get(outer), self.values.get(inner))
+
+    def better(self, a: float | None, b: float | None) -> bool:
+        """Whether the score ``a`` beats ``b`` beyond noise: by more than ``margin`` (relative),
+        or by more than :data:`PROGRESS_SHARE` of ``b``'s progress below the reference,
+        whichever is less (None: diverged)."""
+        if a is None:
+            return False
+        if b is None:
+            return True
+        needed = self.margin * abs(b)
+        if self.reference is not None:
+            needed = min(needed, PROGRESS_SHARE * max(self.reference - b, 0.0))
+        return a < b - needed
+
+    def choose(self, candidates: Sequence[S]) -> S:
+        """The winner among ``candidates`` (each with ``lr`` and ``value``; none diverged): the
+        best score, unless it does not beat the centre beyond noise (:meth:`better`): then the
+        centre, the rate training held, stays.
+
+        Raises:
+            ValueError: If ``candidates`` is empty.
+        """
+        if not candidates:
+            raise ValueError("choose() needs at least one candidate")
+        best = min(candidates, key=lambda c: c.value)
+        held = [c for c in candidates if math.isclose(c.lr, self.center, rel_tol=1e-9)]
+        if held and not self.better(best.value, held[0].value):
+            return held[0]
+        return best
+
+    def _broke(self, offset: int) -> bool:
+        """Whether the candidate at ``offset`` diverged or ended clearly above the reference
+        (by more than the margin): it breaks training. (A rate far too small ends *at* the
+        reference: it is not broken, only slow.)"""
+        value = self.values.get(offset, math.nan)
+        if value is None:
+            return True
+        ref = self.reference
+        return ref is not None and value > ref + self.margin * abs(ref)
+
+    def at_edge(self, lr: float) -> bool:
+        """Whether ``lr`` lies one step below a rate that broke training: at the edge of
+        stability a short trial can show. Such a rate tends to break over a longer run (on
+        digits, SGD at 0.316 won its 10-step trial next to a failing 1.0, then broke the model
+        within 50 steps; the tuned rate is 0.1), so it does not win."""
+        return self._broke(self._offset(lr) + 1)
+
+    def _walk(self, sign: int) -> int | None:
+        """The next step in direction ``sign``, or None when that direction is finished."""
+        told = [k for k in self.values if k * sign > 0]
+        last = max(told, key=abs, default=0)
+        if last != 0 and not self._beats(last, last - sign):
+            return None
+        nxt = last + sign
+        return nxt if self._inside(nxt) and nxt not in self.values else None
+
+    def next_offset(self) -> int | None:
+        """Where the next candidate lies (None: the search is over)."""
+        if 0 not in self.values:
+            return 0
+        if not self._broke(0) or 1 in self.values:
+            up = self._walk(+1)
+            if up is not None:
+                return up
+        if 1 in self.values and self._beats(1, 0):
+            return None  # the valley lies above the centre
+        return self._walk(-1)
+
+    # ------------------------------------------------------------------ the Searcher protocol
+    @property
+    def exhausted(self) -> bool:
+        return self.next_offset() is None
+
+    def ask(self) -> float:
+        offset = self.next_offset()
+        if offset is None:
+            raise RuntimeError("the expanding search is over: check `exhausted` before asking")
+        return self.rate(offset)
+
+    def tell(self, lr: float, value: float | None, *, diverged: bool = False) -> None:
+        ok = not diverged and value is not None and math.isfinite(value)
+        self.values[self._offset(lr)] = float(value) if ok else None  # type: ignore[arg-type]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "center": self.center,
+            "low": self.low,
+            "high": self.high,
+            "factor": self.factor,
+            "max_steps": self.max_steps,
+            "margin": self.margin,
+            "reference": self.reference,
+            "values": [[k, v] for k, v in sorted(self.values.items())],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.center, self.low, self.high = state["center"], state["low"], state["high"]
+        self.factor, self.max_steps = state["factor"], state["max_steps"]
+        self.margin, self.reference = state["margin"], state.get("reference")
+        self.values = {int(k): v for k, v in state["values"]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ExpandSearcher:
+        """A searcher rebuilt from :meth:`state_dict`'s output."""
+        searcher = cls(state["center"], state["low"], state["high"])
+        searcher.load_state_dict(state)
+        return searcher

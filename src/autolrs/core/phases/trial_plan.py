@@ -1,0 +1,246 @@
+"""Where a stage's trials search and how its winner is chosen: the stage's plan, its search
+interval and searcher, the rate the first stage starts from, and the selection rule the trials
+and exploit phases share. The trials themselves run in :mod:`autolrs.core.phases.trials`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from autolrs.core._rng import spawn
+from autolrs.core.expand import ExpandSearcher
+from autolrs.core.phases.base import Context
+from autolrs.core.phases.stage import TrialPlan, TrialResult
+from autolrs.core.planning import decay_length, plan_stage
+from autolrs.core.search import Searcher
+from autolrs.core.selection import select
+
+__all__ = [
+    "anchored_rate",
+    "choose",
+    "eligible",
+    "expand_center",
+    "first_stage_searches",
+    "held_first",
+    "incumbent_rule",
+    "new_searcher",
+    "optimizer_lr",
+    "plan_trials",
+    "restore_searcher",
+]
+
+
+def optimizer_lr(ctx: Context) -> float | None:
+    """The optimizer's own rate when the first stage tries it first (``Config.try_optimizer_lr``):
+    only before any stage committed, and only below half a rate known to break training."""
+    run = ctx.run
+    if not ctx.config.try_optimizer_lr or run.last_lr is not None or run.default_lr is None:
+        return None
+    return float(run.default_lr) if run.space.admits(run.default_lr) else None
+
+
+def held_first(ctx: Context) -> float | None:
+    """The rate a first stage that holds trains at (before any commit, with
+    ``Config.try_optimizer_lr``): the optimizer's own, or, when the range test found it
+    unusable, the nearest usable rate (:meth:`SearchSpace.start_rate`))."""
+    cfg, run = ctx.config, ctx.run
+    user = optimizer_lr(ctx)
+    if user is not None or not cfg.try_optimizer_lr or run.space.range is None:
+        return user
+    smooth = cfg.expand_factor is not None
+    start = run.space.start_rate(run.default_lr, cfg.range_test_bounds[1], smooth=smooth)
+    return run.space.pick(cfg.range_test_bounds[1]) if start is None else start
+
+
+def anchored_rate(ctx: Context) -> float | None:
+    """The rate the first stage held (the optimizer's own, or the range's pick when that one
+    is unusable) when the next (or running) search follows it and looks only above it
+    (``Config.search_upward``); None otherwise."""
+    cfg, run = ctx.config, ctx.run
+    previous = run.last_lr
+    if not (cfg.search_upward and cfg.try_optimizer_lr and cfg.stage_candidates):
+        return None
+    if ctx.total_steps is None or previous is None:
+        return None
+    # The rate recorded when it was held (a state saved before it was recorded: the optimizer's).
+    held = run.held_lr if run.held_lr is not None else run.default_lr
+    if held is not None and math.isclose(previous, held, rel_tol=1e-9):
+        return previous
+    return None
+
+
+def expand_center(ctx: Context, candidates: int) -> float | None:
+    """The rate a search of ``candidates`` expands from (``Config.expand_factor``, with a
+    budget): the last committed rate; before any commit, the optimizer's (made usable,
+    :meth:`SearchSpace.start_rate`) or, when a first stage that held it ended worse than it
+    started, half of it. None when the search is not an expanding one."""
+    cfg, run = ctx.config, ctx.run
+    if cfg.expand_factor is None or candidates <= 1:
+        return None
+    if ctx.total_steps is None or not cfg.try_optimizer_lr:
+        return None
+    if run.last_lr is not None:
+        return run.last_lr
+    return held_first(ctx) if run.held_lr is None else run.held_lr / 2.0
+
+
+def _expand_interval(ctx: Context, center: float) -> tuple[float, float]:
+    """Where an expanding search may reach: ``expand_steps`` steps either way of ``center``,
+    not below the range the range test found (when it found one: else the sweep's start), not
+    above half a rate known to break training, inside a range the user gave."""
+    cfg, space = ctx.config, ctx.run.space
+    assert cfg.expand_factor is not None  # only for an expanding search
+    reach = cfg.expand_factor**cfg.expand_steps
+    floor = space.floor if space.floor is not None else cfg.range_test_bounds[0]
+    low, high = max(center / reach, floor), min(center * reach, space.ceiling)
+    if space.range is not None and not space.auto:  # a range the user gave is a bound
+        low, high = max(low, space.range[0]), min(high, space.range[1])
+    return min(low, center), max(high, center)
+
+
+def choose(ctx: Context, healthy: list[TrialResult], searcher: Searcher) -> TrialResult:
+    """The stage's winner among ``healthy``: an expanding search's own choice
+    (:meth:`~autolrs.core.expand.ExpandSearcher.choose`), else
+    :func:`~autolrs.core.selection.select` under :func:`incumbent_rule`."""
+    if isinstance(searcher, ExpandSearcher):
+        return searcher.choose(healthy)
+    return select(healthy, **incumbent_rule(ctx))
+
+
+def incumbent_rule(ctx: Context) -> dict[str, float | None]:
+    """The keyword arguments of :func:`~autolrs.core.selection.select` for this stage: keep the
+    held rate within ``keep_incumbent_within`` in an anchored search, else prefer larger rates
+    within ``prefer_larger_within``."""
+    held = anchored_rate(ctx)
+    if held is not None and ctx.config.keep_incumbent_within is not None:
+        return {"incumbent": held, "keep_incumbent_within": ctx.config.keep_incumbent_within}
+    return {"prefer_larger_within": ctx.config.prefer_larger_within}
+
+
+def _search_interval(ctx: Context) -> tuple[float, float]:
+    """Where the next stage searches.
+
+    The range, narrowed to the trust region around the previous stage's rate. A range the range
+    test found is a guess, so the trust region may reach past it (never above half a rate known
+    to break training); before any commit the range reaches up to the optimizer's rate when the
+    first stage tries it.
+    """
+    cfg, run = ctx.config, ctx.run
+    low, high = run.space.around(run.last_lr, cfg.trust_region)
+    previous, factor, space = run.last_lr, cfg.trust_region, run.space
+    staged = cfg.stage_candidates and ctx.total_steps is not None
+    if space.auto and previous is not None and factor is not None and staged:
+        ceiling = math.inf if space.cap is None else space.cap / 2.0
+        if previous / factor < ceiling:
+            low, high = previous / factor, min(previous * factor, ceiling)
+    user = optimizer_lr(ctx)
+    if user is not None:
+        high = max(high, user)
+    if anchored_rate(ctx) is not None and factor is not None:
+        assert previous is not None  # an anchored search follows a held rate
+        # Holding the user's own rate: only larger rates are tried (see Config.search_upward).
+        ceiling = math.inf if space.cap is None else space.cap / 2.0
+        bound = math.inf if space.auto else space.bounds[1]
+        top = min(previous * factor, ceiling, bound)
+        if top > previous * 1.01:
+            low, high = previous, top
+    return low, high
+
+
+def plan_trials(ctx: Context) -> TrialPlan | None:
+    """The next stage's trials, fitted inside the budget (None: no stage fits any more)."""
+    cfg, run = ctx.config, ctx.run
+    remaining = None
+    if ctx.total_steps is not None:
+        remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
+    k = cfg.later_candidates if run.stage >= 1 and cfg.later_candidates else cfg.candidates
+    if cfg.stage_candidates and ctx.total_steps is not None:
+        k = cfg.stage_candidates[min(run.stage, len(cfg.stage_candidates) - 1)]
+        if k == 1 and run.last_lr is None and held_first(ctx) is None:
+            k = cfg.candidates  # nothing to hold: no optimizer rate and no range
+    plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
+    if plan is None:
+        return None
+    mode = "train"
+    if ctx.validation and cfg.objective != "train":
+        paper_switch = cfg.objective == "paper" and run.taus.stages_at_max < 1
+        mode = "train" if paper_switch else "validation"
+    trial_steps = plan.trial_steps
+    anneal = 0
+    if cfg.anneal_fraction is not None and plan.candidates > 1:
+        anneal = min(trial_steps - 1, max(2, int(round(cfg.anneal_fraction * trial_steps))))
+    val_every = None
+    if mode == "validation":
+        # Evaluate every val_every steps; a trial ends on an evaluation. An annealed trial is
+        # judged by one evaluation at its end.
+        val_every = trial_steps if anneal else max(1, trial_steps // cfg.val_points)
+        trial_steps = (trial_steps // val_every) * val_every
+    # The reference code forecasts a validation series at int(tau / val_every) evaluations.
+    horizon = plan.tau if val_every is None else plan.tau // val_every
+    center = expand_center(ctx, plan.candidates)
+    low, high = _search_interval(ctx) if center is None else _expand_interval(ctx, center)
+    ramp = 0
+    if center is not None and run.last_lr is None and run.held_lr is None and anneal:
+        ramp = min(max(1, int(round(trial_steps / 3))), trial_steps - anneal - 1)
+    return TrialPlan(
+        trial_steps, plan.candidates, plan.tau, mode, val_every, anneal, horizon, run.step, low,
+        high, max(ramp, 0),
+    )
+
+
+def first_stage_searches(ctx: Context) -> bool:
+    """Whether the first stage is an expanding search, whose trials warm up on their own (so
+    no warm-up comes before it): ``Config.expand_factor`` with a budget and a first stage of
+    several candidates."""
+    cfg = ctx.config
+    staged = bool(cfg.stage_candidates) and cfg.stage_candidates[0] > 1  # type: ignore[index]
+    return (
+        cfg.expand_factor is not None and cfg.try_optimizer_lr and staged
+        and ctx.total_steps is not None
+    )
+
+
+def eligible(results: list[TrialResult], searcher: Searcher) -> list[TrialResult]:
+    """The healthy candidates that may win: with an expanding search, not one at the edge of
+    stability (:meth:`~autolrs.core.expand.ExpandSearcher.at_edge`) while another is left."""
+    healthy = [r for r in results if not r.diverged]
+    if not isinstance(searcher, ExpandSearcher):
+        return healthy
+    inside = [r for r in healthy if not searcher.at_edge(r.lr)]
+    return inside or healthy
+
+
+def new_searcher(ctx: Context, plan: TrialPlan) -> Searcher:
+    """A fresh searcher over the plan's interval: an
+    :class:`~autolrs.core.expand.ExpandSearcher` from the rate the stage expands from
+    (``Config.expand_factor``), else the configured one."""
+    cfg, center = ctx.config, expand_center(ctx, plan.candidates)
+    if center is None:
+        return ctx.make_searcher(plan.search_low, plan.search_high, spawn(ctx.rng))
+    assert cfg.expand_factor is not None  # expand_center says so
+    return ExpandSearcher(
+        center, plan.search_low, plan.search_high, factor=cfg.expand_factor,
+        max_steps=cfg.expand_steps, margin=cfg.expand_margin, reference=_start_level(ctx, plan),
+    )
+
+
+def _start_level(ctx: Context, plan: TrialPlan) -> float | None:
+    """The loss where a stage's trials start, on the scale they are scored on: the committed
+    training-loss level; None in validation mode, where the trials phase measures it
+    (``Trials.measuring``)."""
+    if plan.mode == "validation":
+        return None
+    recent = [v for v in ctx.run.level.recent if math.isfinite(v)]
+    return float(np.median(recent[-4:])) if recent else ctx.run.level.reference
+
+
+def restore_searcher(ctx: Context, plan: TrialPlan, state: dict[str, Any]) -> Searcher:
+    """The stage's searcher rebuilt from its saved state."""
+    if state.get("kind") == ExpandSearcher.kind:
+        return ExpandSearcher.from_state(state)
+    searcher = ctx.make_searcher(plan.search_low, plan.search_high, None)
+    searcher.load_state_dict(state)
+    return searcher

@@ -1,0 +1,110 @@
+"""The expanding search (``autolrs.core.expand``): where it walks, when it stops, its state."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from autolrs.core.expand import ExpandSearcher
+
+STEP = math.sqrt(10.0)
+
+
+def bowl(best: float, depth: float = 1.0):
+    """A loss valley in log-lr with its bottom at ``best`` (lower is better)."""
+    return lambda lr: 1.0 + depth * (math.log10(lr) - math.log10(best)) ** 2
+
+
+def walk(searcher: ExpandSearcher, score) -> list[float]:
+    tried = []
+    while not searcher.exhausted:
+        lr = searcher.ask()
+        tried.append(lr)
+        value = score(lr)
+        searcher.tell(lr, value, diverged=value is None)
+    return tried
+
+
+@pytest.mark.parametrize("start_factor", [0.01, 0.1, 1.0, 10.0])
+def test_walks_to_the_valley_from_two_decades_either_side(start_factor):
+    best = 0.1
+    s = ExpandSearcher(best * start_factor, 1e-6, 10.0, factor=STEP, max_steps=4)
+    tried = walk(s, bowl(best))
+    found = min(tried, key=bowl(best))
+    assert best / 1.01 <= found <= best * 1.01, tried
+    assert len(tried) <= 6
+
+
+def test_a_step_up_that_wins_rules_out_the_way_down():
+    s = ExpandSearcher(0.01, 1e-6, 10.0, factor=STEP)
+    tried = walk(s, bowl(0.05))
+    assert all(lr >= 0.01 for lr in tried), tried
+
+
+def test_stays_inside_its_interval_and_reach():
+    s = ExpandSearcher(0.01, 0.005, 0.02, factor=2.0, max_steps=4)
+    tried = walk(s, lambda lr: 1.0 / lr)  # always better higher: stops at the interval's top
+    assert max(tried) <= 0.02 * (1 + 1e-9) and min(tried) >= 0.005 * (1 - 1e-9)
+    s = ExpandSearcher(1e-3, 1e-9, 1e3, factor=STEP, max_steps=2)
+    assert max(walk(s, lambda lr: 1.0 / lr)) == pytest.approx(1e-2)
+
+
+def test_ties_stop_the_walk_within_the_margin():
+    s = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP, margin=0.02)
+    tried = walk(s, lambda lr: 1.0 - 0.01 * math.log10(lr))  # 1 % better per decade up
+    assert tried == pytest.approx([0.1, 0.1 * STEP, 0.1 / STEP])
+
+
+def test_far_too_small_rates_are_told_apart_by_their_progress():
+    # every trial barely moves the loss from the reference 2.3026, yet each step up makes
+    # three times the progress: the walk goes on (the relative margin alone would stop it)
+    ref = 2.3026
+    s = ExpandSearcher(1e-3, 1e-6, 10.0, factor=STEP, reference=ref)
+    tried = walk(s, lambda lr: ref - 0.4 * min(lr, 0.1))
+    assert max(tried) == pytest.approx(1e-3 * STEP**4)
+    plain = ExpandSearcher(1e-3, 1e-6, 10.0, factor=STEP)  # one step up, one down, no more
+    assert walk(plain, lambda lr: ref - 0.4 * min(lr, 0.1)) == pytest.approx(
+        [1e-3, 1e-3 * STEP, 1e-3 / STEP])
+
+
+def test_a_rate_next_to_one_that_breaks_training_is_at_the_edge():
+    ref = 2.3
+    scores = {0.1: 2.24, 0.1 * STEP: 2.14, 1.0: 2.39}  # 1.0 ends above where trials start
+    s = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP, reference=ref)
+    walk(s, lambda lr: scores[min(scores, key=lambda k: abs(math.log(k / lr)))])
+    assert s.at_edge(0.1 * STEP) and not s.at_edge(0.1)
+    diverged = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP)
+    diverged.tell(0.1, 1.0)
+    diverged.tell(0.1 * STEP, None, diverged=True)
+    assert diverged.at_edge(0.1)
+
+
+def test_no_step_up_from_a_centre_that_breaks_training():
+    s = ExpandSearcher(1.0, 1e-6, 10.0, factor=STEP, reference=2.3)
+    s.tell(1.0, 2.9)
+    assert s.ask() == pytest.approx(1.0 / STEP)
+
+
+def test_state_round_trips_through_json():
+    s = ExpandSearcher(0.01, 1e-5, 1.0, factor=STEP, max_steps=3, margin=0.05, reference=2.0)
+    s.tell(0.01, 1.5)
+    s.tell(0.01 * STEP, None, diverged=True)
+    state = json.loads(json.dumps(s.state_dict()))
+    t = ExpandSearcher.from_state(state)
+    assert t.state_dict() == s.state_dict()
+    assert t.ask() == s.ask()
+
+
+def test_asking_when_exhausted_says_so():
+    s = ExpandSearcher(0.01, 0.01, 0.01)
+    s.tell(0.01, 1.0)
+    assert s.exhausted
+    with pytest.raises(RuntimeError, match="exhausted"):
+        s.ask()
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="factor > 1"):
+        ExpandSearcher(0.01, 1e-5, 1.0, factor=1.0)
