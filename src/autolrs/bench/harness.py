@@ -155,8 +155,12 @@ class RunContext:
         self._charged = 0.0
         self._clock = time.perf_counter()
         self._last_lr: float | None = None
+        self._last_eval = max(self._eval_at) if self._eval_at else 0
         self.prepare_eval: Callable[[], None] | None = None
         self.finish_eval: Callable[[], None] | None = None
+        self.start_lr: float | None = None
+        """The rate the optimizer is built with where a method takes one (None: the workload's
+        default). The start-rate sweep sets it to the tuned cosine's rate times a factor."""
 
     # ------------------------------------------------------------------ helpers for methods
     def model(self) -> nn.Module:
@@ -245,6 +249,9 @@ class RunContext:
             if self.prepare_eval is not None:
                 self.prepare_eval()
             metrics = self.workload.evaluate(model, "score")
+            if res.steps >= self._last_eval:
+                # The tuning holdout at the end: how a tuned baseline's rate is chosen.
+                res.extra["final_holdout"] = self.workload.evaluate(model, "holdout")["loss"]
             if self.finish_eval is not None:
                 self.finish_eval()
             score = metrics["loss"] if math.isfinite(metrics["loss"]) else math.inf

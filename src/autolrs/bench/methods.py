@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from autolrs.bench.harness import BudgetSpent, RunContext
+from autolrs.bench.tuned import COSINE_PREFIX, is_cosine_grid
 from autolrs.core.config import DELETED_FIELDS, Config
 from autolrs.events import step_accounting
 from autolrs.torch.scheduler import AutoLRS
@@ -33,6 +34,8 @@ __all__ = [
     "is_cosine_grid",
     "register",
     "resolve_method",
+    "split_start_scale",
+    "start_scaled_name",
     "wsd_factor",
 ]
 
@@ -150,7 +153,8 @@ def _run_autolrs(
 ) -> None:
     work = ctx.workload
     model = ctx.model()
-    opt = work.make_optimizer(model.parameters(), lr=work.default_lr)
+    start_lr = ctx.start_lr if ctx.start_lr is not None else work.default_lr
+    opt = work.make_optimizer(model.parameters(), lr=start_lr)
     val_seconds = [0.0]
     val_fn_calls = [0]
 
@@ -225,6 +229,19 @@ def autolrs_stagewise(ctx: RunContext) -> None:
     _run_autolrs(ctx, Config.stagewise())
 
 
+@register(
+    "autolrs-upward",
+    "the previous default (issue 13): hold the optimizer's rate, one search upward (at most 3x), "
+    "for comparison",
+)
+def autolrs_upward(ctx: RunContext) -> None:
+    _run_autolrs(ctx, PREVIOUS_DEFAULT)
+
+
+PREVIOUS_DEFAULT = Config(expand_factor=None, stage_candidates=(1, 3, 1), trial_fraction=0.15)
+"""``Config()`` before the expanding search: the optimizer's rate held, then one search above it."""
+
+
 def _parse_value(text: str) -> Any:
     import ast
 
@@ -249,6 +266,8 @@ def resolve_method(name: str) -> MethodSpec:
     """
     if name in METHODS:
         return METHODS[name]
+    if START_MARK in name:
+        return _start_scaled(name)
     if is_cosine_grid(name):
         try:
             lr = float(name[len(COSINE_PREFIX) :])
@@ -282,6 +301,54 @@ def resolve_method(name: str) -> MethodSpec:
     spec_ = MethodSpec(name, run, f"{base} with {overrides}")
     METHODS[name] = spec_
     return spec_
+
+
+START_MARK = "@x"
+
+
+def start_scaled_name(method: str, scale: float) -> str:
+    """The name of ``method`` (an autolrs method or variant) with its optimizer built at the
+    tuned cosine's rate times ``scale``: ``<method>@x<scale>``."""
+    return f"{method}{START_MARK}{scale:g}"
+
+
+def split_start_scale(name: str) -> tuple[str, float | None]:
+    """``(method, scale)`` of a start-scaled name; ``(name, None)`` for any other name."""
+    base, mark, scale = name.rpartition(START_MARK)
+    if not mark or not base:
+        return name, None
+    try:
+        return base, float(scale)
+    except ValueError:
+        return name, None
+
+
+def _start_scaled(name: str) -> MethodSpec:
+    """``<autolrs method>@x<scale>``: the method with the optimizer built at the tuned rate of
+    the run's budget (``workload.extra["tuned_lr"][budget]``, set by the suite from the tuned
+    cosine grid chosen on the tuning holdout) times ``scale``."""
+    base, scale = split_start_scale(name)
+    if scale is None or not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"method {name!r}: expected <autolrs method>@x<positive factor>")
+    if not base.startswith("autolrs"):
+        raise ValueError(f"method {name!r}: only autolrs methods take a starting rate (@x)")
+    inner = resolve_method(base)
+
+    def run(ctx: RunContext) -> None:
+        tuned = ctx.workload.extra.get("tuned_lr", {}).get(ctx.budget)
+        if tuned is None:
+            raise ValueError(
+                f"{name}: no tuned cosine rate for {ctx.workload.name} at B={ctx.budget}; the "
+                "suite must run the cosine grid (--oracle-grid) at that budget first"
+            )
+        ctx.start_lr = tuned * scale
+        ctx.result.extra.update(start_lr=ctx.start_lr, start_scale=scale, tuned_lr=tuned)
+        inner.run(ctx)
+
+    description = f"{inner.description}; optimizer built at {scale:g} x the tuned rate"
+    spec = MethodSpec(name, run, description)
+    METHODS[name] = spec
+    return spec
 
 
 @register(
@@ -326,17 +393,9 @@ def oracle(ctx: RunContext) -> None:
     _planned_cosine(ctx, lr)
 
 
-COSINE_PREFIX = "cosine@"
-
-
 def cosine_name(lr: float) -> str:
     """The method name of the tuned cosine grid's run at peak ``lr``: ``cosine@<lr>``."""
     return f"{COSINE_PREFIX}{lr:.3g}"
-
-
-def is_cosine_grid(method: str) -> bool:
-    """Whether ``method`` is a run of the tuned cosine grid (``cosine@<lr>``)."""
-    return method.startswith(COSINE_PREFIX)
 
 
 def _cosine_spec(name: str, lr: float) -> MethodSpec:

@@ -14,6 +14,7 @@ import numpy as np
 
 from autolrs.bench.harness import RunResult, _json_safe, median_curve, steps_to_target
 from autolrs.bench.methods import METHODS, is_cosine_grid
+from autolrs.bench.tuned import tuned_point
 from autolrs.events import ACCOUNTS
 
 __all__ = [
@@ -547,19 +548,8 @@ def _cell_key(workload: str, budget: int) -> str:
 
 
 def _tuned_curve(by_method: dict[str, list[RunResult]]) -> dict[str, Any] | None:
-    """The tuned cosine's point at one budget: the best (over LRs) median (over seeds) final."""
-    per_lr = {}
-    for method, runs in by_method.items():
-        if is_cosine_grid(method):
-            lr = float(runs[0].extra.get("lr", method[len("cosine@") :]))
-            per_lr[lr] = {"method": method, "seeds": len(runs), "median": _median(
-                [r.final_score for r in runs])}
-    if not per_lr:
-        return None
-    finite = {lr: v for lr, v in per_lr.items() if math.isfinite(v["median"])}
-    best = min(finite, key=lambda lr: finite[lr]["median"]) if finite else min(per_lr)
-    return {"score": per_lr[best]["median"], "lr": best, "lrs": {
-        f"{lr:.3g}": v for lr, v in sorted(per_lr.items())}}
+    """The tuned cosine's point at one budget (:func:`autolrs.bench.tuned.tuned_point`)."""
+    return tuned_point(by_method)
 
 
 def summarize_fair(results: list[RunResult]) -> dict[str, Any]:
@@ -798,6 +788,9 @@ def write_fair_report(
     text = "\n".join(lines)
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
         f.write(text)
+    from autolrs.bench.sweep_report import write_sweep_report  # it builds on this module
+
+    write_sweep_report(summary, out_dir)
     return text
 
 

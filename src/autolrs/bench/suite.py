@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from autolrs.bench.harness import RunResult, read_jsonl, run_method, write_jsonl
-from autolrs.bench.methods import METHODS, cosine_method, resolve_method
+from autolrs.bench.methods import METHODS, cosine_method, resolve_method, split_start_scale
 from autolrs.bench.targets import load_targets, machine, nearest_grid_lrs, versions
+from autolrs.bench.tuned import tuned_point
 from autolrs.bench.workloads import WORKLOADS, Workload, get_workload
 
 __all__ = ["SUITES", "Suite", "plan_suite", "run_suite"]
@@ -94,6 +95,17 @@ FAIR_METHODS = (
     "lrfinder-onecycle",
 )
 
+SWEEP_SCALES = (0.01, 0.1, 1.0, 10.0)
+"""The starting rates of the sweep, as factors of the tuned cosine's rate."""
+
+SWEEP_METHODS = (
+    *(f"autolrs@x{scale:g}" for scale in SWEEP_SCALES),
+    "naive",
+    "schedulefree",
+    "prodigy",
+    "dadapt",
+)
+
 SUITES = {
     # the first protocol (budget 1.5H): kept for the result folders it wrote
     "quick": Suite("quick", ("digits",), ("autolrs", "autolrs-paper", "naive", "schedulefree"), 1),
@@ -111,6 +123,19 @@ SUITES = {
         ("digits", "fashion-cnn", "shakespeare-char", "diamonds", "diabetes-overfit"),
         FAIR_METHODS,
         budget_factors=(0.5, 1.0, 2.0),
+        fair=True,
+        seeds_autolrs=5,
+        seeds_anchors=3,
+        oracle_grid=3,
+        threads=1,
+    ),
+    # the start-rate sweep: autolrs with the optimizer built at the tuned cosine's rate
+    # (chosen on the tuning holdout at each budget) times 1/100, 1/10, 1 and 10
+    "sweep": Suite(
+        "sweep",
+        ("digits", "fashion-cnn", "shakespeare-char", "diamonds", "diabetes-overfit"),
+        SWEEP_METHODS,
+        budget_factors=(0.5,),
         fair=True,
         seeds_autolrs=5,
         seeds_anchors=3,
@@ -151,7 +176,10 @@ def plan_suite(
                     log(f"no committed cosine grid for {workload}: no tuned curve, no speed-ups "
                         "(run autolrs bench --set-targets)")
                 grid = [cosine_method(lr) for lr in lrs]  # registered at the exact LRs
-                methods += [m for m in grid if m not in methods]
+                grid = [m for m in grid if m not in methods]
+                # a start-scaled method needs the tuned rate: the grid runs first then
+                scaled = any(split_start_scale(m)[1] is not None for m in methods)
+                methods = grid + methods if scaled else methods + grid
             for method in methods:
                 for seed in range(suite.seeds_for(method)):
                     plan.append((factor, workload, method, seed))
@@ -240,6 +268,8 @@ def run_suite(
         info = targets.get(name, {})
         work.extra["oracle_lr"] = info.get("oracle", {}).get("lr")
         target = info.get("target")
+        if split_start_scale(method)[1] is not None:
+            _set_tuned_lr(work, budget, results)
         if method == "oracle" and work.extra["oracle_lr"] is None:
             log(f"[{index}/{len(plan)}] skip oracle on {name}: no targets (run --set-targets)")
             continue
@@ -264,6 +294,18 @@ def run_suite(
             f"elapsed {time.perf_counter() - started:.0f}s, ETA {eta / 60:.1f} min"
         )
     return results
+
+
+def _set_tuned_lr(work: Workload, budget: int, results: list[RunResult]) -> None:
+    """Records the tuned cosine's rate at ``budget`` (chosen on the tuning holdout from the
+    grid's runs so far) in ``work.extra["tuned_lr"]``, where start-scaled methods read it."""
+    by_method: dict[str, list[RunResult]] = {}
+    for r in results:
+        if r.workload == work.name and r.budget == budget:
+            by_method.setdefault(r.method, []).append(r)
+    point = tuned_point(by_method)
+    if point is not None:
+        work.extra.setdefault("tuned_lr", {})[budget] = point["lr"]
 
 
 def _eta(
