@@ -108,3 +108,23 @@ def test_asking_when_exhausted_says_so():
 def test_rejects_bad_arguments():
     with pytest.raises(ValueError, match="factor > 1"):
         ExpandSearcher(0.01, 1e-5, 1.0, factor=1.0)
+
+
+def test_a_later_search_looks_only_up_and_on_the_margin_alone():
+    ref = 0.55
+    s = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP, reference=ref, progress_share=None,
+                       up_only=True)
+    s.tell(0.1, 0.536)
+    assert s.ask() == pytest.approx(0.1 * STEP)
+    s.tell(0.1 * STEP, 0.595)
+    assert s.exhausted  # no step down: a short trial from a trained model favours small rates
+    # 2.6 % better but within the progress rule only: the centre stays without it
+    s = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP, reference=ref, progress_share=None)
+    s.tell(0.1, 0.496)
+    s.tell(0.1 / STEP, 0.4945)
+
+    class C:
+        def __init__(self, lr, value):
+            self.lr, self.value = lr, value
+
+    assert s.choose([C(0.1, 0.496), C(0.1 / STEP, 0.4945)]).lr == 0.1

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from autolrs.core._rng import spawn
-from autolrs.core.expand import ExpandSearcher
+from autolrs.core.expand import PROGRESS_SHARE, ExpandSearcher
 from autolrs.core.phases.base import Context
 from autolrs.core.phases.stage import TrialPlan, TrialResult
 from autolrs.core.planning import decay_length, plan_stage
@@ -221,9 +221,11 @@ def new_searcher(ctx: Context, plan: TrialPlan) -> Searcher:
     if center is None:
         return ctx.make_searcher(plan.search_low, plan.search_high, spawn(ctx.rng))
     assert cfg.expand_factor is not None  # expand_center says so
+    first = ctx.run.last_lr is None  # from near the initial model: both ways, progress counts
     return ExpandSearcher(
         center, plan.search_low, plan.search_high, factor=cfg.expand_factor,
         max_steps=cfg.expand_steps, margin=cfg.expand_margin, reference=_start_level(ctx, plan),
+        progress_share=PROGRESS_SHARE if first else None, up_only=not first,
     )
 
 
