@@ -17,13 +17,13 @@ candidate, which the snapshot/restore columns price.
 
 Usage (repository root)::
 
-    python benchmarks/gpu/timing.py                  # writes benchmarks/results/gpu/timing.{json,md}
+    python benchmarks/gpu/timing.py      # writes benchmarks/results/gpu/timing.{json,md}
     python benchmarks/gpu/timing.py --out DIR --sizes gpt2-12m --steps 20
 
 On CUDA it runs both sizes (batch 8 x 1024 tokens, 20 warm-up and 50 timed steps each). Without
-CUDA it runs ``gpt2-12m`` only, with a 1024-token vocabulary (3M parameters), 2 x 32 tokens and a
-few steps, so that the test suite runs it in seconds (``tests/benchmarks/test_gpu_timing.py``), in float32 (bf16 autocast is emulated on
-most CPUs, and slow): CPU timings are not meaningful.
+CUDA it runs ``gpt2-12m`` only, with a 1024-token vocabulary (3M parameters), 2 x 32 tokens, a
+few steps and float32 (bf16 autocast is emulated on most CPUs, and slow), so that the test suite
+runs it in seconds (``tests/benchmarks/test_gpu_timing.py``): CPU timings are not meaningful.
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ def param_count(model: nn.Module) -> int:
 
 
 def sync(device: torch.device) -> None:
+    """Waits for the device's queued work (a no-op off CUDA)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -167,7 +168,8 @@ class Trainer:
     def step(self) -> torch.Tensor:
         """One training step under bf16 autocast (float32 on CPU, where bf16 is emulated and
         slow); the loss (not read from the device)."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        on_cuda = self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on_cuda):
             logits = self.model(self.tokens[:, :-1])
         loss = F.cross_entropy(logits.float().flatten(0, 1), self.tokens[:, 1:].flatten())
         self.optimizer.zero_grad(set_to_none=True)
@@ -176,7 +178,8 @@ class Trainer:
         return loss.detach()
 
 
-def time_loop(trainer: Trainer, settings: Settings, report: Callable[[torch.Tensor], None]) -> dict[str, Any]:
+def time_loop(trainer: Trainer, settings: Settings,
+              report: Callable[[torch.Tensor], None]) -> dict[str, Any]:
     """Milliseconds per step over ``settings.steps`` after ``settings.warmup``, and peak memory."""
     for _ in range(settings.warmup):
         report(trainer.step())
@@ -192,12 +195,14 @@ def time_loop(trainer: Trainer, settings: Settings, report: Callable[[torch.Tens
 
 
 def plain_loop(cfg: GPTConfig, settings: Settings, device: torch.device) -> dict[str, Any]:
+    """The reference: the same training steps without AutoLRS."""
     trainer = Trainer(cfg, settings, device)
     return time_loop(trainer, settings, lambda loss: None)
 
 
 def autolrs_loop(cfg: GPTConfig, settings: Settings, device: torch.device, *,
                  sync_every: int | None, snapshot_device: str | None) -> dict[str, Any]:
+    """The same steps with ``sched.step(loss)`` after each."""
     trainer = Trainer(cfg, settings, device)
     sched = AutoLRS(trainer.model, trainer.optimizer, total_steps=BUDGET, lr_range=LR_RANGE,
                     seed=0, sync_every=sync_every, snapshot_device=snapshot_device)
@@ -247,7 +252,8 @@ def measure(name: str, settings: Settings, device: torch.device) -> dict[str, An
     params = param_count(GPT(cfg))
     plain = plain_loop(cfg, settings, device)
     loops = {
-        "sync_default": autolrs_loop(cfg, settings, device, sync_every=None, snapshot_device=on_device),
+        "sync_default": autolrs_loop(cfg, settings, device, sync_every=None,
+                                     snapshot_device=on_device),
         "sync_1": autolrs_loop(cfg, settings, device, sync_every=1, snapshot_device=on_device),
         "sync_default_cpu_snapshots": autolrs_loop(cfg, settings, device, sync_every=None,
                                                    snapshot_device="cpu"),
@@ -261,6 +267,7 @@ def measure(name: str, settings: Settings, device: torch.device) -> dict[str, An
 
 
 def mib(value: int | None) -> str:
+    """Bytes as MiB for the tables ("n/a" for None)."""
     return "n/a" if value is None else f"{value / 2**20:,.1f}"
 
 
@@ -272,19 +279,21 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"torch {report['torch']}, autolrs {report['autolrs']}, "
         f"{'bf16 autocast' if report['device'] == 'cuda' else 'float32'}, AdamW; batch "
-        f"{s['batch']} x {s['seq']} tokens, vocabulary {s['vocab'] or 50257}, {s['warmup']} warm-up + {s['steps']} timed steps "
+        f"{s['batch']} x {s['seq']} tokens, vocabulary {s['vocab'] or 50257}, "
+        f"{s['warmup']} warm-up + {s['steps']} timed steps "
         f"per loop, snapshot times the median of {s['reps']}.",
         "",
         "## Per step",
         "",
-        "| model | params | loop | sync_every | snapshots on | ms/step | overhead ms (%) | peak MiB |",
+        "| model | params | loop | sync_every | snapshots on | ms/step | overhead ms (%) "
+        "| peak MiB |",
         "|---|---:|---|---:|---|---:|---:|---:|",
     ]
     for r in report["results"]:
         p = r["plain"]
-        lines.append(f"| {r['size']} | {r['params'] / 1e6:.1f}M | plain | | | {p['ms_per_step']:.2f} | | "
-                     f"{mib(p['peak_bytes'])} |")
-        for name, loop in r["autolrs"].items():
+        lines.append(f"| {r['size']} | {r['params'] / 1e6:.1f}M | plain | | | "
+                     f"{p['ms_per_step']:.2f} | | {mib(p['peak_bytes'])} |")
+        for loop in r["autolrs"].values():
             lines.append(
                 f"| {r['size']} | | AutoLRS | {loop['sync_every']} | {loop['snapshot_device']} | "
                 f"{loop['ms_per_step']:.2f} | {loop['overhead_ms_per_step']:+.2f} "
@@ -306,7 +315,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for timing.json/.md")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="directory for timing.json and timing.md")
     parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=None,
                         help="default: both on CUDA, gpt2-12m otherwise")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per loop")

@@ -23,8 +23,9 @@ rendezvous: no port). The scenarios run in the order given, in the same processe
     Bytes of one snapshot on this rank (model, optimizer, RNG parts) against the unsharded
     model's parameter bytes, kept on the model's device and with ``device="cpu"``.
 ``mixed``
-    ``MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32)``: a short run with a NaN
-    on rank 1, the same snapshot/restore digests.
+    ``MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32)`` and
+    ``snapshot_device="cpu"``: a short run with a NaN on rank 1, the same snapshot/restore
+    digests.
 """
 
 from __future__ import annotations
@@ -175,17 +176,20 @@ def instrument(sched: AutoLRS, model: nn.Module, optimizer: torch.optim.Optimize
 
 def local_params(model: nn.Module) -> dict[str, list[float]]:
     """This rank's local shard of every parameter."""
-    return {name: local_tensor(p).detach().reshape(-1).tolist() for name, p in model.named_parameters()}
+    return {
+        name: local_tensor(p).detach().reshape(-1).tolist() for name, p in model.named_parameters()
+    }
 
 
-def build(rank: int, world: int) -> tuple[Net, torch.optim.Optimizer, dict[str, Any]]:
+def model_and_optimizer() -> tuple[Net, torch.optim.Optimizer]:
+    """The ``train``/``resume`` model (sharded) and its AdamW."""
     model = make_model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    return model, optimizer, {"calls": []}
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
 
 
 def scheduler(model: nn.Module, optimizer: torch.optim.Optimizer, rank: int, world: int,
               calls: list[int]) -> AutoLRS:
+    """The same ``AutoLRS`` on every rank, with a collective ``val_fn`` recording into ``calls``."""
     holder: list[AutoLRS] = []
     val_fn = make_val_fn(model, rank, world, calls, lambda: holder[0].steps_taken)
     sched = AutoLRS(model, optimizer, total_steps=TOTAL, val_fn=val_fn, seed=0)
@@ -201,7 +205,8 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, sched: AutoL
     for step in range(first, last):
         x, y = batch(step)
         lrs.append(sched.get_last_lr()[0])
-        loss = nn.functional.mse_loss(model(local_half(x, rank, world)).float(), local_half(y, rank, world))
+        out = model(local_half(x, rank, world)).float()
+        loss = nn.functional.mse_loss(out, local_half(y, rank, world))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -211,7 +216,9 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, sched: AutoL
     return lrs
 
 
-def summary(sched: AutoLRS, model: nn.Module, lrs: list[float], calls: list[int]) -> dict[str, Any]:
+def summary(sched: AutoLRS, model: nn.Module, lrs: list[float],
+            calls: list[int]) -> dict[str, Any]:
+    """What every scenario reports: rates, decisions, rollbacks, val_fn calls, local shards."""
     return {
         "lrs": lrs,
         "decisions": [[d["step"], d["lr"]] for d in sched.decisions],
@@ -228,8 +235,9 @@ def summary(sched: AutoLRS, model: nn.Module, lrs: list[float], calls: list[int]
 
 def scenario_train(rank: int, world: int, out: str) -> dict[str, Any]:
     ckpt = os.path.join(out, "checkpoint")
-    model, optimizer, extra = build(rank, world)
-    sched = scheduler(model, optimizer, rank, world, extra["calls"])
+    model, optimizer = model_and_optimizer()
+    calls: list[int] = []
+    sched = scheduler(model, optimizer, rank, world, calls)
     restores = instrument(sched, model, optimizer)
     saved: dict[str, Any] = {}
 
@@ -244,7 +252,7 @@ def scenario_train(rank: int, world: int, out: str) -> dict[str, Any]:
 
     lrs = train_steps(model, optimizer, sched, rank, world, 0, TOTAL, NAN_STEPS, maybe_checkpoint)
     sched.finish()
-    result = summary(sched, model, lrs, extra["calls"])
+    result = summary(sched, model, lrs, calls)
     exp_avg = [local_tensor(s["exp_avg"]).numel() for s in optimizer.state.values()]
     result.update(
         restores=restores,
@@ -260,21 +268,24 @@ def scenario_resume(rank: int, world: int, out: str) -> dict[str, Any]:
     ckpt = os.path.join(out, "checkpoint")
     with open(os.path.join(out, f"train-rank{rank}.json"), encoding="utf-8") as f:
         step = json.load(f)["checkpoint"]["step"]
-    model, optimizer, extra = build(rank, world)
+    model, optimizer = model_and_optimizer()
+    calls: list[int] = []
     # Load model and optimizer before AutoLRS exists: get_state_dict initialises a fresh
     # optimizer's state with a zero-rate step, which AutoLRS' step hooks would see.
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     dcp.load(state, checkpoint_id=ckpt)
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(model, optimizer, model_state_dict=state["model"],
+                   optim_state_dict=state["optim"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sched = scheduler(model, optimizer, rank, world, extra["calls"])
+        sched = scheduler(model, optimizer, rank, world, calls)
         # The snapshots hold DTensors (shards with their device mesh): not weights-only.
-        sched.load_state_dict(torch.load(os.path.join(ckpt, f"autolrs-rank{rank}.pt"), weights_only=False))
+        path = os.path.join(ckpt, f"autolrs-rank{rank}.pt")
+        sched.load_state_dict(torch.load(path, weights_only=False))
         lrs = train_steps(model, optimizer, sched, rank, world, step + 1, TOTAL, NAN_STEPS)
         sched.finish()
-    result = summary(sched, model, lrs, extra["calls"])
+    result = summary(sched, model, lrs, calls)
     result.update(resumed_after=step, warnings=[str(w.message) for w in caught])
     return result
 
@@ -338,7 +349,8 @@ def scenario_mixed(rank: int, world: int, out: str) -> dict[str, Any]:
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     model = make_model(mp=mp)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    sched = AutoLRS(model, optimizer, total_steps=MIXED_TOTAL, lr_range=(1e-4, 1e-1), seed=0)
+    sched = AutoLRS(model, optimizer, total_steps=MIXED_TOTAL, lr_range=(1e-4, 1e-1), seed=0,
+                    snapshot_device="cpu")
     restores = instrument(sched, model, optimizer)
     x, _ = batch(0)
     out_dtype = str(model(local_half(x, rank, world)).dtype)
@@ -367,12 +379,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=args.init, rank=args.rank, world_size=args.world,
-                            timeout=datetime.timedelta(seconds=60))
+                            timeout=datetime.timedelta(seconds=120))
     try:
         for name in args.scenarios:
             start = time.perf_counter()
             result = SCENARIOS[name](args.rank, args.world, args.out)
-            result.update(rank=args.rank, world_size=args.world, seconds=time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            result.update(rank=args.rank, world_size=args.world, seconds=seconds)
             path = os.path.join(args.out, f"{name}-rank{args.rank}.json")
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(result, f)

@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def launch(module: str, args: list[str], out: Path, *, world: int = 2, timeout: float = 180) -> None:
+def launch(module: str, args: list[str], out: Path, *, world: int = 2,
+           timeout: float = 180) -> None:
     """Runs ``python -m module --rank R --world W --init file://... --out OUT *args`` per rank.
 
     Args:
@@ -43,7 +44,8 @@ def launch(module: str, args: list[str], out: Path, *, world: int = 2, timeout: 
         with open(logs[rank], "w", encoding="utf-8") as log:
             cmd = [sys.executable, "-m", module, "--rank", str(rank), "--world", str(world),
                    "--init", rdzv.as_uri(), "--out", str(out), *args]
-            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env))
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                          env=env))
     deadline = time.monotonic() + timeout
     failure = None
     try:
