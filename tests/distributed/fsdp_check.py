@@ -20,8 +20,9 @@ rendezvous: no port). The scenarios run in the order given, in the same processe
     Fresh processes: the DCP checkpoint is loaded (``set_state_dict``) before AutoLRS is
     built, then ``sched.load_state_dict``; training goes on to ``TOTAL``.
 ``memory``
-    Bytes of one snapshot on this rank (model, optimizer, RNG parts) against the unsharded
-    model's parameter bytes, kept on the model's device and with ``device="cpu"``.
+    Bytes of one AdamW snapshot on this rank (model, optimizer, RNG parts) against the unsharded
+    model's parameter bytes, kept on the model's device and with ``device="cpu"``, with the model
+    sharded over every rank and over this rank alone (a one-rank mesh: world size 1).
 ``mixed``
     ``MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32)`` and
     ``snapshot_device="cpu"``: a short run with a NaN on rank 1, the same snapshot/restore
@@ -45,8 +46,8 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from autolrs import AutoLRS

@@ -19,7 +19,7 @@ from tests.distributed import fsdp_check  # noqa: E402 - after the skip
 from tests.distributed.launch import launch  # noqa: E402
 
 MODULE = "tests.distributed.fsdp_check"
-pytestmark = pytest.mark.slow  # two launches of 2 processes: about 30 s on 2 idle cores
+pytestmark = pytest.mark.slow  # two launches of 2 processes each
 
 
 def results(out: Path, scenario: str, world: int = 2) -> list[dict[str, Any]]:
