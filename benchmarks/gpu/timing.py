@@ -29,6 +29,7 @@ runs it in seconds (``tests/benchmarks/test_gpu_timing.py``): CPU timings are no
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -156,6 +157,11 @@ class Trainer:
     """A fresh model, AdamW and a random-token batch, the same for every loop of one size."""
 
     def __init__(self, cfg: GPTConfig, settings: Settings, device: torch.device) -> None:
+        # The previous loop's model, optimizer and snapshots (AutoLRS holds a reference cycle)
+        # must be gone before this one's memory is measured.
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         torch.manual_seed(0)
         self.device = device
         self.model = GPT(cfg).to(device)
@@ -249,7 +255,8 @@ def measure(name: str, settings: Settings, device: torch.device) -> dict[str, An
     if settings.vocab is not None:
         cfg = replace(cfg, vocab=settings.vocab)
     on_device = "cuda" if device.type == "cuda" else None
-    params = param_count(GPT(cfg))
+    with torch.device("meta"):  # counted without allocating
+        params = param_count(GPT(cfg))
     plain = plain_loop(cfg, settings, device)
     loops = {
         "sync_default": autolrs_loop(cfg, settings, device, sync_every=None,
