@@ -21,7 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def torchrun(script: str, *args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    # this checkout's sources first: an installed autolrs may come from another checkout
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "src")]),
+               OMP_NUM_THREADS="1")
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *args],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,

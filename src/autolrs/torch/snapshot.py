@@ -11,18 +11,24 @@ optimizer's state: 2x the parameter bytes for SGD with momentum, 3x for Adam/Ada
 snapshots are alive at once (the stage start, the best candidate with ``keep_winner``, and during
 the range test two warm-up checkpoints). ``device="cpu"`` keeps them in host memory instead of on
 the accelerator, at the cost of a device-host copy per snapshot and restore.
+
+Sharded models (FSDP2's ``fully_shard``, whose ``state_dict`` holds ``DTensor``\\ s): a snapshot
+clones each ``DTensor`` locally, so every rank holds its own shards only and no collective runs;
+:func:`state_bytes` and :meth:`SnapshotStore.model_finite` look at the local shards too.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["SnapshotStore", "clone_state", "state_bytes"]
+
+__all__ = ["SnapshotStore", "clone_state", "local_tensor", "state_bytes"]
 
 
 def clone_state(value: Any, device: torch.device | None = None) -> Any:
@@ -44,10 +50,22 @@ def clone_state(value: Any, device: torch.device | None = None) -> Any:
     return value
 
 
+def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """This process's part of ``tensor``: a ``DTensor``'s local shard, any other tensor itself."""
+    # No DTensor exists unless torch.distributed.tensor was imported (importing it here would
+    # cost every `import autolrs` over half a second).
+    dtensor = getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+    if dtensor is not None and isinstance(tensor, dtensor):
+        return tensor.to_local()
+    return tensor
+
+
 def state_bytes(value: Any) -> int:
-    """Bytes held by the tensors of a (nested) state."""
+    """Bytes this process holds in the tensors of a (nested) state (a ``DTensor``: its local
+    shard only)."""
     if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
+        local = local_tensor(value)
+        return local.numel() * local.element_size()
     if isinstance(value, dict):
         return sum(state_bytes(v) for v in value.values())
     if isinstance(value, (list, tuple)):
@@ -153,9 +171,14 @@ class SnapshotStore:
         return sum(state_bytes(s) for s in self._slots.values())
 
     def model_finite(self) -> bool:
-        """Whether every floating-point parameter and buffer of the model is finite."""
+        """Whether every floating-point parameter and buffer of the model is finite.
+
+        A sharded model's ``DTensor``\\ s are checked on their local shards (no collective: under
+        ``torch.distributed`` the caller combines the ranks' answers).
+        """
         flags: dict[torch.device, list[torch.Tensor]] = {}
-        for tensor in self.model.state_dict().values():
+        for value in self.model.state_dict().values():
+            tensor = local_tensor(value) if isinstance(value, torch.Tensor) else value
             if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
                 flags.setdefault(tensor.device, []).append(torch.isfinite(tensor).all())
         return all(bool(torch.stack(group).all()) for group in flags.values())
