@@ -497,10 +497,11 @@ class AutoLRS:
             if self.steps_taken == 0 or self._controller.finished:
                 return
             logger.warning(
-                "an AutoLRS instance was garbage-collected during %s without sched.finish(): "
-                "the model holds a candidate's uncommitted weights, not the last committed "
-                "state. Call sched.finish() when the loop ends (or use `with AutoLRS(...) as "
-                "sched:`): it restores the last committed state.",
+                "%s was garbage-collected during %s without sched.finish(): the model holds a "
+                "candidate's uncommitted weights, not the last committed state. Call "
+                "sched.finish() when the loop ends (or use `with AutoLRS(...) as sched:`): it "
+                "restores the last committed state.",
+                f"the AutoLRS instance at {id(self):#x}",
                 self._trial_description(),
             )
         except Exception:  # noqa: BLE001 - never raise from a finaliser (interpreter exit)
