@@ -34,7 +34,7 @@ class DigitsClassifier(L.LightningModule):
         return nn.functional.cross_entropy(self.net(x), y)
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)  # lr is ignored
+        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)  # lr: where autolrs starts
 
 
 def data() -> tuple[torch.utils.data.TensorDataset, torch.Tensor, torch.Tensor]:

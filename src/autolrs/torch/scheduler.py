@@ -38,9 +38,10 @@ class AutoLRS:
     Training is cut into stages. At the start of a stage autolrs snapshots the model and
     optimizer, tries a few learning rates proposed by Bayesian optimisation for a short trial
     each (rolling back to the snapshot between them), forecasts from each trial's loss curve
-    the loss the stage would end with, and trains the stage with the best one. No learning rate,
-    bounds or schedule need to be chosen: the optimizer's own learning rate is ignored (except by
-    runs too short to search, under 30 steps without ``lr_range``, which keep it).
+    the loss the stage would end with, and trains the stage with the best one. No bounds or
+    schedule need to be chosen: the optimizer's learning rate is where autolrs starts: a hint it
+    searches around, within the range a learning-rate range test finds (runs too short to
+    search, under 30 steps without ``lr_range``, keep it and decay it).
 
     Args:
         model: The model being trained.
@@ -54,10 +55,14 @@ class AutoLRS:
             absolute stage lengths, repeated until you stop.
         lr_range: ``(low, high)`` interval to search. None (default): a short learning-rate
             range test at the start finds it (its steps count as training steps).
-        val_fn: Callable returning a validation loss (float or 0-d tensor) of the current
+        val_fn: Callable returning a validation loss (float or 0-d tensor; lower is better,
+            so not an accuracy: return 1 - accuracy if that is what you have) of the current
             model. Used when the config judges trials by validation loss; otherwise the
             training loss is the objective. It must not change the weights. The model's
-            train/eval mode is restored after each call.
+            train/eval mode is restored after each call. A ``val_fn`` whose values rise while
+            the training loss falls from the first checks (an accuracy), or that returns
+            NaN/inf twice in a row while the training loss is finite, is dropped with an
+            ``AutoLRSWarning``: candidates are then scored by their training loss.
         config: The method's settings; default ``Config()``, the paper's ``Config.paper()``.
         seed: Seed of the search (same seed, same losses -> same decisions).
         log_file: Path (``str`` or ``os.PathLike``) of a JSONL file receiving every event
