@@ -196,6 +196,17 @@ class EventLog:
                 else:
                     self._write([record])
 
+    def record(self, events: Iterable[dict[str, Any]]) -> None:
+        """Appends each event to the file only (no logger line): e.g. the training-loss
+        records that ``autolrs plot`` draws."""
+        if not self.enabled or self.path is None:
+            return
+        records = [dict(event, time=time.time()) for event in events]
+        if self._held is not None:
+            self._held.extend(records)
+        else:
+            self._write(records)
+
     def _write(self, records: list[dict[str, Any]]) -> None:
         assert self.path is not None
         if self._file is None:

@@ -215,6 +215,8 @@ class AutoLRS:
         self._non_finite: tuple[int, int, float, float] | None = None  # since, count, high, low
         self._snapshot_steps: dict[str, int] = {}  # the step at which each slot was saved
         self._finished = False  # finish() ran
+        self._loss_bin = _LossBin(total_steps)  # training-loss records of the log file
+        self._restores = 0  # rollbacks carried out (a training-loss bin ends at each)
         self._take_over(optimizer)
         self._hooks = (
             optimizer.register_step_pre_hook(self._enforce_lr),
@@ -466,6 +468,7 @@ class AutoLRS:
             if discarded:
                 self._warn_once("unfinished", self._unfinished_message(where, sweep))
         self._finished = True
+        self._log.record(self._loss_bin.flush())
         self._log.close()
         if self._tensorboard is not None:
             self._tensorboard.flush()
@@ -784,6 +787,9 @@ class AutoLRS:
             since, count, high, low = self._non_finite or (first + offset, 0, lr, lr)
             self._non_finite = (since, count + 1, max(high, lr), min(low, lr))
         self._recent = (self._recent + list(values))[-16:]
+        if self._log.path is not None:
+            part = (self.phase, self.stage, self._restores)  # a bin never spans two of them
+            self._log.record(self._loss_bin.add(first, values, part))
 
     def _divergence_message(self, failure: str) -> str:
         """The controller's failure, with the likely cause and where the weights are."""
@@ -883,6 +889,7 @@ class _ActionExecutor(Executor):
     def restore(self, slot: str) -> None:
         sched = self._sched
         sched._store.restore(slot)
+        sched._restores += 1
         sched._replay.on_restore(slot)
         sched._applied = []  # the optimizer's param groups now hold the snapshot's rates
         sched._momenta = _momenta(sched.optimizer)
@@ -918,6 +925,50 @@ class _ActionExecutor(Executor):
 
     def on_events(self, events: list[dict[str, Any]]) -> None:
         self._sched._emit(events)
+
+
+class _LossBin:
+    """Averages the training loss over bins of steps, for the log file's ``train_loss``
+    records (``autolrs plot`` draws them): about 200 bins per budget, 10 steps without one."""
+
+    def __init__(self, total_steps: int | None) -> None:
+        self.width = max(1, (total_steps or 2000) // 200)
+        self.start: int | None = None
+        self.values: list[float] = []
+        self.part: Any = None
+
+    def add(self, first: int, values: list[float], part: Any = None) -> list[dict[str, Any]]:
+        """Adds the losses of steps ``first``, ``first + 1``, ... of ``part`` (a phase of the
+        run); returns the bins they completed (a bin never spans a gap in the steps, nor two
+        parts: the plot draws each part in its own style)."""
+        out: list[dict[str, Any]] = []
+        if part != self.part:
+            out += self.flush()
+            self.part = part
+        for step, value in enumerate(values, first):
+            if self.start is not None and step != self.start + len(self.values):
+                out += self.flush()
+            if self.start is None:
+                self.start = step
+            self.values.append(value)
+            if len(self.values) >= self.width:
+                out += self.flush()
+        return out
+
+    def flush(self) -> list[dict[str, Any]]:
+        """The current bin as a record (none when it is empty)."""
+        if self.start is None:
+            return []
+        finite = [v for v in self.values if math.isfinite(v)]
+        record = {
+            "event": "train_loss",
+            "step": self.start + len(self.values) - 1,
+            "start": self.start,
+            "loss": sum(finite) / len(finite) if finite else None,
+            "steps": len(self.values),
+        }
+        self.start, self.values = None, []
+        return [record]
 
 
 def _no_budget_message(config: Config) -> str:

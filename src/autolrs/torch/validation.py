@@ -11,8 +11,8 @@ lowers the rate nor rolls training back.
 
 Example:
     >>> watch = ValidationWatch()
-    >>> [watch.observe(v, t) for v, t in [(0.31, 2.1), (0.52, 1.6), (0.74, 1.2)]]
-    [None, None, 'accuracy']
+    >>> [watch.observe(v, t) for v, t in [(0.31, 2.1), (0.52, 1.6), (0.74, 1.2), (0.80, 1.0)]]
+    [None, None, None, 'accuracy']
     >>> watch.trusted
     False
 """
@@ -28,10 +28,16 @@ import numpy as np
 __all__ = ["ValidationWatch", "training_level"]
 
 NON_FINITE_LIMIT = 2  # non-finite values in a row (training finite) that end the trust
-FIRST_CHECKS = 3  # a value rising at each of the first checks while training falls: accuracy
+FIRST_CHECKS = 4  # a value rising at each of the first checks while training falls: accuracy
+FIRST_RISE = 0.1  # ... by more than this fraction in all (the overfitting guard's margin)
+CORRELATED_CHECKS = 6  # checks needed before values in [0, 1] are judged by their correlation
 EARLY_CHECKS = 8  # the pattern is looked for only among the first checks (later: overfitting)
-ANTI_CORRELATION = -0.8  # values in [0, 1] this anti-correlated with training: accuracy
+ANTI_CORRELATION = -0.9  # values in [0, 1] this anti-correlated with training: accuracy
 TRAIN_WINDOW = 5  # training losses averaged into the level a value is compared with
+
+
+def _rising(values: Sequence[float]) -> bool:
+    return all(b > a for a, b in zip(values, values[1:]))
 
 
 def training_level(losses: Sequence[float]) -> float:
@@ -78,15 +84,18 @@ class ValidationWatch:
         return reason
 
     def _looks_like_accuracy(self) -> bool:
-        """The value rose at each of the first checks while the training loss fell, or the
-        values stay in [0, 1] and move against the training loss."""
+        """The value rose clearly, at each of the first checks, while the training loss fell;
+        or the values stay in [0, 1] and move against the training loss (rising overall while
+        it falls, strongly anti-correlated). Noise in a real validation loss does neither: it
+        does not rise at three checks in a row by more than the guard's margin, nor keep a
+        correlation below -0.9 over six checks."""
         values = [v for v, _ in self.values]
         trains = [t for _, t in self.values]
-        if len(values) == FIRST_CHECKS and all(
-            b > a for a, b in zip(values, values[1:])
-        ) and all(b < a for a, b in zip(trains, trains[1:])):
-            return True
-        if len(values) < FIRST_CHECKS + 1 or not all(0.0 <= v <= 1.0 for v in values):
+        if len(values) == FIRST_CHECKS and _rising(values) and _rising([-t for t in trains]):
+            return values[-1] - values[0] > FIRST_RISE * abs(values[0])
+        if len(values) < CORRELATED_CHECKS or not all(0.0 <= v <= 1.0 for v in values):
+            return False
+        if values[-1] <= values[0] or trains[-1] >= trains[0]:
             return False
         if np.std(values) == 0 or np.std(trains) == 0:
             return False
