@@ -9,7 +9,10 @@
 How it plugs in (public Trainer API only):
 
 - ``on_train_begin`` builds an :class:`autolrs.AutoLRS` on the Trainer's model and (unwrapped)
-  optimizer, with ``total_steps = state.max_steps``.
+  optimizer, with ``total_steps = state.max_steps``. The optimizer's learning rate
+  (``TrainingArguments.learning_rate``) is where autolrs starts: a hint it searches around,
+  within the range a learning-rate range test finds. Left at the Trainer's default (5e-5), it is
+  reported once (``AutoLRSWarning``): set it to your best guess.
 - The training loss of every micro-batch is read from the model's output (``outputs.loss``, as
   every transformers model returns it when given labels) by a forward hook; if the model returns
   none, from the Trainer's logs, which then needs ``logging_steps=1``.
