@@ -220,3 +220,26 @@ def test_sched_step_on_every_micro_batch_names_gradient_accumulation():
                 opt.step()
                 opt.zero_grad()
             sched.step(loss)  # wrong: once per micro-batch
+
+
+def test_a_new_pass_advances_a_distributed_samplers_epoch():
+    class Sampler(torch.utils.data.Sampler):  # the DistributedSampler protocol, one process
+        def __init__(self, n):
+            self.n, self.epoch = n, 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __iter__(self):
+            return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.epoch)).tolist())
+
+        def __len__(self):
+            return self.n
+
+    model, opt, sched, _ = build(total_steps=40, lr_range=(1e-3, 0.3), config=SMALL)
+    x, y = make_data(n=10 * 8)
+    sampler = Sampler(len(x))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8, sampler=sampler)
+    for xb, yb in sched.wrap(loader):
+        one_step(model, opt, sched, xb, yb)
+    assert sched.finished and sampler.epoch == sched.batches_drawn // 10 - (sched.batches_drawn % 10 == 0)

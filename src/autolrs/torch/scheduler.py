@@ -351,7 +351,8 @@ class AutoLRS:
 
         With ``total_steps``, a re-iterable (a ``DataLoader``, a list) that runs out is gone
         over again (a new pass: a new epoch, reshuffled if the loader shuffles) until
-        ``total_steps``, so a loop over epochs around ``wrap()`` is not needed. An iterator (a
+        ``total_steps``, so a loop over epochs around ``wrap()`` is not needed (a
+        ``DistributedSampler``'s ``set_epoch`` is advanced at each new pass). An iterator (a
         generator) cannot be restarted: when it runs out before ``total_steps`` the iteration
         ends with an ``AutoLRSWarning`` saying the run is unfinished. Without ``total_steps``,
         one pass. After the run finished, ``wrap()`` yields nothing (and says why, once).
@@ -408,6 +409,11 @@ class AutoLRS:
         except StopIteration:
             if not cycle:
                 return ReplayBuffer.EMPTY, iterator, passes
+        sampler = getattr(iterable, "sampler", None)
+        if callable(getattr(sampler, "set_epoch", None)) and isinstance(
+            getattr(sampler, "epoch", None), int
+        ):
+            sampler.set_epoch(sampler.epoch + 1)  # a DistributedSampler reshuffles per pass
         iterator = iter(iterable)
         try:
             return next(iterator), iterator, passes + 1
