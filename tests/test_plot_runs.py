@@ -135,3 +135,14 @@ def test_a_log_without_training_losses_still_plots(tmp_path):
     events = [{"event": "segment", "kind": "exploit", "start": 0, "end": 10, "lr": 0.1, "committed": True}]
     plot_events(events, tmp_path / "old.png")
     assert (tmp_path / "old.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_step_accounting_of_a_log_file_ignores_its_loss_records(tmp_path):
+    from autolrs.events import step_accounting
+
+    log = tmp_path / "run.jsonl"
+    _train(log, seed=0, steps=120)
+    events = read_events(log)
+    assert any(e["event"] == "train_loss" for e in events)
+    assert step_accounting(events) == step_accounting([e for e in events if e["event"] != "train_loss"])
+    assert sum(step_accounting(events).values()) == 120
