@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -752,7 +753,7 @@ class AutoLRS:
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, AutoLRSWarning, stacklevel=3)
+            warnings.warn(message, AutoLRSWarning, stacklevel=_caller_level())
 
     def _read_pending(self) -> list[float]:
         tensors = [v for v in self._pending if isinstance(v, torch.Tensor)]
@@ -975,6 +976,18 @@ class _LossBin:
         }
         self.start, self.values = None, []
         return [record]
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that makes a warning raised by this function's caller name the first
+    frame outside autolrs (the user's line, however deep inside autolrs it was noticed)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _no_budget_message(config: Config) -> str:
