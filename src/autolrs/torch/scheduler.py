@@ -210,6 +210,17 @@ class AutoLRS:
         self._momenta = _momenta(optimizer)
         self._drawn = 0  # fresh batches wrap() drew from the user's iterable (its position)
         self._skip = 0  # batches a resumed wrap() skips to reach the saved run's position
+        self._init_notices(total_steps)
+        self._take_over(optimizer)
+        self._hooks = (
+            optimizer.register_step_pre_hook(self._enforce_lr),
+            optimizer.register_step_post_hook(self._count_optimizer_step),
+        )
+        self._executor = _ActionExecutor(self)
+        self._executor.tell(Start())
+
+    def _init_notices(self, total_steps: int | None) -> None:
+        """What the messages about misuse and faults, and the log's loss records, draw on."""
         self._watch = ValidationWatch()  # stops trusting a val_fn that returns an accuracy/NaN
         self._recent: list[float] = []  # the latest training losses told (the watch's level)
         self._step_lrs: list[float] = []  # the rate each buffered loss's step used
@@ -218,13 +229,6 @@ class AutoLRS:
         self._finished = False  # finish() ran
         self._loss_bin = _LossBin(total_steps)  # training-loss records of the log file
         self._restores = 0  # rollbacks carried out (a training-loss bin ends at each)
-        self._take_over(optimizer)
-        self._hooks = (
-            optimizer.register_step_pre_hook(self._enforce_lr),
-            optimizer.register_step_post_hook(self._count_optimizer_step),
-        )
-        self._executor = _ActionExecutor(self)
-        self._executor.tell(Start())
 
     # ------------------------------------------------------------------ public
     def step(self, loss: float | torch.Tensor) -> None:
