@@ -213,3 +213,18 @@ def test_a_validation_step_without_a_loss_is_reported_and_the_training_loss_scor
 def test_val_fn_and_val_dataloader_exclude_each_other():
     with pytest.raises(ValueError, match="either val_fn or val_dataloader"):
         AutoLRSCallback(val_fn=lambda: 1.0, val_dataloader=loader())
+
+
+class TwoValidationSets(Regression):
+    def validation_step(self, batch, batch_idx, dataloader_idx):  # several loaders: an index
+        x, y = batch
+        return nn.functional.mse_loss(self.net(x), y) + dataloader_idx
+
+
+def test_with_several_validation_dataloaders_the_first_ones_loss_scores(tmp_path):
+    callback = AutoLRSCallback(seed=0, config=Config(candidates=3), val_batches=2)
+    torch.manual_seed(0)
+    run = trainer(tmp_path, callback, 200, num_sanity_val_steps=0)
+    run.fit(TwoValidationSets(), loader(), [loader(), loader()])
+    assert scored_by(callback) == {"validation"}
+    assert callback.sched.val_fn() < 1.0  # the first loader's (index 0), not the second's (+1)

@@ -156,7 +156,9 @@ class AutoLRSCallback(L.Callback):
                 "AutoLRSCallback)"
             )
             return None
-        evaluate = _module_loss(pl_module, list(itertools.islice(iter(loader), self.val_batches)))
+        several = _several_val_dataloaders(trainer) and source != "val_dataloader="
+        batches = list(itertools.islice(iter(loader), self.val_batches))
+        evaluate = _module_loss(pl_module, batches, several)
         try:
             evaluate()  # at the start: a validation_step that gives no loss is said now
         except _NoLoss as err:
@@ -261,7 +263,14 @@ def _step_loss(output: Any, logged: dict[str, Any]) -> torch.Tensor:
     )
 
 
-def _module_loss(pl_module: Any, batches: list[Any]) -> Callable[[], float]:
+def _several_val_dataloaders(trainer: Any) -> bool:
+    """Whether the Trainer holds several validation dataloaders (validation_step then takes a
+    ``dataloader_idx``; the first one's is used)."""
+    loaders = trainer.val_dataloaders
+    return isinstance(loaders, (list, tuple, dict)) and len(loaders) > 1
+
+
+def _module_loss(pl_module: Any, batches: list[Any], several: bool = False) -> Callable[[], float]:
     """A ``val_fn``: the mean validation_step loss of ``batches``, with logging switched off
     (so that the search's evaluations never reach the Trainer's logged metrics)."""
 
@@ -277,7 +286,9 @@ def _module_loss(pl_module: Any, batches: list[Any]) -> Callable[[], float]:
             for index, batch in enumerate(batches):
                 logged.clear()
                 batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-                losses.append(_step_loss(pl_module.validation_step(batch, index), logged))
+                extra = (0,) if several else ()  # dataloader_idx: the first dataloader's batches
+                output = pl_module.validation_step(batch, index, *extra)
+                losses.append(_step_loss(output, logged))
             return float(torch.stack(losses).float().mean()) if losses else math.nan
         finally:
             del pl_module.log, pl_module.log_dict
