@@ -4,7 +4,9 @@
     python examples/lightning_module.py --steps 300 --strategy ddp --devices 2
 
 ``configure_optimizers`` returns a plain optimizer (no LR scheduler): autolrs sets the learning
-rate. Its search state is part of Lightning's checkpoints (``--ckpt`` resumes one).
+rate, starting from the optimizer's. Candidates are scored by the module's validation loss
+(``validation_step`` on the validation dataloader given to ``fit``), as the start says. Its
+search state is part of Lightning's checkpoints (``--ckpt`` resumes one).
 ``--result-dir DIR`` also writes each rank's outcome to ``DIR/rank{r}.json`` (under ddp the
 ranks' printed lines may interleave).
 """
@@ -33,14 +35,21 @@ class DigitsClassifier(L.LightningModule):
         x, y = batch
         return nn.functional.cross_entropy(self.net(x), y)
 
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.net(x), y)
+        self.log("val_loss", loss)
+        return loss
+
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)  # lr is ignored
+        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)  # lr: where autolrs starts
 
 
-def data() -> tuple[torch.utils.data.TensorDataset, torch.Tensor, torch.Tensor]:
+def data() -> tuple[torch.utils.data.TensorDataset, torch.utils.data.TensorDataset, torch.Tensor, torch.Tensor]:
     images, labels = load_digits(return_X_y=True)
     x, y = torch.tensor(images / 16.0, dtype=torch.float32), torch.tensor(labels)
-    return torch.utils.data.TensorDataset(x[:1400], y[:1400]), x[1400:], y[1400:]
+    dataset = torch.utils.data.TensorDataset
+    return dataset(x[:1400], y[:1400]), dataset(x[1400:1600], y[1400:1600]), x[1600:], y[1600:]
 
 
 def main() -> None:
@@ -54,8 +63,9 @@ def main() -> None:
     args = parser.parse_args()
 
     L.seed_everything(0, verbose=False)
-    train, x_test, y_test = data()
+    train, val, x_test, y_test = data()
     loader = torch.utils.data.DataLoader(train, batch_size=32, shuffle=True)
+    val_loader = torch.utils.data.DataLoader(val, batch_size=50)
     module = DigitsClassifier()
     callback = AutoLRSCallback(seed=0)
     trainer = L.Trainer(
@@ -69,7 +79,7 @@ def main() -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(module, loader, ckpt_path=args.ckpt)
+    trainer.fit(module, loader, val_loader, ckpt_path=args.ckpt)
     with torch.no_grad():
         accuracy = (module.net(x_test).argmax(1) == y_test).float().mean().item()
     chosen = ", ".join(f"{d['lr']:.3g}" for d in callback.sched.decisions)

@@ -87,3 +87,62 @@ def test_the_figure_draws_rolled_back_steps_and_explains_them(tmp_path):
     plot_events(events, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.dumps(events)  # the figure does not alter the events
+
+
+# ------------------------------------------------------------------ the loss panel (issue 20)
+def test_the_log_file_records_the_training_loss_of_every_step_once(tmp_path):
+    log = tmp_path / "run.jsonl"
+    _train(log, seed=0, steps=120)
+    records = [e for e in read_events(log) if e["event"] == "train_loss"]
+    assert sum(r["steps"] for r in records) == 120
+    assert [r["start"] for r in records] == [1] + [r["step"] + 1 for r in records[:-1]]  # no gap
+    assert all(r["loss"] > 0 for r in records)
+
+
+def test_the_loss_panel_shares_the_step_axis_and_tells_kept_from_undone(tmp_path):
+    from autolrs.plot import figure
+
+    events = [
+        {"event": "segment", "kind": "trial", "start": 0, "end": 10, "lr": 0.1, "committed": False},
+        {"event": "segment", "kind": "exploit", "start": 10, "end": 20, "lr": 0.1, "committed": False},
+        {"event": "segment", "kind": "exploit", "start": 20, "end": 40, "lr": 0.05, "committed": True},
+        {"event": "rollback", "step": 20, "phase": "exploit", "reason": "loss rose"},
+        {"event": "candidate", "stage": 1, "index": 0, "lr": 0.1, "forecast": 0.5, "end": 10,
+         "diverged": False, "mode": "validation"},
+        *({"event": "train_loss", "step": s, "start": s - 4, "loss": 1.0 / s, "steps": 5} for s in range(5, 41, 5)),
+        {"event": "validation_check", "step": 15, "value": 0.4},
+        {"event": "validation_check", "step": 30, "value": 0.3},
+    ]
+    fig = figure(events)
+    top, middle, _ = fig.axes
+    assert middle.get_shared_x_axes().joined(top, middle)
+    lines = [ln for ln in middle.get_lines() if len(ln.get_xdata())]
+    styles = {(ln.get_linestyle(), ln.get_color()): list(ln.get_xdata()) for ln in lines if ln.get_linestyle() != "None"}
+    assert styles[("-", "tab:orange")] == [5, 10]  # the candidate's trial
+    assert styles[(":", "tab:blue")] == [15, 20]  # spent, then rolled back
+    assert styles[("-", "tab:blue")] == [25, 30, 35, 40]  # committed
+    markers = {ln.get_markerfacecolor() if ln.get_markerfacecolor() == "none" else "filled": list(ln.get_xdata())
+               for ln in lines if ln.get_marker() == "o"}
+    assert markers["none"] == [15, 10] and markers["filled"] == [30]  # hollow where rolled back
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_a_log_without_training_losses_still_plots(tmp_path):
+    from autolrs.plot import plot_events
+
+    events = [{"event": "segment", "kind": "exploit", "start": 0, "end": 10, "lr": 0.1, "committed": True}]
+    plot_events(events, tmp_path / "old.png")
+    assert (tmp_path / "old.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_step_accounting_of_a_log_file_ignores_its_loss_records(tmp_path):
+    from autolrs.events import step_accounting
+
+    log = tmp_path / "run.jsonl"
+    _train(log, seed=0, steps=120)
+    events = read_events(log)
+    assert any(e["event"] == "train_loss" for e in events)
+    assert step_accounting(events) == step_accounting([e for e in events if e["event"] != "train_loss"])
+    assert sum(step_accounting(events).values()) == 120

@@ -81,3 +81,18 @@ def test_every_config_field_is_in_the_readme_with_its_value(preset):
         if not _same(shown, actual):
             wrong[name] = (shown, actual)
     assert not wrong, f"README shows (shown, actual) for Config{'' if preset == 'default' else '.paper'}(): {wrong}"
+
+
+def test_the_readme_states_the_range_tests_real_length():
+    """Issue 20, item 9: not "at most 3 %" — 3 %, but 20 to ``range_test_steps`` steps."""
+    from autolrs.core.planning import range_test_length
+
+    text = " ".join(README.read_text().split())
+    assert "over 3 % of the budget, but never fewer than 20 steps nor more than 100" in text
+    assert "for any budget under about 670 steps" in text
+    config = Config()
+    assert config.range_test_fraction == 0.03 and config.range_test_steps == 100
+    assert range_test_length(config, 300) == 20  # 6.7 % of the budget
+    assert range_test_length(config, 660) == 20 and range_test_length(config, 700) == 21
+    assert range_test_length(config, 1000) == 30
+    assert range_test_length(config, 100_000) == 100

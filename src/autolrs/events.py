@@ -2,7 +2,9 @@
 
 Each event is a JSON-safe dict with an ``"event"`` key (``start``, ``range_test``, ``stage``,
 ``candidate``, ``decision``, ``segment``, ``rollback``, ``final``, ``done``, ``overrun``,
-``resume``) and the ``"step"`` at which it happened. In the JSONL file every record also carries
+``resume``) and the ``"step"`` at which it happened. The JSONL file also holds ``train_loss``
+records (the mean training loss of the steps ``start`` to ``step``), for ``autolrs plot``
+only: they are neither logged nor part of ``AutoLRS.events``. In the JSONL file every record also carries
 ``"run"``, the identity of the run that wrote it: a file appended to by several runs (a script
 run twice with the same ``log_file``) holds them apart, and ``autolrs plot`` draws the last one
 unless told otherwise (:func:`split_runs`).
@@ -216,6 +218,17 @@ class EventLog:
                 else:
                     self._write([record])
 
+    def record(self, events: Iterable[dict[str, Any]]) -> None:
+        """Appends each event to the file only (no logger line): e.g. the training-loss
+        records that ``autolrs plot`` draws."""
+        if not self.enabled or self.path is None:
+            return
+        records = [dict(event, time=time.time()) for event in events]
+        if self._held is not None:
+            self._held.extend(records)
+        else:
+            self._write(records)
+
     def _write(self, records: list[dict[str, Any]]) -> None:
         assert self.path is not None
         if self._file is None:
@@ -304,6 +317,8 @@ def step_accounting(events: Iterable[dict[str, Any]]) -> dict[str, int]:
     spans: dict[str, list[tuple[int, int]]] = {}
     last = 0
     for e in events:
+        if e.get("event") == "train_loss":
+            continue  # a log file's loss records: the steps are told by the other events
         last = max(last, int(e.get("step", 0) or 0))
         if e.get("event") != "segment":
             continue

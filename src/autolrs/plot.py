@@ -8,7 +8,7 @@ from typing import Any
 
 from autolrs.events import read_events, split_runs
 
-__all__ = ["plot_events", "plot_run", "require_matplotlib", "select_run"]
+__all__ = ["figure", "plot_events", "plot_run", "require_matplotlib", "select_run"]
 
 
 def require_matplotlib() -> Any:
@@ -94,20 +94,48 @@ def plot_run(
 
 
 def plot_events(events: Sequence[dict[str, Any]], output: str | os.PathLike[str], *, title: str = "") -> None:
-    """Writes a two-panel PNG: learning rate against step, and each stage's candidates.
+    """Writes a three-panel PNG: learning rate and loss against step, and each stage's
+    candidates.
 
     The top panel draws the committed schedule as a solid line, every candidate's trial as a
     short light segment (a cross where it diverged), the range test's sweep dashed, and
-    rollbacks as vertical lines. The bottom panel plots, per stage, each candidate's forecast
-    loss against its learning rate, the chosen one circled.
+    rollbacks as vertical lines. The middle panel shares its step axis: the training loss
+    (averaged over bins of steps, styled as the rate of the steps it comes from: committed,
+    trial, range test or rolled back) and every validation check (filled where training kept
+    the state it scored, hollow where that state was rolled back). The bottom panel plots, per
+    stage, each candidate's forecast loss against its learning rate, the chosen one circled.
+    """
+    plt = require_matplotlib()
+    fig = figure(events, title=title)
+    directory = os.path.dirname(os.path.abspath(os.fspath(output)))
+    os.makedirs(directory, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+
+
+def figure(events: Sequence[dict[str, Any]], *, title: str = "") -> Any:
+    """The matplotlib figure :func:`plot_events` writes (three axes: rate, loss, candidates).
+
+    Raises:
+        ValueError: If ``events`` holds no segment or candidate.
     """
     segments = [e for e in events if e.get("event") == "segment"]
     if not segments and not any(e.get("event") == "candidate" for e in events):
         raise ValueError("no autolrs events to plot (was the file written by AutoLRS(log_file=...)?)")
     plt = require_matplotlib()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.5), height_ratios=(3, 2))
-    cmap = plt.get_cmap("viridis")
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(10, 10), height_ratios=(3, 2.5, 2))
+    middle.sharex(top)
+    _rate_panel(top, events, segments, title)
+    _loss_panel(middle, events, segments)
+    _candidate_panel(bottom, events, plt.get_cmap("viridis"))
+    fig.tight_layout()
+    return fig
 
+
+def _rate_panel(
+    top: Any, events: Sequence[dict[str, Any]], segments: Sequence[dict[str, Any]], title: str
+) -> None:
+    """The learning rate against the step (the top panel)."""
     for seg in segments:
         start, end, lr = seg["start"], seg["end"], seg["lr"]
         lr_end = seg.get("lr_end", lr)
@@ -138,6 +166,9 @@ def plot_events(events: Sequence[dict[str, Any]], output: str | os.PathLike[str]
     top.legend(loc="best", fontsize=8)
     top.grid(alpha=0.3, which="both")
 
+
+def _candidate_panel(bottom: Any, events: Sequence[dict[str, Any]], cmap: Any) -> None:
+    """Each stage's candidates, forecast loss against rate (the bottom panel)."""
     decisions = {e["stage"]: e for e in events if e.get("event") == "decision" and e.get("stage")}
     stages = sorted({e["stage"] for e in events if e.get("event") == "candidate"})
     for i, stage in enumerate(stages):
@@ -160,8 +191,80 @@ def plot_events(events: Sequence[dict[str, Any]], output: str | os.PathLike[str]
     if stages:
         bottom.legend(loc="best", fontsize=7, ncol=2)
     bottom.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(os.fspath(output)))
-    os.makedirs(directory, exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
+
+
+_STYLES = {  # a segment's class -> (line style, colour, width, alpha), as on the rate panel
+    "committed": ("-", "tab:blue", 1.8, 1.0),
+    "trial": ("-", "tab:orange", 1.5, 0.6),
+    "range_test": ("--", "0.5", 1.0, 1.0),
+    "rolled_back": (":", "tab:blue", 1.5, 1.0),
+}
+
+
+def _segment_class(segment: dict[str, Any]) -> str:
+    kind = segment.get("kind")
+    if kind in ("range_test", "trial"):
+        return str(kind)
+    return "committed" if segment.get("committed") else "rolled_back"
+
+
+def _class_at(step: int, segments: Sequence[dict[str, Any]]) -> str:
+    """The class of the steps ``step`` belongs to (committed when no segment covers it yet)."""
+    for seg in reversed(segments):
+        if seg["start"] < step <= seg["end"]:
+            return _segment_class(seg)
+    return "committed"
+
+
+def _smoothed(points: list[tuple[int, float]], weight: float = 0.3) -> list[tuple[int, float]]:
+    """An exponential moving average of ``(step, loss)`` points (each new point ``weight``)."""
+    out, level = [], None
+    for step, value in points:
+        level = value if level is None else weight * value + (1 - weight) * level
+        out.append((step, level))
+    return out
+
+
+def _loss_panel(ax: Any, events: Sequence[dict[str, Any]], segments: Sequence[dict[str, Any]]) -> None:
+    """The training loss and the validation checks against the step (the middle panel)."""
+    losses = [e for e in events if e.get("event") == "train_loss" and e.get("loss") is not None]
+    runs: list[tuple[str, list[tuple[int, float]]]] = []
+    for rec in losses:
+        cls = _class_at(int(rec["step"]), segments)
+        if not runs or runs[-1][0] != cls:
+            runs.append((cls, []))
+        runs[-1][1].append((int(rec["step"]), float(rec["loss"])))
+    for cls, points in runs:
+        points = _smoothed(points)
+        style, color, width, alpha = _STYLES[cls]
+        ax.plot(*zip(*points), style, color=color, lw=width, alpha=alpha, marker="." if len(points) == 1 else None)
+    checks = [e for e in events if e.get("event") == "validation_check" and e.get("value") is not None]
+    checks += [
+        {"step": e["end"], "value": e["forecast"]}
+        for e in events
+        if e.get("event") == "candidate" and e.get("forecast") is not None and e.get("mode") == "validation"
+    ]
+    kept = [c for c in checks if _class_at(int(c["step"]), segments) == "committed"]
+    undone = [c for c in checks if c not in kept]
+    if kept:
+        ax.plot([c["step"] for c in kept], [c["value"] for c in kept], "o", color="k", ms=4)
+    if undone:
+        ax.plot([c["step"] for c in undone], [c["value"] for c in undone], "o", mfc="none", mec="k", ms=4)
+    for rb in (e for e in events if e.get("event") == "rollback"):
+        ax.axvline(rb["step"], color="tab:red", alpha=0.3, lw=1)
+    values = [v for _, pts in runs for _, v in pts] + [c["value"] for c in checks]
+    if values and min(values) > 0:
+        ax.set_yscale("log")
+    if not losses:
+        ax.text(0.5, 0.5, "no training losses in this log (written before autolrs recorded them)",
+                transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.4")
+    ax.plot([], [], "-", color="tab:blue", lw=1.8, label="training loss (smoothed), committed")
+    ax.plot([], [], "-", color="tab:orange", lw=1.5, alpha=0.6, label="during candidate trials")
+    ax.plot([], [], "--", color="0.5", lw=1.0, label="during the range test")
+    ax.plot([], [], ":", color="tab:blue", lw=1.5, label="rolled back")
+    ax.plot([], [], "o", color="k", ms=4, label="validation check (state kept)")
+    ax.plot([], [], "o", mfc="none", mec="k", ms=4, label="validation check (state rolled back)")
+    ax.legend(loc="best", fontsize=7)
+    ax.set_xlabel("optimizer step (trials included)")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3, which="both")

@@ -36,12 +36,13 @@ def corpus():
     return torch.tensor([vocab.index(c) for c in text]), len(vocab)
 
 
-def make_trainer(out, callback, *, max_steps=120, save_steps=60, scheduler="constant", **extra):
+def make_trainer(out, callback, *, max_steps=120, save_steps=60, scheduler="constant", learning_rate=1e-3, **extra):
     ids, vocab = corpus()
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=2))
     args = TrainingArguments(
-        output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=8, learning_rate=1e-3,
+        output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=8,
+        **({} if learning_rate is None else {"learning_rate": learning_rate}),
         lr_scheduler_type=scheduler, logging_steps=extra.pop("logging_steps", 1000),
         save_steps=save_steps, save_strategy=extra.pop("save_strategy", "steps"),
         report_to="none", use_cpu=True, disable_tqdm=True, seed=0, save_only_model=False, **extra,
@@ -148,3 +149,22 @@ def test_the_trainers_logged_learning_rate_is_the_rate_autolrs_set(tmp_path):
     assert len(logged) == 60
     assert [lr for _, lr in logged] == pytest.approx([used[step - 1] for step, _ in logged], rel=1e-6)
     assert len({lr for _, lr in logged}) > 10  # not the Trainer's constant 1e-3
+
+
+def test_the_trainers_default_learning_rate_is_named_at_the_start(tmp_path):
+    trainer, _, _ = make_trainer(tmp_path, AutoLRSCallback(seed=0), max_steps=5, learning_rate=None, save_strategy="no")
+    assert trainer.args.learning_rate == 5e-5  # the library default, never chosen here
+    with pytest.warns(AutoLRSWarning) as record:
+        trainer.train()
+    said = [str(w.message) for w in record if "the Trainer's default" in str(w.message)]
+    assert len(said) == 1
+    assert "TrainingArguments.learning_rate is 5e-05" in said[0]
+    assert "only as the starting point of its search" in said[0]
+    assert "Set TrainingArguments(learning_rate=...) to your best guess" in said[0]
+
+
+def test_a_chosen_learning_rate_is_not_questioned(tmp_path):
+    trainer, _, _ = make_trainer(tmp_path, AutoLRSCallback(seed=0), max_steps=5, learning_rate=2e-4, save_strategy="no")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AutoLRSWarning)
+        trainer.train()

@@ -134,3 +134,97 @@ def test_ddp_strategy_with_two_cpu_processes(tmp_path):
 
 def test_missing_lightning_names_the_extra():
     assert 'pip install "autolrs[lightning]"' in import_error_without("lightning", "autolrs.integrations.lightning")
+
+
+# ------------------------------------------------------------------ the validation loss (issue 20)
+class WithValidation(Regression):
+    """A module whose validation_step returns its loss, or only logs it (``mode``)."""
+
+    def __init__(self, mode: str = "return") -> None:
+        super().__init__()
+        self.mode = mode
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.mse_loss(self.net(x), y)
+        if self.mode == "return":
+            return loss
+        if self.mode == "log":
+            self.log("val_loss", loss)
+        return None
+
+
+def fit_with_validation(tmp_path, module, callback, *, val=True, **kwargs):
+    torch.manual_seed(0)
+    run = trainer(tmp_path, callback, 200, num_sanity_val_steps=0, **kwargs)
+    run.fit(module, loader(), loader() if val else None)
+    return run
+
+
+def scored_by(callback) -> set[str]:
+    return {e["mode"] for e in callback.sched.events if e["event"] == "stage" and e["candidates"] > 1}
+
+
+@pytest.mark.parametrize("mode", ["return", "log"])
+def test_the_validation_loss_of_the_fit_dataloader_scores_candidates(tmp_path, caplog, mode):
+    callback = AutoLRSCallback(seed=0, config=Config(candidates=3))
+    with caplog.at_level("INFO"), warnings.catch_warnings():
+        warnings.simplefilter("error", AutoLRSWarning)
+        module = WithValidation(mode)
+        fit_with_validation(tmp_path, module, callback)
+    assert callback.sched.val_fn is not None and scored_by(callback) == {"validation"}
+    said = [r.getMessage() for r in caplog.records if "AutoLRSCallback:" in r.getMessage()]
+    assert said == [
+        "AutoLRSCallback: candidates are scored by the module's validation loss (validation_step "
+        "on the first 8 batches of the Trainer's validation dataloader)."
+    ]
+    assert module.training and len(module.used) == 200
+
+
+def test_a_val_dataloader_given_to_the_callback_is_used(tmp_path, caplog):
+    callback = AutoLRSCallback(seed=0, config=Config(candidates=3), val_dataloader=loader(), val_batches=2)
+    with caplog.at_level("INFO"):
+        fit_with_validation(tmp_path, WithValidation(), callback, val=False)
+    assert scored_by(callback) == {"validation"}
+    assert any("first 2 batches of val_dataloader=" in r.getMessage() for r in caplog.records)
+
+
+def test_without_validation_data_the_start_says_the_training_loss_scores(tmp_path, caplog):
+    callback = AutoLRSCallback(seed=0, config=Config(candidates=3))
+    with caplog.at_level("INFO"):
+        fit_with_validation(tmp_path, Regression(), callback, val=False)
+    assert callback.sched.val_fn is None and scored_by(callback) == {"train"}
+    assert any(
+        "candidates are scored by the training loss and nothing watches for overfitting" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_a_validation_step_without_a_loss_is_reported_and_the_training_loss_scores(tmp_path):
+    callback = AutoLRSCallback(seed=0, config=Config(candidates=3))
+    with pytest.warns(AutoLRSWarning, match=(
+        r"cannot score candidates by the validation loss: its validation_step returned NoneType "
+        r"and logged nothing; return the loss from validation_step \(or log it as 'val_loss'\)"
+    )):
+        fit_with_validation(tmp_path, WithValidation(mode="none"), callback)
+    assert callback.sched.val_fn is None and scored_by(callback) == {"train"}
+
+
+def test_val_fn_and_val_dataloader_exclude_each_other():
+    with pytest.raises(ValueError, match="either val_fn or val_dataloader"):
+        AutoLRSCallback(val_fn=lambda: 1.0, val_dataloader=loader())
+
+
+class TwoValidationSets(Regression):
+    def validation_step(self, batch, batch_idx, dataloader_idx):  # several loaders: an index
+        x, y = batch
+        return nn.functional.mse_loss(self.net(x), y) + dataloader_idx
+
+
+def test_with_several_validation_dataloaders_the_first_ones_loss_scores(tmp_path):
+    callback = AutoLRSCallback(seed=0, config=Config(candidates=3), val_batches=2)
+    torch.manual_seed(0)
+    run = trainer(tmp_path, callback, 200, num_sanity_val_steps=0)
+    run.fit(TwoValidationSets(), loader(), [loader(), loader()])
+    assert scored_by(callback) == {"validation"}
+    assert callback.sched.val_fn() < 1.0  # the first loader's (index 0), not the second's (+1)

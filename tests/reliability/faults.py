@@ -10,13 +10,14 @@ half-restored mix of model and optimizer); the run must complete with finite par
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from autolrs import AutoLRS, Config
+from autolrs import AutoLRS, AutoLRSWarning, Config
 from autolrs.bench.workloads.digits import make_digits
 
 KINDS = ("loss_nan", "loss_inf", "param_nan", "grad_nan", "val_raise", "interrupt")
@@ -107,7 +108,9 @@ def run_with_faults(seed: int, *, total_steps: int = 400, faults: int = 12, fami
                 raise KeyboardInterrupt
             except KeyboardInterrupt:
                 report.interrupts += 1
-                sched.finish()  # a clean stop: never left in a candidate's state
+                with warnings.catch_warnings():  # mid-trial, finish() says what it restored
+                    warnings.filterwarnings("ignore", "the training loop ended", AutoLRSWarning)
+                    sched.finish()  # a clean stop: never left in a candidate's state
                 in_stage_state = _state_equal(model.state_dict(), store._slots["stage"]["model"])
                 if sched.in_trial and not in_stage_state:
                     report.corruptions.append(f"step {step}: interrupted run left in a trial state")

@@ -92,7 +92,8 @@ def test_b_an_unused_earlier_instance_is_replaced_silently():
 def test_b_an_instance_whose_hooks_were_removed_does_not_count():
     model, opt, first, data = build()
     train(first, model, opt, data, 10)
-    first.finish()
+    with pytest.warns(AutoLRSWarning, match="the training loop ended during stage 1's trials"):
+        first.finish()  # mid-trial: says what it restored
     first.remove_hooks()
     with warnings.catch_warnings():
         warnings.simplefilter("error", AutoLRSWarning)

@@ -189,13 +189,22 @@ def test_val_fn_returning_a_non_number_is_a_type_error_after_rollback(bad):
     assert sched.phase == "trial"
 
 
-def test_val_fn_returning_nan_marks_the_candidate_diverged():
+def test_a_val_fn_that_always_returns_nan_is_dropped_and_never_lowers_the_rate():
+    # docs/bad-input.md 28 and 53: one NaN retries the candidate; a second in a row (training
+    # finite) ends the trust in val_fn, said once, and candidates are scored by training loss.
     config = Config.stagewise(tau=40, candidates=3, min_trial_steps=4, objective="validation", val_points=4)
-    model, opt, sched, data = setup(config=config, val_fn=lambda: float("nan"))
-    train(sched, model, opt, data, 80)
+    calls = []
+    model, opt, sched, data = setup(config=config, val_fn=lambda: calls.append(1) or float("nan"))
+    with pytest.warns(AutoLRSWarning, match=r"val_fn returned NaN/inf 2 times in a row.*Fix val_fn"):
+        train(sched, model, opt, data, 200)
     cands = [e for e in sched.events if e["event"] == "candidate"]
-    assert cands and all(c["diverged"] for c in cands)
+    assert cands and not any(c["diverged"] for c in cands)  # no rate vetoed by val_fn
+    assert len(calls) == 2  # not called again once distrusted
+    assert min(d["lr"] for d in sched.decisions) >= 1e-3  # the search range's floor: not lowered
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    restored = setup(config=config, val_fn=lambda: 1.0)[2]
+    restored.load_state_dict(sched.state_dict())  # the distrust survives a resume
+    assert not restored._watch.trusted
 
 
 def test_val_fn_restores_train_mode():
@@ -238,16 +247,19 @@ def test_wrap_stops_at_total_steps_and_at_the_end_of_the_loader():
     x, y = make_data(n=256)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
     steps = 0
-    for _epoch in range(100):
-        for xb, yb in sched.wrap(loader):
-            loss = nn.functional.mse_loss(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step(loss)
-            steps += 1
+    for xb, yb in sched.wrap(loader):  # 8 batches a pass: wrap() starts new passes itself
+        loss = nn.functional.mse_loss(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step(loss)
+        steps += 1
     assert steps == 50 and sched.finished
-    assert list(sched.wrap([1, 2, 3])) == []
+    with pytest.warns(AutoLRSWarning, match="wrap\\(\\) yields nothing: the run already took its total_steps=50"):
+        assert list(sched.wrap([1, 2, 3])) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(sched.wrap(loader)) == []  # said once (an epoch loop around wrap())
 
 
 def test_wrap_of_an_empty_iterable_yields_nothing():
@@ -384,10 +396,16 @@ def test_finish_leaves_the_model_in_the_committed_state():
     train(sched, model, opt, data, 6)
     assert sched.in_trial
     stage = {k: v.clone() for k, v in sched._store._slots["stage"]["model"].items()}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(AutoLRSWarning, match=(
+        r"the training loop ended during stage 1's trials \(step 6\), before the trial was "
+        r"decided: the model was restored to the last committed state \(the stage snapshot at "
+        r"step 0\).*Pass total_steps"
+    )):
         sched.finish()
     assert state_equal(model.state_dict(), stage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sched.finish()  # safe to call twice; nothing more to say
 
 
 def test_log_file_receives_every_event(tmp_path):
@@ -398,5 +416,7 @@ def test_log_file_receives_every_event(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     kinds = {e["event"] for e in lines}
     assert {"start", "stage", "candidate", "decision", "segment"} <= kinds
-    assert len(lines) == len(sched.events)
+    # every event, plus the training-loss records that only the file holds (autolrs plot)
+    assert len([e for e in lines if e["event"] != "train_loss"]) == len(sched.events)
+    assert sum(e["steps"] for e in lines if e["event"] == "train_loss") == 120
     assert all(math.isfinite(e["step"]) for e in lines)

@@ -9,7 +9,10 @@
 How it plugs in (public Trainer API only):
 
 - ``on_train_begin`` builds an :class:`autolrs.AutoLRS` on the Trainer's model and (unwrapped)
-  optimizer, with ``total_steps = state.max_steps``.
+  optimizer, with ``total_steps = state.max_steps``. The optimizer's learning rate
+  (``TrainingArguments.learning_rate``) is where autolrs starts: a hint it searches around,
+  within the range a learning-rate range test finds. Left at the Trainer's default (5e-5), it is
+  reported once (``AutoLRSWarning``): set it to your best guess.
 - The training loss of every micro-batch is read from the model's output (``outputs.loss``, as
   every transformers model returns it when given labels) by a forward hook; if the model returns
   none, from the Trainer's logs, which then needs ``logging_steps=1``.
@@ -59,6 +62,18 @@ def _unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     if isinstance(inner, torch.optim.Optimizer):
         return inner
     return optimizer
+
+
+def _default_learning_rate(arguments: type) -> float | None:
+    """The library default of ``learning_rate`` in this ``TrainingArguments`` class."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(arguments):
+        return None
+    for field in dataclasses.fields(arguments):
+        if field.name == "learning_rate" and isinstance(field.default, float):
+            return field.default
+    return None
 
 
 def _output_loss(output: Any) -> torch.Tensor | None:
@@ -129,6 +144,7 @@ class AutoLRSCallback(transformers.TrainerCallback):
         if model is None or optimizer is None:
             raise RuntimeError("AutoLRSCallback needs the Trainer's model and optimizer at on_train_begin")
         self._constant_schedule = self._check_wiring(args)
+        self._check_default_rate(args, optimizer)
         val_fn = self.val_fn
         if self.val_dataset is not None:
             val_fn = self._dataset_loss(model)
@@ -257,6 +273,24 @@ class AutoLRSCallback(transformers.TrainerCallback):
                 stacklevel=3,
             )
         return not problems
+
+    def _check_default_rate(self, args: Any, optimizer: Any) -> None:
+        """Says once when the optimizer starts from ``TrainingArguments``' default rate."""
+        default = _default_learning_rate(type(args))
+        lr = float(_unwrap_optimizer(optimizer).param_groups[0]["lr"])
+        if default is None or args.learning_rate != default or not math.isclose(lr, default):
+            return
+        warnings.warn(
+            f"TrainingArguments.learning_rate is {default:g}, the Trainer's default, which you "
+            "may never have chosen. autolrs uses the optimizer's learning rate only as the "
+            "starting point of its search (a hint it searches around, within the range a "
+            f"learning-rate range test finds), so this run starts from {default:g}. Set "
+            "TrainingArguments(learning_rate=...) to your best guess for this model (e.g. 1e-3 "
+            "for AdamW on a small model trained from scratch; keep 5e-5 if that is your guess "
+            "for fine-tuning).",
+            AutoLRSWarning,
+            stacklevel=3,
+        )
 
     def _dataset_loss(self, model: torch.nn.Module) -> Callable[[], float]:
         loader = torch.utils.data.DataLoader(

@@ -7,7 +7,11 @@
     trainer.fit(module)          # configure_optimizers returns an optimizer, no LR scheduler
 
 - ``on_fit_start`` builds an :class:`autolrs.AutoLRS` on the LightningModule and its (single)
-  optimizer, with ``total_steps = trainer.estimated_stepping_batches``.
+  optimizer, with ``total_steps = trainer.estimated_stepping_batches``, and says (an INFO line of
+  Lightning's logger) which loss scores candidates: ``val_fn``'s; else the module's validation
+  loss (its ``validation_step`` in eval mode on the first ``val_batches`` batches of
+  ``val_dataloader=``, or of the validation dataloader given to ``fit``); else the training loss,
+  and then nothing watches for overfitting.
 - ``on_train_batch_end`` reads the loss from the ``training_step`` output and, once per optimizer
   step (gradient accumulation is respected), reports it: autolrs may roll the weights back and
   sets the next learning rate.
@@ -23,9 +27,10 @@ loader, so candidates see different batches: the common random numbers of ``Auto
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from autolrs.integrations import require
@@ -45,7 +50,16 @@ class AutoLRSCallback(L.Callback):
     """Lets autolrs set the learning rate of a Lightning training run.
 
     Args:
-        val_fn: Callable returning a validation loss (float), or None (training loss).
+        val_fn: Callable returning a validation loss (float, lower is better). None (default):
+            the module's validation loss (see ``val_dataloader``).
+        val_dataloader: Instead of ``val_fn``: batches whose first ``val_batches`` give the
+            validation loss, the mean of what the module's ``validation_step`` returns for them
+            (a loss tensor, or a dict with ``"val_loss"`` or ``"loss"``) or, if it returns
+            nothing, logs (``self.log("val_loss", ...)``, or the one key naming a loss). None:
+            the validation dataloader given to ``trainer.fit`` (or the datamodule's), if the
+            module has a ``validation_step``; without any, candidates are scored by the training
+            loss.
+        val_batches: Batches of the validation data evaluated per validation call.
         config: autolrs settings (default ``Config()``).
         seed: Seed of the search.
         lr_range: ``(low, high)``; None runs the range test.
@@ -58,6 +72,8 @@ class AutoLRSCallback(L.Callback):
         self,
         *,
         val_fn: Callable[[], float] | None = None,
+        val_dataloader: Iterable[Any] | None = None,
+        val_batches: int = 8,
         config: Config | None = None,
         seed: int | None = None,
         lr_range: tuple[float, float] | None = None,
@@ -68,7 +84,13 @@ class AutoLRSCallback(L.Callback):
         super().__init__()
         if val_fn is not None and not callable(val_fn):
             raise TypeError(f"val_fn must be callable or None, got {val_fn!r}")
+        if val_fn is not None and val_dataloader is not None:
+            raise ValueError("pass either val_fn or val_dataloader, not both")
+        if isinstance(val_batches, bool) or not isinstance(val_batches, int) or val_batches < 1:
+            raise ValueError(f"val_batches must be an integer >= 1, got {val_batches!r}")
         self.val_fn = val_fn
+        self.val_dataloader = val_dataloader
+        self.val_batches = val_batches
         self.config = config
         self.seed = seed
         self.lr_range = lr_range
@@ -101,12 +123,13 @@ class AutoLRSCallback(L.Callback):
         if total is None:
             estimate = trainer.estimated_stepping_batches
             total = int(estimate) if estimate is not None and math.isfinite(estimate) else None
+        val_fn = self._validation(trainer, pl_module)
         self.sched = AutoLRS(
             pl_module,
             optimizers[0],
             total_steps=total,
             lr_range=self.lr_range,
-            val_fn=self.val_fn,
+            val_fn=val_fn,
             config=self.config,
             seed=self.seed,
             log_file=self.log_file if trainer.is_global_zero else None,
@@ -116,6 +139,45 @@ class AutoLRSCallback(L.Callback):
         if self._pending_state is not None:
             self.sched.load_state_dict(self._pending_state)
             self._pending_state = None
+
+    def _validation(self, trainer: Any, pl_module: Any) -> Callable[[], float] | None:
+        """The function that scores candidates (None: the training loss), said at the start."""
+        if self.val_fn is not None:
+            _say("candidates are scored by val_fn's validation loss")
+            return self.val_fn
+        loader, source = self.val_dataloader, "val_dataloader="
+        if loader is None:
+            loader, source = _trainer_val_dataloader(trainer, pl_module), "the Trainer's"
+        if loader is None:
+            _say(
+                "candidates are scored by the training loss and nothing watches for "
+                "overfitting: the module has no validation data (pass val_dataloaders to "
+                "trainer.fit with a validation_step, or val_dataloader= / val_fn= to "
+                "AutoLRSCallback)"
+            )
+            return None
+        several = _several_val_dataloaders(trainer) and source != "val_dataloader="
+        batches = list(itertools.islice(iter(loader), self.val_batches))
+        evaluate = _module_loss(pl_module, batches, several)
+        try:
+            evaluate()  # at the start: a validation_step that gives no loss is said now
+        except _NoLoss as err:
+            warnings.warn(
+                f"AutoLRSCallback cannot score candidates by the validation loss: {err}. "
+                "Candidates are scored by the training loss instead and nothing watches for "
+                "overfitting.",
+                AutoLRSWarning,
+                stacklevel=3,
+            )
+            return None
+        _say(
+            f"candidates are scored by the module's validation loss (validation_step on the "
+            f"first {self.val_batches} batches of {source} validation dataloader)"
+            if source != "val_dataloader="
+            else f"candidates are scored by the module's validation loss (validation_step on "
+            f"the first {self.val_batches} batches of val_dataloader=)"
+        )
+        return evaluate
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.sched is None:
@@ -151,3 +213,85 @@ class AutoLRSCallback(L.Callback):
             self.sched.load_state_dict(state)
         else:
             self._pending_state = state
+
+
+class _NoLoss(TypeError):
+    """The module's validation_step gave no loss AutoLRSCallback can read."""
+
+
+def _say(message: str) -> None:
+    """One INFO line of Lightning's own logger (shown by default, on rank 0)."""
+    from lightning.pytorch.utilities import rank_zero_info
+
+    rank_zero_info(f"AutoLRSCallback: {message}.")
+
+
+def _trainer_val_dataloader(trainer: Any, pl_module: Any) -> Any:
+    """The first validation dataloader of ``trainer.fit`` (or the datamodule), or None.
+
+    Lightning loads it lazily, at the sanity check or the first validation; its validation loop
+    loads it here instead (the same call, which the loop then finds done).
+    """
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    if trainer.limit_val_batches == 0 or not is_overridden("validation_step", pl_module):
+        return None
+    if trainer.val_dataloaders is None:
+        trainer.fit_loop.epoch_loop.val_loop.setup_data()
+    loaders = trainer.val_dataloaders
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        loaders = loaders[0] if loaders else None
+    return loaders
+
+
+def _step_loss(output: Any, logged: dict[str, Any]) -> torch.Tensor:
+    """The loss in what ``validation_step`` returned, or else in what it logged."""
+    if isinstance(output, dict):
+        output = output.get("val_loss", output.get("loss"))
+    if isinstance(output, torch.Tensor) and output.numel() == 1:
+        return output.detach().reshape(())
+    named = [k for k in logged if "loss" in k.lower()]
+    key = "val_loss" if "val_loss" in logged else (named[0] if len(named) == 1 else None)
+    if key is not None and isinstance(logged[key], (torch.Tensor, float, int)):
+        return torch.as_tensor(logged[key], dtype=torch.float32).detach().reshape(())
+    raise _NoLoss(
+        f"its validation_step returned {type(output).__name__} and logged "
+        f"{sorted(logged) or 'nothing'}; return the loss from validation_step (or log it as "
+        "'val_loss'), or pass AutoLRSCallback(val_fn=...)"
+    )
+
+
+def _several_val_dataloaders(trainer: Any) -> bool:
+    """Whether the Trainer holds several validation dataloaders (validation_step then takes a
+    ``dataloader_idx``; the first one's is used)."""
+    loaders = trainer.val_dataloaders
+    return isinstance(loaders, (list, tuple, dict)) and len(loaders) > 1
+
+
+def _module_loss(pl_module: Any, batches: list[Any], several: bool = False) -> Callable[[], float]:
+    """A ``val_fn``: the mean validation_step loss of ``batches``, with logging switched off
+    (so that the search's evaluations never reach the Trainer's logged metrics)."""
+
+    @torch.no_grad()
+    def evaluate() -> float:
+        logged: dict[str, Any] = {}
+        was_training = pl_module.training
+        pl_module.eval()
+        pl_module.log = lambda name, value, *_, **__: logged.__setitem__(name, value)
+        pl_module.log_dict = lambda values, *_, **__: logged.update(values)
+        try:
+            losses = []
+            for index, batch in enumerate(batches):
+                logged.clear()
+                batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+                extra = (0,) if several else ()  # dataloader_idx: the first dataloader's batches
+                output = pl_module.validation_step(batch, index, *extra)
+                losses.append(_step_loss(output, logged))
+            return float(torch.stack(losses).float().mean()) if losses else math.nan
+        finally:
+            del pl_module.log, pl_module.log_dict
+            pl_module.train(was_training)
+
+    return evaluate

@@ -24,6 +24,9 @@ _EMPTY = object()
 class ReplayBuffer:
     """Batches recorded since the stage snapshot, and the position of the model's timeline."""
 
+    EMPTY: Any = _EMPTY
+    """The sentinel :meth:`next` returns when a fresh batch is due (:meth:`is_empty`)."""
+
     def __init__(self) -> None:
         self.batches: list[Any] = []
         self.cursor = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,12 +16,14 @@ import torch
 from autolrs.core.config import Config
 from autolrs.core.controller import StageController
 from autolrs.core.executor import Executor
+from autolrs.core.actions import STAGE
 from autolrs.core.observations import Abort, Losses, Start
-from autolrs.events import EventLog
+from autolrs.events import EventLog, logger
 from autolrs.exceptions import AutoLRSError, AutoLRSWarning, DivergenceError, StateDictError
 from autolrs.torch.distributed import Collective
 from autolrs.torch.replay import ReplayBuffer
 from autolrs.torch.snapshot import SnapshotStore
+from autolrs.torch.validation import ValidationWatch, training_level
 
 __all__ = ["AutoLRS"]
 
@@ -36,9 +39,10 @@ class AutoLRS:
     Training is cut into stages. At the start of a stage autolrs snapshots the model and
     optimizer, tries a few learning rates proposed by Bayesian optimisation for a short trial
     each (rolling back to the snapshot between them), forecasts from each trial's loss curve
-    the loss the stage would end with, and trains the stage with the best one. No learning rate,
-    bounds or schedule need to be chosen: the optimizer's own learning rate is ignored (except by
-    runs too short to search, under 30 steps without ``lr_range``, which keep it).
+    the loss the stage would end with, and trains the stage with the best one. No bounds or
+    schedule need to be chosen: the optimizer's learning rate is where autolrs starts: a hint it
+    searches around, within the range a learning-rate range test finds (runs too short to
+    search, under 30 steps without ``lr_range``, keep it and decay it).
 
     Args:
         model: The model being trained.
@@ -52,10 +56,14 @@ class AutoLRS:
             absolute stage lengths, repeated until you stop.
         lr_range: ``(low, high)`` interval to search. None (default): a short learning-rate
             range test at the start finds it (its steps count as training steps).
-        val_fn: Callable returning a validation loss (float or 0-d tensor) of the current
+        val_fn: Callable returning a validation loss (float or 0-d tensor; lower is better,
+            so not an accuracy: return 1 - accuracy if that is what you have) of the current
             model. Used when the config judges trials by validation loss; otherwise the
             training loss is the objective. It must not change the weights. The model's
-            train/eval mode is restored after each call.
+            train/eval mode is restored after each call. A ``val_fn`` whose values rise while
+            the training loss falls from the first checks (an accuracy), or that returns
+            NaN/inf twice in a row while the training loss is finite, is dropped with an
+            ``AutoLRSWarning``: candidates are then scored by their training loss.
         config: The method's settings; default ``Config()``, the paper's ``Config.paper()``.
         seed: Seed of the search (same seed, same losses -> same decisions).
         log_file: Path (``str`` or ``os.PathLike``) of a JSONL file receiving every event
@@ -202,6 +210,7 @@ class AutoLRS:
         self._momenta = _momenta(optimizer)
         self._drawn = 0  # fresh batches wrap() drew from the user's iterable (its position)
         self._skip = 0  # batches a resumed wrap() skips to reach the saved run's position
+        self._init_notices(total_steps)
         self._take_over(optimizer)
         self._hooks = (
             optimizer.register_step_pre_hook(self._enforce_lr),
@@ -209,6 +218,17 @@ class AutoLRS:
         )
         self._executor = _ActionExecutor(self)
         self._executor.tell(Start())
+
+    def _init_notices(self, total_steps: int | None) -> None:
+        """What the messages about misuse and faults, and the log's loss records, draw on."""
+        self._watch = ValidationWatch()  # stops trusting a val_fn that returns an accuracy/NaN
+        self._recent: list[float] = []  # the latest training losses told (the watch's level)
+        self._step_lrs: list[float] = []  # the rate each buffered loss's step used
+        self._non_finite: tuple[int, int, float, float] | None = None  # since, count, high, low
+        self._snapshot_steps: dict[str, int] = {}  # the step at which each slot was saved
+        self._finished = False  # finish() ran
+        self._loss_bin = _LossBin(total_steps)  # training-loss records of the log file
+        self._restores = 0  # rollbacks carried out (a training-loss bin ends at each)
 
     # ------------------------------------------------------------------ public
     def step(self, loss: float | torch.Tensor) -> None:
@@ -236,6 +256,12 @@ class AutoLRS:
         value = _loss_value(loss)
         self._check_wiring()
         self._log.release()
+        if self._controller.total_steps is None and self.steps_taken == 0:
+            # A supported mode (the paper's), not a mistake: the autolrs logger's WARNING (shown
+            # by default, like a warning) says once what it does, without failing strict tests.
+            if self._comm.is_leader:
+                logger.warning("%s", _no_budget_message(self.config))
+        self._step_lrs.append(self._applied_target or 0.0)
         if self._tensorboard is not None:
             self._tensorboard.add_scalar("autolrs/lr", self._applied_target or 0.0, self.steps_taken)
         self._pending.append(value)
@@ -326,7 +352,15 @@ class AutoLRS:
         The batches drawn by a stage's first candidate are recorded and given again, in the
         same order, to every later candidate and to the exploit phase, so that candidates are
         compared on the same data (common random numbers). Replayed batches do not consume
-        ``iterable``. The iteration also ends once ``total_steps`` steps were taken.
+        ``iterable``. The iteration ends once ``total_steps`` steps were taken.
+
+        With ``total_steps``, a re-iterable (a ``DataLoader``, a list) that runs out is gone
+        over again (a new pass: a new epoch, reshuffled if the loader shuffles) until
+        ``total_steps``, so a loop over epochs around ``wrap()`` is not needed (a
+        ``DistributedSampler``'s ``set_epoch`` is advanced at each new pass). An iterator (a
+        generator) cannot be restarted: when it runs out before ``total_steps`` the iteration
+        ends with an ``AutoLRSWarning`` saying the run is unfinished. Without ``total_steps``,
+        one pass. After the run finished, ``wrap()`` yields nothing (and says why, once).
 
         Batches must not be modified in place by the training loop. Recorded batches are
         kept in memory (about tau' of them).
@@ -343,46 +377,154 @@ class AutoLRS:
             RuntimeError: If ``optimizer.step()`` ran 100 times without ``sched.step(loss)``
                 (the loop forgot it: nothing is searched, and an endless iterable never ends).
         """
+        restartable = not isinstance(iterable, Iterator)  # a DataLoader or a list, not a generator
+        cycle = restartable and self._controller.total_steps is not None
+        if self.finished:
+            self._say_finished()
+            return
         iterator = iter(iterable)
         if not skip_drawn:
             self._skip = 0
+        passes = 0
         while self._skip:  # across calls: the saved position may lie in a later pass
-            try:
-                next(iterator)
-            except StopIteration:
+            batch, iterator, passes = self._draw(iterable, iterator, cycle, passes)
+            if ReplayBuffer.is_empty(batch):
                 return  # the saved position lies in a later pass over the data
             self._skip -= 1
         while not self.finished:
-            if self._optimizer_steps - self._optimizer_steps_seen >= _UNREPORTED_LIMIT:
-                raise RuntimeError(
-                    f"optimizer.step() ran {self._optimizer_steps - self._optimizer_steps_seen} "
-                    "times without sched.step(loss): AutoLRS decides nothing and the learning "
-                    "rate stays where it is. Call sched.step(loss) after every optimizer.step()."
-                )
+            self._check_unreported()
             batch = self._replay.next()
             if ReplayBuffer.is_empty(batch):
-                try:
-                    batch = next(iterator)
-                except StopIteration:
+                batch, iterator, passes = self._draw(iterable, iterator, cycle, passes)
+                if ReplayBuffer.is_empty(batch):
+                    self._ran_out(restartable)
                     return
                 self._drawn += 1
                 if self._controller.phase == "trial":
                     self._replay.record(batch)
             yield batch
 
+    def _draw(
+        self, iterable: Iterable[T], iterator: Iterator[T], cycle: bool, passes: int
+    ) -> tuple[Any, Iterator[T], int]:
+        """The next batch (a new pass over ``iterable`` when ``cycle`` and it ran out), the
+        iterator it came from and the passes begun; the replay buffer's empty mark at the end."""
+        try:
+            return next(iterator), iterator, passes
+        except StopIteration:
+            if not cycle:
+                return ReplayBuffer.EMPTY, iterator, passes
+        sampler = getattr(iterable, "sampler", None)
+        if callable(getattr(sampler, "set_epoch", None)) and isinstance(
+            getattr(sampler, "epoch", None), int
+        ):
+            sampler.set_epoch(sampler.epoch + 1)  # a DistributedSampler reshuffles per pass
+        iterator = iter(iterable)
+        try:
+            return next(iterator), iterator, passes + 1
+        except StopIteration:
+            return ReplayBuffer.EMPTY, iterator, passes + 1
+
+    def _check_unreported(self) -> None:
+        if self._optimizer_steps - self._optimizer_steps_seen >= _UNREPORTED_LIMIT:
+            raise RuntimeError(
+                f"optimizer.step() ran {self._optimizer_steps - self._optimizer_steps_seen} "
+                "times without sched.step(loss): AutoLRS decides nothing and the learning "
+                "rate stays where it is. Call sched.step(loss) after every optimizer.step()."
+            )
+
+    def _say_finished(self) -> None:
+        self._warn_once(
+            "wrap-finished",
+            f"wrap() yields nothing: the run already took its total_steps="
+            f"{self._controller.total_steps} steps. wrap() starts a new pass over a DataLoader "
+            "(or any re-iterable) by itself until total_steps, so a loop over epochs around it "
+            "is not needed; to train longer, build AutoLRS with a larger total_steps.",
+        )
+
+    def _ran_out(self, restartable: bool) -> None:
+        """Says once that the batches ran out before ``total_steps`` (nothing to say without
+        a budget: one pass is then the loop's length)."""
+        total = self._controller.total_steps
+        if total is None:
+            return
+        why = (
+            "it yields no batch"
+            if restartable
+            else "it is an iterator (a generator?), which wrap() cannot restart"
+        )
+        self._warn_once(
+            "ran-out",
+            f"the iterable given to wrap() ran out after {self.steps_taken} of total_steps="
+            f"{total} steps ({why}): the run is unfinished ({self.phase} phase"
+            + (", in the middle of a trial" if self.in_trial else "")
+            + "). Pass a DataLoader or a list (wrap() starts a new pass over them until "
+            "total_steps), an endless generator, or call wrap() again with more batches; call "
+            "sched.finish() if the run ends here.",
+        )
+
     def finish(self) -> None:
         """Leaves the model in a committed state, for a run that stops early.
 
-        Tells the buffered losses; if a candidate is still being tried, restores the last
-        committed weights (the stage snapshot) and its learning rate. Safe to call twice.
+        Tells the buffered losses; if a candidate (or the range test) is still being tried,
+        restores the last committed weights (the stage snapshot) and its learning rate, and
+        says so once (``AutoLRSWarning``). Safe to call twice.
         """
         if self._pending:
             self._sync()
         if self._controller.in_trial:
+            where, sweep = self._trial_description(), self.phase == "range_test"
+            discarded = self.steps_taken > self._snapshot_steps.get(STAGE, 0)
             self._executor.tell(Abort("finish() called during a trial"))
+            if discarded:
+                self._warn_once("unfinished", self._unfinished_message(where, sweep))
+        self._finished = True
+        self._log.record(self._loss_bin.flush())
         self._log.close()
         if self._tensorboard is not None:
             self._tensorboard.flush()
+
+    def _trial_description(self) -> str:
+        """Where the run is, for messages: the range test or a stage's trial, and the step."""
+        what = "the range test" if self.phase == "range_test" else f"stage {self.stage}'s trials"
+        return f"{what} (step {self.steps_taken})"
+
+    def _unfinished_message(self, where: str, sweep: bool) -> str:
+        """What finish() did when the loop ended during a trial, and what to do."""
+        committed = self._snapshot_steps.get(STAGE)
+        at = f" at step {committed}" if committed is not None else ""
+        state = f"the state before the range test{at}" if sweep else f"the stage snapshot{at}"
+        budget = self._controller.total_steps
+        fix = (
+            "Pass total_steps (the optimizer steps of the whole run, e.g. len(loader) * "
+            "epochs): stages are then planned to end inside it, never mid-trial."
+            if budget is None
+            else f"The run was planned for total_steps={budget}; let the loop run that long "
+            "(wrap() starts a new pass over a DataLoader by itself)."
+        )
+        return (
+            f"the training loop ended during {where}, before the trial was decided: the model "
+            f"was restored to the last committed state ({state}) at learning "
+            f"rate {self.get_last_lr()[0]:.3g}; the steps since were discarded. {fix}"
+        )
+
+    def __del__(self) -> None:
+        # A loop that ends mid-trial without finish(): the model keeps a candidate's weights.
+        try:
+            if self._finished or not self._hooks or not self._controller.in_trial:
+                return
+            if self.steps_taken == 0 or self._controller.finished:
+                return
+            logger.warning(
+                "%s was garbage-collected during %s without sched.finish(): the model holds a "
+                "candidate's uncommitted weights, not the last committed state. Call "
+                "sched.finish() when the loop ends (or use `with AutoLRS(...) as sched:`): it "
+                "restores the last committed state.",
+                f"the AutoLRS instance at {id(self):#x}",
+                self._trial_description(),
+            )
+        except Exception:  # noqa: BLE001 - never raise from a finaliser (interpreter exit)
+            pass
 
     def __enter__(self) -> AutoLRS:
         return self
@@ -411,6 +553,7 @@ class AutoLRS:
             "events": list(self.events),
             "run": self._log.run,
             "batches_drawn": self._drawn,
+            "val_watch": self._watch.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -464,7 +607,10 @@ class AutoLRS:
         self._drawn = self._skip = int(state.get("batches_drawn", 0))
         self._momenta = _momenta(self.optimizer)
         self._pending = []
+        self._step_lrs = []
         self._applied = []
+        if isinstance(state.get("val_watch"), dict):
+            self._watch.load_state_dict(state["val_watch"])
         self._set_lr(self._controller.lr)
         self._executor.resync()
         self._emit([{"event": "resume", "step": self._controller.step}])
@@ -503,7 +649,13 @@ class AutoLRS:
                     "last call (called before optimizer.step(), or twice per step): "
                 )
                 + "call it exactly once per training step, after optimizer.step():\n"
-                "    loss.backward(); optimizer.step(); optimizer.zero_grad(); sched.step(loss)"
+                "    loss.backward(); optimizer.step(); optimizer.zero_grad(); sched.step(loss)\n"
+                "With gradient accumulation (several backward() calls per optimizer.step()), "
+                "call sched.step once per optimizer.step(), not per micro-batch, with the mean "
+                "loss of the accumulated micro-batches:\n"
+                "    losses.append(loss.detach()); loss.backward()  # each micro-batch\n"
+                "    optimizer.step(); optimizer.zero_grad()       # every N micro-batches\n"
+                "    sched.step(torch.stack(losses).mean()); losses.clear()"
             )
         if skipped and not self._has_scaler and "no-step" not in self._warned:
             scaler_hint = (
@@ -605,7 +757,7 @@ class AutoLRS:
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, AutoLRSWarning, stacklevel=3)
+            warnings.warn(message, AutoLRSWarning, stacklevel=_caller_level())
 
     def _read_pending(self) -> list[float]:
         tensors = [v for v in self._pending if isinstance(v, torch.Tensor)]
@@ -623,6 +775,7 @@ class AutoLRS:
     def _sync(self) -> None:
         """Reads the buffered losses and tells them: the one controller call of a sync."""
         values = self._comm.mean(self._read_pending())
+        self._note_losses(values)
         if self._comm.enabled:
             # Only where the controller may commit a snapshot is every rank's model checked.
             at_boundary = len(values) > self._executor.outlook.quiet_steps
@@ -631,7 +784,45 @@ class AutoLRS:
         else:
             self._executor.tell(Losses(values, model_finite=self._store.model_finite))
         if self._executor.failure is not None:
-            raise DivergenceError(self._executor.failure)
+            raise DivergenceError(self._divergence_message(self._executor.failure))
+
+    def _note_losses(self, values: list[float]) -> None:
+        """Keeps the latest training losses, and the run of non-finite ones with its rates."""
+        lrs, self._step_lrs = self._step_lrs[-len(values):], []
+        lrs = [0.0] * (len(values) - len(lrs)) + lrs
+        first = self._controller.step + 1
+        for offset, (value, lr) in enumerate(zip(values, lrs)):
+            if math.isfinite(value):
+                self._non_finite = None
+                continue
+            since, count, high, low = self._non_finite or (first + offset, 0, lr, lr)
+            self._non_finite = (since, count + 1, max(high, lr), min(low, lr))
+        self._recent = (self._recent + list(values))[-16:]
+        if self._log.path is not None:
+            part = (self.phase, self.stage, self._restores)  # a bin never spans two of them
+            self._log.record(self._loss_bin.add(first, values, part))
+
+    def _divergence_message(self, failure: str) -> str:
+        """The controller's failure, with the likely cause and where the weights are."""
+        committed = self._snapshot_steps.get(STAGE)
+        where = (
+            f"The weights hold the last committed state (the one saved at step {committed})."
+            if committed is not None
+            else "The weights hold the last committed state."
+        )
+        rollbacks = self.config.max_rollbacks + 1
+        if self._non_finite is not None and self._non_finite[1] >= rollbacks:
+            since, count, high, low = self._non_finite
+            return (
+                f"{failure.split(';')[0]}: the training loss was NaN/inf at every one of the "
+                f"last {count} steps (since "
+                f"step {since}), at every learning rate autolrs tried, from {high:.3g} down to "
+                f"{low:.3g}: a loss that stays non-finite at such small rates comes from the "
+                "data or the model, not the learning rate (check the inputs and labels for "
+                "NaN/inf, a log or a division of zero in the loss, the model's initialisation). "
+                + where
+            )
+        return f"{failure} {where}"
 
     def _emit(self, events: list[dict[str, Any]]) -> None:
         if events:
@@ -650,6 +841,13 @@ class AutoLRS:
             return math.nan, err
         finally:
             self.model.train(was_training)
+
+    def _fallback_validation(self) -> float:
+        """What answers the controller once val_fn is not trusted: a candidate's recent
+        training loss in a trial; elsewhere (an overfitting check) NaN, which skips the check."""
+        if self._controller.phase == "trial":
+            return training_level(self._recent)
+        return math.nan
 
     def _set_lr(self, lr: float | None, *, force: bool = False) -> None:
         if lr is None:
@@ -695,12 +893,14 @@ class _ActionExecutor(Executor):
         self._sched._set_lr(lr)
 
     def snapshot(self, slot: str) -> None:
+        self._sched._snapshot_steps[slot] = self._sched._controller.step
         self._sched._store.save(slot)
         self._sched._replay.on_snapshot(slot)
 
     def restore(self, slot: str) -> None:
         sched = self._sched
         sched._store.restore(slot)
+        sched._restores += 1
         sched._replay.on_restore(slot)
         sched._applied = []  # the optimizer's param groups now hold the snapshot's rates
         sched._momenta = _momenta(sched.optimizer)
@@ -711,8 +911,11 @@ class _ActionExecutor(Executor):
     def evaluate(self) -> float:
         """val_fn's value averaged over the ranks; if it raised on any rank, raises on every
         rank (the executor then rolls back everywhere before the error gets out)."""
-        comm = self._sched._comm
-        value, error = self._sched._evaluate()
+        sched = self._sched
+        if not sched._watch.trusted:
+            return sched._fallback_validation()
+        comm = sched._comm
+        value, error = sched._evaluate()
         if not comm.all_true(error is None):
             if error is not None:
                 raise error
@@ -720,7 +923,11 @@ class _ActionExecutor(Executor):
                 "val_fn raised on another rank; the trial was rolled back"
             )
             raise self._elsewhere
-        return comm.mean([value])[0]
+        value = comm.mean([value])[0]
+        if sched._watch.observe(value, training_level(sched._recent)) is not None:
+            sched._warn_once("val_fn", sched._watch.message())
+            return sched._fallback_validation()
+        return value
 
     def abort_reason(self, error: BaseException) -> str:
         if error is self._elsewhere:
@@ -729,6 +936,74 @@ class _ActionExecutor(Executor):
 
     def on_events(self, events: list[dict[str, Any]]) -> None:
         self._sched._emit(events)
+
+
+class _LossBin:
+    """Averages the training loss over bins of steps, for the log file's ``train_loss``
+    records (``autolrs plot`` draws them): about 200 bins per budget, 10 steps without one."""
+
+    def __init__(self, total_steps: int | None) -> None:
+        self.width = max(1, (total_steps or 2000) // 200)
+        self.start: int | None = None
+        self.values: list[float] = []
+        self.part: Any = None
+
+    def add(self, first: int, values: list[float], part: Any = None) -> list[dict[str, Any]]:
+        """Adds the losses of steps ``first``, ``first + 1``, ... of ``part`` (a phase of the
+        run); returns the bins they completed (a bin never spans a gap in the steps, nor two
+        parts: the plot draws each part in its own style)."""
+        out: list[dict[str, Any]] = []
+        if part != self.part:
+            out += self.flush()
+            self.part = part
+        for step, value in enumerate(values, first):
+            if self.start is not None and step != self.start + len(self.values):
+                out += self.flush()
+            if self.start is None:
+                self.start = step
+            self.values.append(value)
+            if len(self.values) >= self.width:
+                out += self.flush()
+        return out
+
+    def flush(self) -> list[dict[str, Any]]:
+        """The current bin as a record (none when it is empty)."""
+        if self.start is None:
+            return []
+        finite = [v for v in self.values if math.isfinite(v)]
+        record = {
+            "event": "train_loss",
+            "step": self.start + len(self.values) - 1,
+            "start": self.start,
+            "loss": sum(finite) / len(finite) if finite else None,
+            "steps": len(self.values),
+        }
+        self.start, self.values = None, []
+        return [record]
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that makes a warning raised by this function's caller name the first
+    frame outside autolrs (the user's line, however deep inside autolrs it was noticed)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _no_budget_message(config: Config) -> str:
+    """What a run without ``total_steps`` does, said at its first step."""
+    return (
+        "no total_steps was given, so autolrs does not know how long the run is: every stage "
+        f"searches {config.candidates} learning rates with the paper's absolute lengths (then "
+        f"{config.tau} steps at the chosen one), the rate never decays to zero, and a loop that "
+        "stops in the middle of a trial leaves that stage undecided (sched.finish() then "
+        "restores the last committed weights). Pass total_steps=<optimizer steps of the whole "
+        "run> (e.g. len(loader) * epochs) whenever you know it."
+    )
 
 
 def _lr_value(lr: Any) -> float:
