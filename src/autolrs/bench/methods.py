@@ -235,11 +235,9 @@ def autolrs_stagewise(ctx: RunContext) -> None:
     "for comparison",
 )
 def autolrs_upward(ctx: RunContext) -> None:
-    _run_autolrs(ctx, PREVIOUS_DEFAULT)
+    _run_autolrs(ctx, Config.upward())
 
 
-PREVIOUS_DEFAULT = Config(expand_factor=None, stage_candidates=(1, 3, 1), trial_fraction=0.15)
-"""``Config()`` before the expanding search: the optimizer's rate held, then one search above it."""
 
 
 def _parse_value(text: str) -> Any:

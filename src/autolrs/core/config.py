@@ -357,6 +357,18 @@ class Config:
         return cls(**{**_PAPER, **overrides})
 
     @classmethod
+    def upward(cls, **overrides: Any) -> Config:
+        """autolrs' default in version 0.2: warm up to the optimizer's rate, hold it, search
+        once above it (at most ``trust_region`` = 3x, Bayesian), hold and decay. Its result
+        depends on the optimizer's rate (it never looks below it, nor beyond 3x above); kept
+        for comparison (``docs/method.md``).
+
+        Args:
+            **overrides: Fields to change from those values.
+        """
+        return cls(**{**_UPWARD, **overrides})
+
+    @classmethod
     def stagewise(cls, **overrides: Any) -> Config:
         """autolrs' default in version 0.1: the paper's stage-wise greedy search, improved.
 
@@ -448,6 +460,13 @@ _PAPER: dict[str, Any] = {
     "warmup_fraction": 0.0,
 }
 """The reference values :meth:`Config.paper` sets (every other field keeps its default)."""
+
+_UPWARD: dict[str, Any] = {
+    "expand_factor": None,
+    "stage_candidates": (1, 3, 1),
+    "trial_fraction": 0.15,
+}
+"""What :meth:`Config.upward` changes from today's default (the default of version 0.2)."""
 
 _STAGEWISE: dict[str, Any] = {
     "tau_fraction": 1.0 / 30.0,

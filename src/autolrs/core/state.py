@@ -183,7 +183,10 @@ def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
             "spread": s["stage_spread"],
             "initial": s["initial_loss"],
         },
-        "space": {"range": s["search_range"], "cap": s["lr_cap"], "auto": s["range_auto"]},
+        "space": {
+            "range": s["search_range"], "cap": s["lr_cap"], "auto": s["range_auto"],
+            "informative": True,
+        },
         "default_lr": s["default_lr"],
         "best_validation": None,
         "train_at_best": None,
@@ -193,6 +196,11 @@ def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
         "smoothed_best": None,
         "held_lr": None,
     }
+
+
+def _v1_plan(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A version-1 trial plan with the fields added since (trials never ramped then)."""
+    return None if plan is None else {"anneal_steps": 0, "ramp_steps": 0, **plan}
 
 
 def _v1_phase(s: dict[str, Any], searcher: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -205,11 +213,13 @@ def _v1_phase(s: dict[str, Any], searcher: dict[str, Any] | None) -> dict[str, A
     if phase == Phase.RANGE_TEST:
         return dict(s["range_test"])
     if phase == Phase.TRIAL:
-        keys = ("plan", "trial", "results", "winner", "winner_slot", "awaiting_validation")
-        return {**{k: s[k] for k in keys}, "searcher": searcher}
+        keys = ("trial", "results", "winner", "winner_slot", "awaiting_validation")
+        return {**{k: s[k] for k in keys}, "plan": _v1_plan(s["plan"]), "measuring": False,
+                "searcher": searcher}
     if phase == Phase.EXPLOIT:
         exploit = {"awaiting": False, **s["exploit"]}
-        return {**exploit, "plan": s["plan"], "results": s["results"], "searcher": searcher}
+        plan = _v1_plan(s["plan"])
+        return {**exploit, "plan": plan, "results": s["results"], "searcher": searcher}
     if phase in (Phase.FINAL, Phase.DONE):
         final = {"early": False, "decay_end": s["final"]["end_step"], "awaiting": False, **s["final"]}
         return {**final, "overrun_reported": bool(s["overrun_reported"])}

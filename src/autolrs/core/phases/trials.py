@@ -193,8 +193,8 @@ class Trials(BasePhase):
         if self.plan.candidates == 1 and not self.results and previous is None:
             self.ctx.run.held_lr = lr  # the first stage holds it: the search looks above it
         self.trial = Trial(len(self.results), lr, self.ctx.run.step)
-        self.ctx.run.lr = lr
-        return (SetLR(lr),)
+        self.ctx.run.lr = self.rate(1)  # a trial that warms up starts low
+        return (SetLR(self.ctx.run.lr),)
 
     def rate(self, step: int) -> float:
         """The running trial's rate at its ``step``-th step (1-based)."""
