@@ -64,14 +64,19 @@ def select(
             return healthy[int(np.argmin(mean))]
     best = min(healthy, key=_score)
     if incumbent is not None and keep_incumbent_within is not None:
-        held = [c for c in healthy if c.lr == incumbent]
-        if held and _score(held[0]) <= _score(best) + keep_incumbent_within * abs(_score(best)):
-            return held[0]
-        return best
+        return _incumbent_or(best, healthy, incumbent, keep_incumbent_within)
     if prefer_larger_within is None:
         return best
     bound = _score(best) + prefer_larger_within * abs(_score(best))
     return max((c for c in healthy if _score(c) <= bound), key=lambda c: c.lr)
+
+
+def _incumbent_or(best: S, healthy: Sequence[S], incumbent: float, within: float) -> S:
+    """The incumbent when it scores within ``within`` (relative) of ``best``, else ``best``."""
+    held = [c for c in healthy if c.lr == incumbent]
+    if held and _score(held[0]) <= _score(best) + within * abs(_score(best)):
+        return held[0]
+    return best
 
 
 def fallback_lr(tried: Sequence[float]) -> float:

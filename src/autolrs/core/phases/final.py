@@ -207,37 +207,17 @@ class Final(BasePhase):
         if isinstance(observation, Validation):
             return self._validation(observation.value)
         if isinstance(observation, Abort):
-            # The validation function raised during an overfitting check: back to the latest
-            # checkpoint (the error then propagates; the schedule goes on if the caller does).
-            # At the early decay's end that check is not made again: the decay's latest
-            # checkpoint stays.
-            self.awaiting = False
-            dropped: tuple[Action, ...] = (Discard(BEST),) if self.verifying else ()
-            self.verifying = False
-            self.ctx.register_rollback(self.name, observation.reason)
-            self._segment(committed=False)
-            self.ctx.run.lr = self.rate()
-            return Transition((Restore(STAGE), *dropped, SetLR(self.ctx.run.lr)))
+            return self._aborted(observation.reason)
         if isinstance(observation, Spent) and not self.done:
-            # The decay's schedule goes on; the lost steps are spent.
-            self.checkpoint_step = self.ctx.run.step
-            self.end_step = max(self.end_step, self.ctx.run.step + 1)
-            if not self.early:
-                self.decay_end = self.end_step
+            self._spent()
         if not isinstance(observation, Loss):
             return Transition()
         ctx, run, loss = self.ctx, self.ctx.run, observation.value
         at_end = not self.done and run.step >= self.end_step
         checkpoint = not at_end and not self.done and self._commits_after(run.step)
         if not math.isfinite(loss) or ((at_end or checkpoint) and not observation.model_finite):
-            reason = "non-finite loss" if not math.isfinite(loss) else "non-finite parameters"
-            ctx.register_rollback(self.name, reason)
-            # Back to the latest checkpoint; the rest of the schedule runs at half the rate.
-            if not self.done:
-                self._segment(committed=False)
-            self.lr0 = float(self.lr0) / 2.0
-            run.lr = self.rate()
-            return Transition((Restore(STAGE), SetLR(run.lr)))
+            return self._non_finite("non-finite loss" if not math.isfinite(loss)
+                                    else "non-finite parameters")
         run.level.record(loss)
         if self.done:
             if ctx.total_steps is not None and not self.overrun_reported:
@@ -261,6 +241,34 @@ class Final(BasePhase):
             self.awaiting = True
             actions += (Evaluate(),)
         return Transition(((Snapshot(STAGE),) if checkpoint else ()) + actions)
+
+    def _spent(self) -> None:
+        """Steps lost to an abandoned state: the decay's schedule goes on, they are spent."""
+        self.checkpoint_step = self.ctx.run.step
+        self.end_step = max(self.end_step, self.ctx.run.step + 1)
+        if not self.early:
+            self.decay_end = self.end_step
+
+    def _aborted(self, reason: str) -> Transition:
+        """The validation function raised during an overfitting check: back to the latest
+        checkpoint (the error then propagates; the schedule goes on if the caller does). At the
+        early decay's end that check is not made again: the decay's latest checkpoint stays."""
+        self.awaiting = False
+        dropped: tuple[Action, ...] = (Discard(BEST),) if self.verifying else ()
+        self.verifying = False
+        self.ctx.register_rollback(self.name, reason)
+        self._segment(committed=False)
+        self.ctx.run.lr = self.rate()
+        return Transition((Restore(STAGE), *dropped, SetLR(self.ctx.run.lr)))
+
+    def _non_finite(self, reason: str) -> Transition:
+        """Back to the latest checkpoint; the rest of the schedule runs at half the rate."""
+        self.ctx.register_rollback(self.name, reason)
+        if not self.done:
+            self._segment(committed=False)
+        self.lr0 = float(self.lr0) / 2.0
+        self.ctx.run.lr = self.rate()
+        return Transition((Restore(STAGE), SetLR(self.ctx.run.lr)))
 
     def _segment(self, *, committed: bool) -> None:
         """Records the steps since the latest checkpoint, which starts anew here."""

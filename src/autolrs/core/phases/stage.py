@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from autolrs.core.search import Searcher
 
-__all__ = ["StageEnd", "StageOutcome", "TrialPlan", "TrialResult", "Winner"]
+__all__ = ["StageEnd", "StageOutcome", "TrialPlan", "TrialResult", "Winner", "summary"]
 
 
 @dataclass(frozen=True)
@@ -145,3 +147,17 @@ class StageEnd:
 
     last_lr: float | None
     results: list[TrialResult] = field(default_factory=list)
+
+
+def summary(y: list[float]) -> dict[str, Any]:
+    """The summary of a trial's loss series in its ``candidate`` event."""
+    if not y:
+        return {"n": 0}
+    arr = np.asarray(y, dtype=float)
+    return {
+        "n": int(arr.size),
+        "first": float(arr[0]),
+        "last": float(arr[-1]),
+        "min": float(arr.min()),
+        "mean": float(arr.mean()),
+    }

@@ -42,7 +42,7 @@ from autolrs.core.phases.base import (
     constant,
     finite,
 )
-from autolrs.core.phases.stage import StageOutcome, TrialPlan, TrialResult, Winner
+from autolrs.core.phases.stage import StageOutcome, TrialPlan, TrialResult, Winner, summary
 from autolrs.core.phases.trial_plan import (
     choose,
     eligible,
@@ -390,7 +390,7 @@ class Trials(BasePhase):
             end=ctx.run.step,
             steps=t.steps,
             mode=self.plan.mode,
-            losses=_summary(t.y),
+            losses=summary(t.y),
             forecast=value,
             fit=None if fit is None else fit.to_dict(),
             diverged=diverged is not None,
@@ -492,17 +492,3 @@ def _rate(lr: float, trial_steps: int, anneal: int, step: int, ramp: int = 0) ->
 
 def _ahead(lr: float, trial_steps: int, anneal: int, ramp: int, first: int, ahead: int) -> float:
     return _rate(lr, trial_steps, anneal, first + ahead, ramp)
-
-
-def _summary(y: list[float]) -> dict[str, Any]:
-    """The event summary of a loss series."""
-    if not y:
-        return {"n": 0}
-    arr = np.asarray(y, dtype=float)
-    return {
-        "n": int(arr.size),
-        "first": float(arr[0]),
-        "last": float(arr[-1]),
-        "min": float(arr.min()),
-        "mean": float(arr.mean()),
-    }
