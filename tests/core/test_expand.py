@@ -74,7 +74,8 @@ def test_a_rate_next_to_one_that_breaks_training_is_at_the_edge():
     scores = {0.1: 2.24, 0.1 * STEP: 2.14, 1.0: 2.39}  # 1.0 ends above where trials start
     s = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP, reference=ref)
     walk(s, lambda lr: scores[min(scores, key=lambda k: abs(math.log(k / lr)))])
-    assert s.at_edge(0.1 * STEP) and not s.at_edge(0.1)
+    assert s.at_edge(0.1 * STEP) and s.at_edge(0.1)  # two steps below 1.0
+    assert not s.at_edge(0.01)
     diverged = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP)
     diverged.tell(0.1, 1.0)
     diverged.tell(0.1 * STEP, None, diverged=True)

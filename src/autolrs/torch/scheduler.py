@@ -924,12 +924,8 @@ class _ActionExecutor(Executor):
             )
             raise self._elsewhere
         value = comm.mean([value])[0]
-        if sched.in_trial and math.isfinite(value):
-            # A search evaluates other rates from one snapshot, one after another: their values
-            # may rise while the training loss falls (a larger rate overfitting sooner); the
-            # accuracy pattern is read on the committed run's checks only.
-            return value
-        if sched._watch.observe(value, training_level(sched._recent)) is not None:
+        level = training_level(sched._recent)
+        if sched._watch.observe(value, level, committed=not sched.in_trial) is not None:
             sched._warn_once("val_fn", sched._watch.message())
             return sched._fallback_validation()
         return value

@@ -60,9 +60,17 @@ class ValidationWatch:
         self.reason: str | None = None
         self.values: list[tuple[float, float]] = []
         self.non_finite = 0
+        self.rising_ok = True  # False once a search's evaluation is among the first checks
 
-    def observe(self, value: float, train: float) -> str | None:
+    def observe(self, value: float, train: float, *, committed: bool = True) -> str | None:
         """Records one value of ``val_fn`` and the training level at it.
+
+        Args:
+            committed: False for a search's evaluation of a trial's rate: the rising rule is
+                not applied to it (a search evaluates other rates one after another, and a
+                larger rate that overfits sooner rises while the training loss falls); the
+                correlation rule is (a real loss moves with the training loss across rates
+                too).
 
         Returns:
             The reason when this value ends the trust (``"accuracy"`` or ``"non_finite"``),
@@ -77,6 +85,7 @@ class ValidationWatch:
         if len(self.values) >= EARLY_CHECKS or not math.isfinite(train):
             return None
         self.values.append((value, train))
+        self.rising_ok = self.rising_ok and committed
         return self._distrust("accuracy") if self._looks_like_accuracy() else None
 
     def _distrust(self, reason: str) -> str:
@@ -91,7 +100,8 @@ class ValidationWatch:
         correlation below -0.9 over six checks."""
         values = [v for v, _ in self.values]
         trains = [t for _, t in self.values]
-        if len(values) == FIRST_CHECKS and _rising(values) and _rising([-t for t in trains]):
+        if self.rising_ok and len(values) == FIRST_CHECKS and _rising(values) and _rising(
+                [-t for t in trains]):
             return values[-1] - values[0] > FIRST_RISE * abs(values[0])
         if len(values) < CORRELATED_CHECKS or not all(0.0 <= v <= 1.0 for v in values):
             return False
@@ -129,6 +139,7 @@ class ValidationWatch:
             "reason": self.reason,
             "values": [list(p) for p in self.values],
             "non_finite": self.non_finite,
+            "rising_ok": self.rising_ok,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -137,3 +148,4 @@ class ValidationWatch:
         self.reason = state.get("reason")
         self.values = [(float(v), float(t)) for v, t in state.get("values", [])]
         self.non_finite = int(state.get("non_finite", 0))
+        self.rising_ok = bool(state.get("rising_ok", True))

@@ -154,11 +154,12 @@ class Context:
             **fields,
         )
 
-    def register_rollback(self, phase: str, reason: str) -> bool:
+    def register_rollback(self, phase: str, reason: str, *, counts: bool = True) -> bool:
         """Counts a rollback to the stage snapshot; past ``Config.max_rollbacks`` records the
-        run's failure and returns True."""
+        run's failure and returns True. ``counts=False``: recorded, not counted (a loss that
+        rose but stayed finite is no divergence)."""
         run = self.run
-        run.rollbacks += 1
+        run.rollbacks += int(counts)
         self.emit("rollback", phase=phase, reason=reason, restored=STAGE, lr=run.lr)
         if run.rollbacks > self.config.max_rollbacks:
             assert run.lr is not None  # a rollback happens only after a rate was set
