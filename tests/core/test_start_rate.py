@@ -98,3 +98,16 @@ def test_guard_halvings_stop_at_the_range_s_floor():
     assert ex._halved(5e-5) == pytest.approx(5e-5)  # below it already: no further halving
     ex.ctx.run.space.informative = False
     assert ex._halved(1.5e-4) == pytest.approx(7.5e-5)
+
+
+def test_the_log_says_when_the_optimizer_s_rate_is_not_used_and_why():
+    from autolrs.events import describe, level
+
+    sweep, _ = first_search(50.0)
+    line = describe(sweep)
+    assert "the optimizer's lr 50 is not used as it is" in line
+    assert "above half the rate where the range test diverged" in line
+    assert f"starts from {sweep['start_lr']:.4g} instead" in line
+    assert level(sweep) == 20  # INFO
+    kept, _ = first_search(0.1)
+    assert describe(kept).endswith("starts from the optimizer's lr 0.1")

@@ -162,10 +162,10 @@ class ExpandSearcher(Searcher):
         return ref is not None and value > ref + self.margin * abs(ref)
 
     def at_edge(self, lr: float) -> bool:
-        """Whether ``lr`` lies one step below a rate that broke training: at the edge of
-        stability a short trial can show. Such a rate tends to break over a longer run (on
-        digits, SGD at 0.316 won its 10-step trial next to a failing 1.0, then broke the model
-        within 50 steps; the tuned rate is 0.1), so it does not win."""
+        """Whether ``lr`` lies within :data:`EDGE_STEPS` steps below a rate that broke training:
+        at the edge of stability a short trial can show. Such a rate tends to break over a
+        longer run (on digits, SGD at 0.316 won its 10-step trial next to a failing 1.0, then
+        broke the model within 50 steps; the tuned rate is 0.1), so it does not win."""
         offset = self._offset(lr)
         return any(self._broke(offset + k) for k in range(1, EDGE_STEPS + 1))
 
