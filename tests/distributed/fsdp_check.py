@@ -159,6 +159,10 @@ def instrument(sched: AutoLRS, model: nn.Module, optimizer: torch.optim.Optimize
     """
     executor = sched._executor  # noqa: SLF001 - test instrumentation
     saved: dict[str, str] = {}
+    if sched.steps_taken == 0:
+        # A first stage that starts at once (a given lr_range, no warm-up) snapshots in the
+        # constructor, before this hook: the model and optimizer are still what it saved.
+        saved["stage"] = digest(model, optimizer)
     restores: list[Any] = []
     snapshot, restore = executor.snapshot, executor.restore
 
