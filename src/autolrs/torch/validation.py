@@ -103,6 +103,8 @@ class ValidationWatch:
         if self.rising_ok and len(values) == FIRST_CHECKS and _rising(values) and _rising(
                 [-t for t in trains]):
             return values[-1] - values[0] > FIRST_RISE * abs(values[0])
+        if not self.rising_ok and len(values) == FIRST_CHECKS and self._above_the_start():
+            return True
         if len(values) < CORRELATED_CHECKS or not all(0.0 <= v <= 1.0 for v in values):
             return False
         if values[-1] <= values[0] or trains[-1] >= trains[0]:
@@ -110,6 +112,15 @@ class ValidationWatch:
         if np.std(values) == 0 or np.std(trains) == 0:
             return False
         return float(np.corrcoef(values, trains)[0, 1]) <= ANTI_CORRELATION
+
+    def _above_the_start(self) -> bool:
+        """A search's first evaluations: the first measures the stage's start, the next ones
+        trials of several rates from there. Every trial that trained (its training loss below
+        the start's) ended *above* the start's value: an accuracy rises as training goes on,
+        while a loss falls in a trial that trains (on a real loss, a trial that breaks training
+        ends above the start, but its training loss rises too)."""
+        (v0, t0), rest = self.values[0], self.values[1:FIRST_CHECKS]
+        return all(v > v0 and t < t0 for v, t in rest)
 
     def message(self) -> str:
         """The warning that says why ``val_fn`` is no longer trusted and what to do."""
