@@ -48,6 +48,7 @@ _LEVELS = {
     "final": logging.INFO,
     "done": logging.INFO,
     "resume": logging.INFO,
+    "start_rate": logging.INFO,
     "start": logging.DEBUG,
     "candidate": logging.DEBUG,
     "segment": logging.DEBUG,
@@ -87,6 +88,8 @@ def describe(event: dict[str, Any]) -> str:
                "is no bound")
             + _start_line(event)
         )
+    if kind == "start_rate":
+        return f"step {step}: " + _start_line(event)[2:]  # (its leading "; " dropped)
     if kind == "stage" and event["candidates"] == 1:
         return (
             f"step {step}: stage {event['stage']}: holds one rate for "

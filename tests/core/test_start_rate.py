@@ -111,3 +111,20 @@ def test_the_log_says_when_the_optimizer_s_rate_is_not_used_and_why():
     assert level(sweep) == 20  # INFO
     kept, _ = first_search(0.1)
     assert describe(kept).endswith("starts from the optimizer's lr 0.1")
+
+
+def test_a_rate_outside_a_given_range_is_said_too():
+    from autolrs.events import describe
+
+    controller = StageController(Config(), total_steps=400, lr_range=(1e-3, 1.0), default_lr=5e-5,
+                                 seed=0, validation=True)
+    problem = NoisyQuadratic(seed=0)
+    record = drive(controller, problem, 60, validation=problem.loss)
+    (said,) = [e for e in record.events if e["event"] == "start_rate"]
+    assert said["start_lr"] == pytest.approx(1e-3)
+    assert describe(said) == ("step 0: the optimizer's lr 5e-05 is not used as it is: below the "
+                              "lr_range given (0.001 and up); starts from 0.001 instead")
+    inside = StageController(Config(), total_steps=400, lr_range=(1e-3, 1.0), default_lr=0.1,
+                             seed=0, validation=True)
+    record = drive(inside, NoisyQuadratic(seed=0), 60, validation=problem.loss)
+    assert not [e for e in record.events if e["event"] == "start_rate"]
