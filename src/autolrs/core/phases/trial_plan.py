@@ -30,6 +30,7 @@ __all__ = [
     "optimizer_lr",
     "plan_trials",
     "restore_searcher",
+    "start_rate_said",
 ]
 
 
@@ -211,6 +212,24 @@ def eligible(results: list[TrialResult], searcher: Searcher) -> list[TrialResult
         return healthy
     inside = [r for r in healthy if not searcher.at_edge(r.lr)]
     return inside or healthy
+
+
+def start_rate_said(ctx: Context) -> dict[str, Any] | None:
+    """Before the first stage in a range the user gave (the range test says it otherwise): the
+    ``start_rate`` event's fields when the optimizer's rate lies outside it (None: nothing to
+    say)."""
+    cfg, run = ctx.config, ctx.run
+    if run.last_lr is not None or run.held_lr is not None or run.space.auto:
+        return None
+    if not cfg.try_optimizer_lr or run.default_lr is None or run.space.range is None:
+        return None
+    reason = run.space.why_not(run.default_lr)
+    if reason is None:
+        return None
+    start = run.space.start_rate(run.default_lr, cfg.range_test_bounds[1],
+                                 smooth=cfg.expand_factor is not None)
+    reason = reason.replace("the range the range test found", "the lr_range given")
+    return {"optimizer_lr": run.default_lr, "start_lr": start, "start_reason": reason}
 
 
 def new_searcher(ctx: Context, plan: TrialPlan) -> Searcher:

@@ -50,6 +50,7 @@ from autolrs.core.phases.trial_plan import (
     new_searcher,
     optimizer_lr,
     restore_searcher,
+    start_rate_said,
 )
 from autolrs.core.search import Searcher
 from autolrs.core.selection import select
@@ -148,7 +149,9 @@ class Trials(BasePhase):
         """Starts the stage: its reference level, warm-start priors, the first trial."""
         ctx, cfg, plan = self.ctx, self.ctx.config, self.plan
         prev_reference = ctx.run.level.begin_stage()
-        self._say_start_rate()
+        said = start_rate_said(ctx)
+        if said is not None:
+            ctx.emit("start_rate", **said)
         healthy = [r for r in previous if not r.diverged]
         if cfg.warm_start and healthy and prev_reference is not None:
             for r in healthy:
@@ -196,22 +199,6 @@ class Trials(BasePhase):
         self.trial = Trial(len(self.results), lr, self.ctx.run.step)
         self.ctx.run.lr = self.rate(1)  # a trial that warms up starts low
         return (SetLR(self.ctx.run.lr),)
-
-    def _say_start_rate(self) -> None:
-        """Before the first stage in a range the user gave (the range test says it otherwise):
-        an INFO event when the optimizer's rate lies outside it and is not used as it is."""
-        cfg, run = self.ctx.config, self.ctx.run
-        if run.last_lr is not None or run.held_lr is not None or run.space.auto:
-            return
-        if not cfg.try_optimizer_lr or run.default_lr is None or run.space.range is None:
-            return
-        reason = run.space.why_not(run.default_lr)
-        if reason is not None:
-            start = run.space.start_rate(run.default_lr, cfg.range_test_bounds[1],
-                                         smooth=cfg.expand_factor is not None)
-            self.ctx.emit("start_rate", optimizer_lr=run.default_lr, start_lr=start,
-                          start_reason=reason.replace("the range the range test found",
-                                                      "the lr_range given"))
 
     def rate(self, step: int) -> float:
         """The running trial's rate at its ``step``-th step (1-based)."""
