@@ -85,7 +85,7 @@ def test_budget_is_used_exactly_and_never_ends_in_a_trial(config, total, lr_rang
 
 
 def test_paper_budget_rule_scales_stages_to_the_budget():
-    # tau0 = budget / 30 and four doubling stages fill it exactly (BENCHMARK.md's rule).
+    # tau0 = budget / 30 and four doubling stages fill it exactly (the benchmark's rule for the paper preset).
     ctrl = StageController(PAPER, total_steps=1500, lr_range=(1e-3, 1.0), seed=0)
     rec = drive(ctrl, NoisyQuadratic(seed=1), 1500)
     plans = [(e["trial_steps"], e["tau"]) for e in stages(rec.events)]

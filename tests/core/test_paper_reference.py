@@ -1,6 +1,6 @@
 """Config.paper() against the original AutoLRS code's recorded outputs (tests/core/data/paper_reference).
 
-The files are copies of ``shared/reference`` (its README.md beside them says how they were made:
+The files are the original code's recorded outputs (the README.md beside them says how they were made:
 the original ``autolrs_server.py`` in the library versions it pins). The forecaster is held to the
 original number for number, the searcher to the median of its proposals over ten seeds.
 """

@@ -1,6 +1,6 @@
 """Benchmarks: real offline workloads, baselines and the harness that compares them.
 
-See ``BENCHMARK.md`` in the repository: every method gets the same model, data, step budget and
+The protocol (``docs/bench-fair.md``): every method gets the same model, data, step budget and
 seeds; every optimizer step a method takes is charged, autolrs' trials included.
 """
 
