@@ -123,7 +123,8 @@ class SearchSpace:
         """Why ``lr`` is not a rate to train at (None: it is; :meth:`admits`)."""
         floor = self.floor
         if floor is not None and lr < floor:
-            return f"below the range the range test found ({floor:.3g} and up)"
+            where = "the range the range test found" if self.auto else "the lr_range given"
+            return f"below {where} ({floor:.3g} and up)"
         if lr > self.ceiling:
             return f"above half the rate where the range test diverged ({self.cap:.3g})"
         return None

@@ -228,7 +228,6 @@ def start_rate_said(ctx: Context) -> dict[str, Any] | None:
         return None
     start = run.space.start_rate(run.default_lr, cfg.range_test_bounds[1],
                                  smooth=cfg.expand_factor is not None)
-    reason = reason.replace("the range the range test found", "the lr_range given")
     return {"optimizer_lr": run.default_lr, "start_lr": start, "start_reason": reason}
 
 
