@@ -36,16 +36,20 @@ class Progress(Protocol):
     """What the detector reads of the scheduler it watches over (its public progress)."""
 
     @property
-    def steps_taken(self) -> int: ...  # noqa: D102
+    def steps_taken(self) -> int:
+        """Steps reported so far."""
 
     @property
-    def stage(self) -> int: ...  # noqa: D102
+    def stage(self) -> int:
+        """The current stage."""
 
     @property
-    def phase(self) -> str: ...  # noqa: D102
+    def phase(self) -> str:
+        """The current phase."""
 
     @property
-    def in_trial(self) -> bool: ...  # noqa: D102
+    def in_trial(self) -> bool:
+        """Whether the model may still be rolled back."""
 
 
 def has_grad_scaler(extra_state: Sequence[Any]) -> bool:
