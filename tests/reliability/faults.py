@@ -72,7 +72,7 @@ def run_with_faults(seed: int, *, total_steps: int = 400, faults: int = 12, fami
 
     config = Config(objective="validation", val_points=4)  # so that val_fn is called in trials
     sched = AutoLRS(model, opt, total_steps=total_steps, val_fn=val_fn, config=config, seed=seed)
-    store = sched._store
+    store = sched._executor.store
     original_save, original_restore = store.save, store.restore
 
     def checked_save(slot: str) -> None:

@@ -126,7 +126,7 @@ def test_a_real_validation_loss_is_trusted():
     with warnings.catch_warnings():
         warnings.simplefilter("error", AutoLRSWarning)
         train(sched, model, opt, data, 400)
-    assert sched._watch.trusted
+    assert sched._executor.watch.trusted
 
 
 @pytest.mark.parametrize(

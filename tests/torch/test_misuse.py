@@ -190,7 +190,7 @@ def test_d_accepted_forms_still_work(tmp_path):
     sched.finish()
     assert (tmp_path / "run.jsonl").stat().st_size > 0 and "autolrs/lr" in writer.scalars
     _, _, sched, _ = build(log_file=str(tmp_path / "b.jsonl"), snapshot_device="cpu")
-    assert sched._store.device == torch.device("cpu")
+    assert sched._executor.store.device == torch.device("cpu")
     sched.finish()
 
 

@@ -82,7 +82,7 @@ def test_parameters_keep_their_identity_across_restores():
 def test_cpu_snapshots_restore_exactly():
     model, opt, sched, data = setup(snapshot_device="cpu")
     train(sched, model, opt, data, 100)
-    assert all(t.device.type == "cpu" for t in sched._store._slots["stage"]["model"].values())
+    assert all(t.device.type == "cpu" for t in sched._executor.store._slots["stage"]["model"].values())
     assert sched.snapshot_bytes > 0
 
 
@@ -125,7 +125,7 @@ def test_nan_loss_in_a_candidate_rolls_back_and_training_continues():
 
     def fault(step, loss):
         if step == 6:  # inside the first candidate
-            snapshot.update({k: v.clone() for k, v in sched._store._slots["stage"]["model"].items()})
+            snapshot.update({k: v.clone() for k, v in sched._executor.store._slots["stage"]["model"].items()})
             return torch.tensor(float("nan"))
         return loss
 
@@ -170,7 +170,7 @@ def test_val_fn_raising_restores_the_snapshot_then_propagates():
         return 1.0 / calls["n"]
 
     model, opt, sched, data = setup(config=config, val_fn=val_fn)
-    holder["stage"] = {k: v.clone() for k, v in sched._store._slots["stage"]["model"].items()}
+    holder["stage"] = {k: v.clone() for k, v in sched._executor.store._slots["stage"]["model"].items()}
     with pytest.raises(OSError, match="went away"):
         train(sched, model, opt, data, 10)
     assert state_equal(model.state_dict(), holder["stage"])
@@ -204,7 +204,7 @@ def test_a_val_fn_that_always_returns_nan_is_dropped_and_never_lowers_the_rate()
     assert all(torch.isfinite(p).all() for p in model.parameters())
     restored = setup(config=config, val_fn=lambda: 1.0)[2]
     restored.load_state_dict(sched.state_dict())  # the distrust survives a resume
-    assert not restored._watch.trusted
+    assert not restored._executor.watch.trusted
 
 
 def test_val_fn_restores_train_mode():
@@ -395,7 +395,7 @@ def test_finish_leaves_the_model_in_the_committed_state():
     model, opt, sched, data = setup()
     train(sched, model, opt, data, 6)
     assert sched.in_trial
-    stage = {k: v.clone() for k, v in sched._store._slots["stage"]["model"].items()}
+    stage = {k: v.clone() for k, v in sched._executor.store._slots["stage"]["model"].items()}
     with pytest.warns(AutoLRSWarning, match=(
         r"the training loop ended during stage 1's trials \(step 6\), before the trial was "
         r"decided: the model was restored to the last committed state \(the stage snapshot at "

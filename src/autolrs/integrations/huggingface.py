@@ -49,6 +49,7 @@ import torch  # noqa: E402
 
 from autolrs.core.config import Config  # noqa: E402
 from autolrs.exceptions import AutoLRSWarning  # noqa: E402
+from autolrs.integrations._builder import SchedulerSettings, SettingsAttributes  # noqa: E402
 from autolrs.torch.scheduler import AutoLRS  # noqa: E402
 
 __all__ = ["AutoLRSCallback", "STATE_FILE"]
@@ -83,7 +84,7 @@ def _output_loss(output: Any) -> torch.Tensor | None:
     return None
 
 
-class AutoLRSCallback(transformers.TrainerCallback):
+class AutoLRSCallback(transformers.TrainerCallback, SettingsAttributes):
     """Lets autolrs set the Trainer's learning rate.
 
     Args:
@@ -118,20 +119,15 @@ class AutoLRSCallback(transformers.TrainerCallback):
         snapshot_device: str | None = None,
         resume_from: str | None = None,
     ) -> None:
-        if val_fn is not None and not callable(val_fn):
-            raise TypeError(f"val_fn must be callable or None, got {val_fn!r}")
+        self.settings = SchedulerSettings(
+            val_fn=val_fn, config=config, seed=seed, lr_range=lr_range, total_steps=total_steps,
+            log_file=log_file, snapshot_device=snapshot_device,
+        )
         if val_fn is not None and val_dataset is not None:
             raise ValueError("pass either val_fn or val_dataset, not both")
-        self.val_fn = val_fn
         self.val_dataset = val_dataset
         self.val_batches = int(val_batches)
         self.val_batch_size = int(val_batch_size)
-        self.config = config
-        self.seed = seed
-        self.lr_range = lr_range
-        self.total_steps = total_steps
-        self.log_file = log_file
-        self.snapshot_device = snapshot_device
         self.resume_from = resume_from
         self.sched: AutoLRS | None = None
         self._losses: list[torch.Tensor] = []
@@ -140,25 +136,28 @@ class AutoLRSCallback(transformers.TrainerCallback):
         self._constant_schedule = False
 
     # ------------------------------------------------------------------ events
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if model is None or optimizer is None:
-            raise RuntimeError("AutoLRSCallback needs the Trainer's model and optimizer at on_train_begin")
+            raise RuntimeError(
+                "AutoLRSCallback needs the Trainer's model and optimizer at on_train_begin"
+            )
         self._constant_schedule = self._check_wiring(args)
         self._check_default_rate(args, optimizer)
         val_fn = self.val_fn
         if self.val_dataset is not None:
             val_fn = self._dataset_loss(model)
-        total = self.total_steps or (state.max_steps if state.max_steps and state.max_steps > 0 else None)
-        self.sched = AutoLRS(
+        total = self.total_steps or (
+            state.max_steps if state.max_steps and state.max_steps > 0 else None
+        )
+        self.sched = self.settings.build(
             model,
             _unwrap_optimizer(optimizer),
             total_steps=total,
-            lr_range=self.lr_range,
             val_fn=val_fn,
-            config=self.config,
-            seed=self.seed,
-            log_file=self.log_file if state.is_world_process_zero else None,
-            snapshot_device=self.snapshot_device,
+            leader=state.is_world_process_zero,
         )
         if state.global_step > 0:
             self._resume(args, state)
@@ -184,7 +183,10 @@ class AutoLRSCallback(transformers.TrainerCallback):
             self._pending = True  # maybe the Trainer logs it (logging_steps=1): see on_log
         self._report_rates(kwargs.get("lr_scheduler"))
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if self.sched is None or logs is None:
             return
         if self._pending and "loss" in logs:
@@ -243,7 +245,9 @@ class AutoLRSCallback(transformers.TrainerCallback):
 
     def _resume(self, args: Any, state: Any) -> None:
         assert self.sched is not None
-        folder = self.resume_from or os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        folder = self.resume_from or os.path.join(
+            args.output_dir, f"checkpoint-{state.global_step}"
+        )
         path = os.path.join(folder, STATE_FILE)
         if not os.path.exists(path):
             warnings.warn(
@@ -266,9 +270,9 @@ class AutoLRSCallback(transformers.TrainerCallback):
         if problems:
             warnings.warn(
                 f"AutoLRSCallback sets the learning rate at every step, so the Trainer's "
-                f"{' and '.join(problems)} has no effect and its logged learning_rate is not the one "
-                "used (see autolrs_lr in the logs). Set TrainingArguments(lr_scheduler_type='constant', "
-                "warmup_steps=0).",
+                f"{' and '.join(problems)} has no effect and its logged learning_rate is not "
+                "the one used (see autolrs_lr in the logs). Set "
+                "TrainingArguments(lr_scheduler_type='constant', warmup_steps=0).",
                 AutoLRSWarning,
                 stacklevel=3,
             )
@@ -294,7 +298,9 @@ class AutoLRSCallback(transformers.TrainerCallback):
 
     def _dataset_loss(self, model: torch.nn.Module) -> Callable[[], float]:
         loader = torch.utils.data.DataLoader(
-            self.val_dataset, batch_size=self.val_batch_size, collate_fn=transformers.default_data_collator
+            self.val_dataset,
+            batch_size=self.val_batch_size,
+            collate_fn=transformers.default_data_collator,
         )
         batches = []
         for i, batch in enumerate(loader):
@@ -310,10 +316,15 @@ class AutoLRSCallback(transformers.TrainerCallback):
                 losses = []
                 device = next(model.parameters()).device
                 for batch in batches:
-                    inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                    inputs = {
+                        k: v.to(device) if isinstance(v, torch.Tensor) else v
+                        for k, v in batch.items()
+                    }
                     loss = _output_loss(model(**inputs))
                     if loss is None:
-                        raise ValueError("val_dataset needs a model that returns a loss for its batches")
+                        raise ValueError(
+                            "val_dataset needs a model that returns a loss for its batches"
+                        )
                     losses.append(float(loss))
                 return float(sum(losses) / len(losses)) if losses else math.nan
             finally:

@@ -41,12 +41,13 @@ import torch  # noqa: E402
 
 from autolrs.core.config import Config  # noqa: E402
 from autolrs.exceptions import AutoLRSWarning  # noqa: E402
+from autolrs.integrations._builder import SchedulerSettings, SettingsAttributes  # noqa: E402
 from autolrs.torch.scheduler import AutoLRS  # noqa: E402
 
 __all__ = ["AutoLRSCallback"]
 
 
-class AutoLRSCallback(L.Callback):
+class AutoLRSCallback(L.Callback, SettingsAttributes):
     """Lets autolrs set the learning rate of a Lightning training run.
 
     Args:
@@ -82,21 +83,16 @@ class AutoLRSCallback(L.Callback):
         snapshot_device: str | None = None,
     ) -> None:
         super().__init__()
-        if val_fn is not None and not callable(val_fn):
-            raise TypeError(f"val_fn must be callable or None, got {val_fn!r}")
+        self.settings = SchedulerSettings(
+            val_fn=val_fn, config=config, seed=seed, lr_range=lr_range, total_steps=total_steps,
+            log_file=log_file, snapshot_device=snapshot_device,
+        )
         if val_fn is not None and val_dataloader is not None:
             raise ValueError("pass either val_fn or val_dataloader, not both")
         if isinstance(val_batches, bool) or not isinstance(val_batches, int) or val_batches < 1:
             raise ValueError(f"val_batches must be an integer >= 1, got {val_batches!r}")
-        self.val_fn = val_fn
         self.val_dataloader = val_dataloader
         self.val_batches = val_batches
-        self.config = config
-        self.seed = seed
-        self.lr_range = lr_range
-        self.total_steps = total_steps
-        self.log_file = log_file
-        self.snapshot_device = snapshot_device
         self.sched: AutoLRS | None = None
         self._pending_state: dict[str, Any] | None = None
         self._losses: list[torch.Tensor] = []
@@ -110,12 +106,14 @@ class AutoLRSCallback(L.Callback):
         optimizers = trainer.optimizers
         if len(optimizers) != 1:
             raise ValueError(
-                f"AutoLRSCallback drives one optimizer; configure_optimizers returned {len(optimizers)}"
+                "AutoLRSCallback drives one optimizer; configure_optimizers returned "
+                f"{len(optimizers)}"
             )
         if trainer.lr_scheduler_configs:
             warnings.warn(
-                "AutoLRSCallback sets the learning rate itself: remove the LR scheduler returned by "
-                "configure_optimizers (autolrs overrides it before every optimizer step).",
+                "AutoLRSCallback sets the learning rate itself: remove the LR scheduler "
+                "returned by configure_optimizers (autolrs overrides it before every optimizer "
+                "step).",
                 AutoLRSWarning,
                 stacklevel=2,
             )
@@ -124,16 +122,9 @@ class AutoLRSCallback(L.Callback):
             estimate = trainer.estimated_stepping_batches
             total = int(estimate) if estimate is not None and math.isfinite(estimate) else None
         val_fn = self._validation(trainer, pl_module)
-        self.sched = AutoLRS(
-            pl_module,
-            optimizers[0],
-            total_steps=total,
-            lr_range=self.lr_range,
-            val_fn=val_fn,
-            config=self.config,
-            seed=self.seed,
-            log_file=self.log_file if trainer.is_global_zero else None,
-            snapshot_device=self.snapshot_device,
+        self.sched = self.settings.build(
+            pl_module, optimizers[0], total_steps=total, val_fn=val_fn,
+            leader=trainer.is_global_zero,
         )
         self._steps_seen = self.sched.optimizer_steps
         if self._pending_state is not None:
@@ -179,7 +170,9 @@ class AutoLRSCallback(L.Callback):
         )
         return evaluate
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.sched is None:
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
