@@ -45,6 +45,7 @@ _LEVELS = {
     "stage": logging.INFO,
     "decision": logging.INFO,
     "range_test": logging.INFO,
+    "ramp": logging.INFO,
     "final": logging.INFO,
     "done": logging.INFO,
     "resume": logging.INFO,
@@ -88,6 +89,8 @@ def describe(event: dict[str, Any]) -> str:
                "is no bound")
             + _start_line(event)
         )
+    if kind == "ramp":
+        return f"step {step}: " + _ramp_line(event)
     if kind == "start_rate":
         return f"step {step}: " + _start_line(event)[2:]  # (its leading "; " dropped)
     if kind == "stage" and event["candidates"] == 1:
@@ -142,6 +145,27 @@ def describe(event: dict[str, Any]) -> str:
             f"holding lr {event['lr']:.3g}"
         )
     return f"step {step}: {kind}"
+
+
+def _ramp_line(event: dict[str, Any]) -> str:
+    """What a ramp's event says: where it went, why it stopped, where the stages search."""
+    path = event.get("path") or [[event["lr"], None]]
+    head = (
+        f"ramp over {len(path)} segments of {event['segment']} steps, lr {path[0][0]:.3g} to "
+        f"{path[-1][0]:.3g}"
+    )
+    if event.get("failed_lr") is None:
+        stop = f" ({event['reason']})"
+    else:
+        stop = (
+            f"; lr {event['failed_lr']:.3g} did not help ({event['reason']}): its "
+            f"{event['segment']} steps rolled back"
+        )
+    hint = event.get("optimizer_lr")
+    said = "" if hint is None else (
+        f"; the optimizer's lr {hint:.3g} only set where the ramp began"
+    )
+    return f"{head}{stop}; the first stage searches around lr {event['lr']:.3g}{said}"
 
 
 def _start_line(event: dict[str, Any]) -> str:

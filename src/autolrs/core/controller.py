@@ -26,6 +26,7 @@ from autolrs.core.observations import Abort, Loss, Losses, Observation, Spent, S
 from autolrs.core.phases.base import BasePhase, Context, Edge, EventLog, Phase, Transition
 from autolrs.core.phases.exploit import Exploit
 from autolrs.core.phases.final import Final
+from autolrs.core.phases.ramp import Ramp, ramp_plan
 from autolrs.core.phases.range_test import RangeTest
 from autolrs.core.phases.stage import StageEnd, TrialResult
 from autolrs.core.phases.trial_plan import first_stage_searches, plan_trials
@@ -251,7 +252,7 @@ class StageController:
         """Whether a warm-up (``Config.warmup_fraction``) comes now, before the first stage:
         after the range test, which must sweep from the initial model."""
         cfg, run = self.config, self._run
-        if cfg.warmup_steps > 0 or run.warmed_up or run.stage > 0:
+        if cfg.warmup_steps > 0 or run.warmed_up or run.stage > 0 or run.ramp_lr is not None:
             return False
         if first_stage_searches(self._ctx):
             return False  # its trials warm up on their own
@@ -369,6 +370,8 @@ class StageController:
                 return self._stage(None)
             if self.total_steps is not None and self.total_steps < _MIN_SEARCH_BUDGET:
                 return self._enter(Final(ctx))
+            if ramp_plan(ctx) is not None:  # the ramp finds the range as it trains
+                return self._enter(Ramp(ctx))
             return self._enter(RangeTest(ctx))
         if edge == Edge.STAGE:
             return self._stage(handoff)
@@ -380,6 +383,8 @@ class StageController:
 
     def _stage(self, end: StageEnd | None) -> tuple[Action, ...]:
         """The next stage's trials (after ``end`` of the previous one), or the final phase."""
+        if end is None and ramp_plan(self._ctx) is not None:
+            return self._enter(Ramp(self._ctx))
         if end is None and self._warms_up_before_stages():
             self._run.warmed_up = True
             return self._enter(Warmup(self._ctx))

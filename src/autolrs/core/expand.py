@@ -151,6 +151,10 @@ class ExpandSearcher(Searcher):
             return held[0]
         return best
 
+    def broke(self, lr: float) -> bool:
+        """Whether the candidate at ``lr`` broke training (see :meth:`_broke`)."""
+        return self._broke(self._offset(lr))
+
     def _broke(self, offset: int) -> bool:
         """Whether the candidate at ``offset`` diverged or ended clearly above the reference
         (by more than the margin): it breaks training. (A rate far too small ends *at* the

@@ -1,5 +1,5 @@
-"""The presets' field values: what :meth:`Config.paper`, :meth:`Config.upward` and
-:meth:`Config.stagewise` change from ``Config()`` (:mod:`autolrs.core.config`)."""
+"""The presets' field values: what :meth:`Config.paper`, :meth:`Config.ramp`,
+:meth:`Config.upward` and :meth:`Config.stagewise` change from ``Config()`` (:mod:`autolrs.core.config`)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,13 @@ _PAPER: dict[str, Any] = {
     "warmup_fraction": 0.0,
 }
 """The reference values :meth:`Config.paper` sets (every other field keeps its default)."""
+
+_RAMP: dict[str, Any] = {
+    "ramp_segment_fraction": 0.025,
+    "discard_budget": 0.08,
+    "min_trial_steps": 5,
+}
+"""What :meth:`Config.ramp` changes from today's default."""
 
 _UPWARD: dict[str, Any] = {
     "expand_factor": None,

@@ -79,6 +79,10 @@ class Run:
         smoothed_best: The lowest smoothed value (median of the window) so far.
         held_lr: The rate the first stage held, when it held one (the optimizer's own or the
             range test's pick): the search after it looks above it (``Config.search_upward``).
+        discarded: Steps the search threw away so far (range test, the ramp's failed segment,
+            losing trials): ``Config.discard_budget`` bounds it.
+        ramp_lr: The rate the ramp settled at (``Config.ramp_segment_fraction``): the first
+            stage searches around it.
     """
 
     taus: TauPlan
@@ -99,6 +103,8 @@ class Run:
     recent_validation: list[float] = field(default_factory=list)
     smoothed_best: float | None = None
     held_lr: float | None = None
+    ramp_lr: float | None = None
+    discarded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
@@ -121,6 +127,8 @@ class Run:
             "recent_validation": list(self.recent_validation),
             "smoothed_best": self.smoothed_best,
             "held_lr": self.held_lr,
+            "ramp_lr": self.ramp_lr,
+            "discarded": self.discarded,
         }
 
     @classmethod
@@ -145,4 +153,6 @@ class Run:
             recent_validation=[float(v) for v in data.get("recent_validation", [])],
             smoothed_best=data.get("smoothed_best"),
             held_lr=data.get("held_lr"),
+            ramp_lr=data.get("ramp_lr"),
+            discarded=int(data.get("discarded", 0)),
         )

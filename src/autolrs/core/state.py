@@ -22,6 +22,7 @@ from autolrs.core.config import Config
 from autolrs.core.phases.base import BasePhase, Context, Phase
 from autolrs.core.phases.exploit import Exploit
 from autolrs.core.phases.final import Final
+from autolrs.core.phases.ramp import Ramp
 from autolrs.core.phases.range_test import RangeTest
 from autolrs.core.phases.trials import Trials
 from autolrs.core.phases.warmup import Warmup
@@ -35,6 +36,7 @@ VERSION = 2
 PHASES: dict[str, Any] = {
     Phase.WARMUP: Warmup,
     Phase.RANGE_TEST: RangeTest,
+    Phase.RAMP: Ramp,
     Phase.TRIAL: Trials,
     Phase.EXPLOIT: Exploit,
     Phase.FINAL: Final,
@@ -49,6 +51,9 @@ _ADDED_SINCE: dict[str, Any] = {
     "keep_incumbent_within": None,
     "overfit_guard": None,
     "warmup_fraction": 0.0,
+    "expand_factor": None,
+    "ramp_segment_fraction": None,
+    "discard_budget": None,
 }
 """Config fields added after states were first saved, with the values that keep an older state's
 behaviour (a field missing from a saved config must not take today's default)."""
@@ -195,6 +200,8 @@ def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
         "recent_validation": [],
         "smoothed_best": None,
         "held_lr": None,
+        "ramp_lr": None,
+        "discarded": 0,
     }
 
 

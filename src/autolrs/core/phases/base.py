@@ -46,6 +46,7 @@ class Phase:
 
     WARMUP = "warmup"
     RANGE_TEST = "range_test"
+    RAMP = "ramp"
     TRIAL = "trial"
     EXPLOIT = "exploit"
     FINAL = "final"

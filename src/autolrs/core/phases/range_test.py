@@ -218,6 +218,7 @@ class RangeTest(BasePhase):
             found.low, found.high, found.diverged_lr or cfg.range_test_bounds[1], found.informative
         )
         resume_slot, resume_steps = self._resume_point(found)
+        run.discarded += max(run.step - self.origin - resume_steps, 0)
         kept = [v for v in losses[:resume_steps] if math.isfinite(v)]
         run.level.recent = kept[-4:]
         self._report(found, resume_steps)

@@ -14,7 +14,7 @@ from autolrs.core._rng import spawn
 from autolrs.core.expand import PROGRESS_SHARE, ExpandSearcher
 from autolrs.core.phases.base import Context
 from autolrs.core.phases.stage import TrialPlan, TrialResult
-from autolrs.core.planning import decay_length, plan_stage
+from autolrs.core.planning import StagePlan, decay_length, plan_stage
 from autolrs.core.search import Searcher
 from autolrs.core.selection import select
 
@@ -40,14 +40,19 @@ def optimizer_lr(ctx: Context) -> float | None:
     run = ctx.run
     if not ctx.config.try_optimizer_lr or run.last_lr is not None or run.default_lr is None:
         return None
+    if run.ramp_lr is not None:
+        return None  # the ramp found the first stage's rate
     return float(run.default_lr) if run.space.admits(run.default_lr) else None
 
 
 def held_first(ctx: Context) -> float | None:
     """The rate a first stage that holds trains at (before any commit, with
     ``Config.try_optimizer_lr``): the optimizer's own, or, when the range test found it
-    unusable, the nearest usable rate (:meth:`SearchSpace.start_rate`))."""
+    unusable, the nearest usable rate (:meth:`SearchSpace.start_rate`)); after a ramp, the rate
+    it settled at."""
     cfg, run = ctx.config, ctx.run
+    if run.ramp_lr is not None:
+        return run.ramp_lr
     user = optimizer_lr(ctx)
     if user is not None or not cfg.try_optimizer_lr or run.space.range is None:
         return user
@@ -154,15 +159,7 @@ def _search_interval(ctx: Context) -> tuple[float, float]:
 def plan_trials(ctx: Context) -> TrialPlan | None:
     """The next stage's trials, fitted inside the budget (None: no stage fits any more)."""
     cfg, run = ctx.config, ctx.run
-    remaining = None
-    if ctx.total_steps is not None:
-        remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
-    k = cfg.later_candidates if run.stage >= 1 and cfg.later_candidates else cfg.candidates
-    if cfg.stage_candidates and ctx.total_steps is not None:
-        k = cfg.stage_candidates[min(run.stage, len(cfg.stage_candidates) - 1)]
-        if k == 1 and run.last_lr is None and held_first(ctx) is None:
-            k = cfg.candidates  # nothing to hold: no optimizer rate and no range
-    plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
+    plan = _sized_plan(ctx)
     if plan is None:
         return None
     mode = "train"
@@ -184,12 +181,41 @@ def plan_trials(ctx: Context) -> TrialPlan | None:
     center = expand_center(ctx, plan.candidates)
     low, high = _search_interval(ctx) if center is None else _expand_interval(ctx, center)
     ramp = 0
-    if center is not None and run.last_lr is None and run.held_lr is None and anneal:
+    fresh = run.last_lr is None and run.held_lr is None and run.ramp_lr is None
+    if center is not None and fresh and anneal:  # from near the initial model: warm up
         ramp = min(max(1, int(round(trial_steps / 3))), trial_steps - anneal - 1)
     return TrialPlan(
         trial_steps, plan.candidates, plan.tau, mode, val_every, anneal, horizon, run.step, low,
         high, max(ramp, 0),
     )
+
+
+def _sized_plan(ctx: Context) -> StagePlan | None:
+    """The stage's length and candidates, fitted inside the budget and the discard budget."""
+    cfg, run = ctx.config, ctx.run
+    remaining = None
+    if ctx.total_steps is not None:
+        remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
+    k = cfg.later_candidates if run.stage >= 1 and cfg.later_candidates else cfg.candidates
+    if cfg.stage_candidates and ctx.total_steps is not None:
+        k = cfg.stage_candidates[min(run.stage, len(cfg.stage_candidates) - 1)]
+        if k == 1 and run.last_lr is None and held_first(ctx) is None:
+            k = cfg.candidates  # nothing to hold: no optimizer rate and no range
+    plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
+    if plan is not None and _affordable(ctx, plan.trial_steps) < plan.candidates:
+        affordable = _affordable(ctx, plan.trial_steps)
+        plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, affordable)
+    return plan
+
+
+def _affordable(ctx: Context, trial_steps: int) -> int:
+    """How many candidates the rest of ``Config.discard_budget`` pays for (all but one trial of
+    a stage are thrown away), at least one."""
+    cfg, run = ctx.config, ctx.run
+    if cfg.discard_budget is None or ctx.total_steps is None:
+        return 1 << 30
+    left = cfg.discard_budget * ctx.total_steps - run.discarded
+    return 1 + max(0, int(left // trial_steps))
 
 
 def first_stage_searches(ctx: Context) -> bool:
@@ -205,13 +231,16 @@ def first_stage_searches(ctx: Context) -> bool:
 
 
 def eligible(results: list[TrialResult], searcher: Searcher) -> list[TrialResult]:
-    """The healthy candidates that may win: with an expanding search, not one at the edge of
-    stability (:meth:`~autolrs.core.expand.ExpandSearcher.at_edge`) while another is left."""
+    """The healthy candidates that may win: with an expanding search, not one that broke
+    training (:meth:`~autolrs.core.expand.ExpandSearcher.broke`: it ended clearly above the
+    stage's start) nor one at the edge of stability
+    (:meth:`~autolrs.core.expand.ExpandSearcher.at_edge`) while another is left."""
     healthy = [r for r in results if not r.diverged]
     if not isinstance(searcher, ExpandSearcher):
         return healthy
-    inside = [r for r in healthy if not searcher.at_edge(r.lr)]
-    return inside or healthy
+    unbroken = [r for r in healthy if not searcher.broke(r.lr)]
+    inside = [r for r in unbroken if not searcher.at_edge(r.lr)]
+    return inside or unbroken or healthy
 
 
 def start_rate_said(ctx: Context) -> dict[str, Any] | None:
@@ -220,6 +249,8 @@ def start_rate_said(ctx: Context) -> dict[str, Any] | None:
     say)."""
     cfg, run = ctx.config, ctx.run
     if run.last_lr is not None or run.held_lr is not None or run.space.auto:
+        return None
+    if run.ramp_lr is not None:
         return None
     if not cfg.try_optimizer_lr or run.default_lr is None or run.space.range is None:
         return None
@@ -239,7 +270,9 @@ def new_searcher(ctx: Context, plan: TrialPlan) -> Searcher:
     if center is None:
         return ctx.make_searcher(plan.search_low, plan.search_high, spawn(ctx.rng))
     assert cfg.expand_factor is not None  # expand_center says so
-    first = ctx.run.last_lr is None  # from near the initial model: both ways, progress counts
+    # From near the initial model: both ways, progress counts. After a ramp, which trained
+    # through the rates below, only upward.
+    first = ctx.run.last_lr is None and ctx.run.ramp_lr is None
     return ExpandSearcher(
         center, plan.search_low, plan.search_high, factor=cfg.expand_factor,
         max_steps=cfg.expand_steps, margin=cfg.expand_margin, reference=_start_level(ctx, plan),

@@ -1,0 +1,276 @@
+"""Ramp: the first stage's rate found by training, from a low rate upward, keeping the steps.
+
+The rate rises by ``Config.expand_factor`` per segment of ``Config.ramp_segment_fraction`` of the
+budget, from the range's low end (the range test's floor, or a range the user gave; so the
+optimizer's own rate plays no part when the range is known). After each segment the model is
+judged on the validation loss (without ``val_fn``: the mean training loss of the segment's
+second half): a segment that lowered it is committed and the rate rises; the first that did not
+(or a non-finite result) is rolled back, and the ramp settles ``Config.ramp_edge_steps`` steps
+below that rate. Only that segment is discarded: the steps up to it are an exponential warm-up.
+The stages then search around the settled rate (:func:`~autolrs.core.phases.trial_plan.expand_center`).
+
+Edges: at its end, :data:`Edge.STAGE` (the first stage), having set ``Run.ramp_lr``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from autolrs.core.actions import STAGE, Action, Evaluate, Restore, SetLR, Snapshot
+from autolrs.core.phases.base import (
+    Abort,
+    BasePhase,
+    Context,
+    Edge,
+    Loss,
+    Observation,
+    Outlook,
+    Phase,
+    Spent,
+    Transition,
+    Validation,
+    constant,
+)
+
+__all__ = ["Ramp", "ramp_plan"]
+
+_RETRIES = 1  # a failing validation function re-runs the segment once
+
+
+def ramp_plan(ctx: Context) -> tuple[float, int, int] | None:
+    """The ramp's first rate, segment length and last step (None: no ramp with these settings,
+    or too small a budget for three segments before the stages)."""
+    cfg, run = ctx.config, ctx.run
+    if cfg.ramp_segment_fraction is None or ctx.total_steps is None or cfg.expand_factor is None:
+        return None
+    if run.ramp_lr is not None or run.last_lr is not None:
+        return None
+    space = run.space
+    segment = max(cfg.min_trial_steps // 2, int(round(cfg.ramp_segment_fraction * ctx.total_steps)))
+    last = run.step + int(cfg.ramp_max_fraction * ctx.total_steps)
+    if last - run.step < 3 * segment:
+        return None
+    if space.range is not None and not (space.auto and space.floor is None):
+        low = space.floor if space.floor is not None else space.bounds[0]
+    elif run.default_lr is not None:
+        low = run.default_lr / cfg.expand_factor**cfg.expand_steps  # from well below the hint
+    else:
+        return None  # nowhere to start from: the range test finds the range
+    return float(low), segment, last
+
+
+class Ramp(BasePhase):
+    """The ramp.
+
+    Attributes:
+        lr: The current segment's rate.
+        first: The ramp's first rate (it never settles below it).
+        segment: Steps per segment.
+        last_step: The step by which the ramp ends even if every segment helped.
+        start_step: Where the current segment began.
+        done: Steps done in the current segment.
+        before: The score the current segment must beat (None: measured at the segment's start).
+        losses: The current segment's training losses.
+        path: ``[rate, score]`` of each judged segment.
+        awaiting: Whether an evaluation was asked for.
+        retries: Segments re-run after the validation function failed.
+        descents: Times the first rate did not help and the ramp started 10x lower.
+    """
+
+    name = Phase.RAMP
+    in_trial = True
+
+    def __init__(self, ctx: Context, **state: Any) -> None:
+        super().__init__(ctx)
+        self.lr: float = float(state.get("lr", 0.0))
+        self.first: float = float(state.get("first", self.lr))
+        self.segment: int = int(state.get("segment", 1))
+        self.last_step: int = int(state.get("last_step", 0))
+        self.start_step: int = int(state.get("start_step", 0))
+        self.done: int = int(state.get("done", 0))
+        self.before: float | None = state.get("before")
+        self.losses: list[float] = [float(v) for v in state.get("losses", [])]
+        self.path: list[list[float | None]] = [list(p) for p in state.get("path", [])]
+        self.awaiting: bool = bool(state.get("awaiting", False))
+        self.retries: int = int(state.get("retries", 0))
+        self.descents: int = int(state.get("descents", 0))
+
+    @property
+    def awaiting_validation(self) -> bool:
+        return self.awaiting
+
+    def begin(self) -> Transition:
+        """Starts the first segment (measuring where it starts when ``val_fn`` is given)."""
+        plan = ramp_plan(self.ctx)
+        assert plan is not None  # the controller enters the ramp only when it has a plan
+        self.lr, self.segment, self.last_step = plan
+        self.first = self.lr
+        self.start_step, self.done = self.ctx.run.step, 0
+        self.ctx.run.lr = self.lr
+        actions: tuple[Action, ...] = (Snapshot(STAGE), SetLR(self.lr))
+        if self.ctx.validation:
+            self.awaiting = True
+            return Transition((*actions, Evaluate()))
+        return Transition(actions)
+
+    # ------------------------------------------------------------------ observations
+    def observe(self, observation: Observation) -> Transition:
+        if isinstance(observation, Loss):
+            return self._loss(observation.value, observation.model_finite)
+        if isinstance(observation, Validation):
+            return self._validation(observation.value)
+        if isinstance(observation, Abort):
+            return self._abort(observation.reason)
+        if isinstance(observation, Spent):
+            self.done += observation.steps
+        return Transition()
+
+    def _loss(self, loss: float, model_finite: bool) -> Transition:
+        self.done += 1
+        at_end = self.done >= self.segment
+        if not math.isfinite(loss) or (at_end and not model_finite):
+            reason = "non-finite loss" if not math.isfinite(loss) else "non-finite parameters"
+            return self._settle(failed=reason)
+        self.losses.append(float(loss))
+        if not at_end:
+            return Transition()
+        if self.ctx.validation:
+            self.awaiting = True
+            return Transition((Evaluate(),))
+        half = self.losses[len(self.losses) // 2 :]
+        return self._judge(sum(half) / len(half))
+
+    def _validation(self, value: float) -> Transition:
+        self.awaiting = False
+        if self.done == 0 and self.before is None:  # the ramp's start
+            self.before = float(value) if math.isfinite(value) else None
+            return Transition()
+        return self._judge(float(value))
+
+    def _judge(self, score: float) -> Transition:
+        """Commits a segment that lowered the score and raises the rate; settles otherwise."""
+        self.path.append([self.lr, score if math.isfinite(score) else None])
+        rose = self.before is not None and score > self.before + self._margin()
+        if not math.isfinite(score) or rose:
+            return self._settle(failed=f"score {score:.4g} above {self.before:.4g}"
+                                if self.before is not None else "non-finite score")
+        ctx, run = self.ctx, self.ctx.run
+        ctx.segment("warmup", self.start_step, lr=self.lr, committed=True, ramp=True)
+        run.rollbacks = 0
+        run.level.recent = (run.level.recent + self.losses[-4:])[-4:]
+        idle = self.before is not None and score > self.before - self._margin()
+        self.before = score if self.before is None else min(score, self.before)
+        self.losses, self.done = [], 0
+        self.start_step = run.step
+        factor = ctx.config.expand_factor
+        assert factor is not None  # ramp_plan requires it
+        if idle:  # a rate too small to move the score: two steps at a time
+            factor *= factor
+        top = min(run.space.ceiling, ctx.config.range_test_bounds[1])
+        if run.step + self.segment > self.last_step or self.lr * factor > top:
+            return self._end(self.lr, reason="every segment helped", failed_lr=None)
+        self.lr *= factor
+        run.lr = self.lr
+        return Transition((Snapshot(STAGE), SetLR(self.lr)))
+
+    def _margin(self) -> float:
+        """How far the score may rise in a segment before the rate counts as too high: the
+        expanding search's noise margin (``Config.expand_margin``) of the score."""
+        assert self.before is not None
+        return self.ctx.config.expand_margin * abs(self.before)
+
+    def _settle(self, failed: str, *, descend: bool = True) -> Transition:
+        """Rolls the failing segment back and settles ``ramp_edge_steps`` below its rate (or,
+        when it was the ramp's first rate and ``descend``, starts the ramp 10x lower)."""
+        ctx = self.ctx
+        ctx.segment("ramp", self.start_step, lr=self.lr, committed=False)
+        ctx.run.discarded += ctx.run.step - self.start_step
+        ctx.emit("rollback", phase=Phase.RAMP, reason=failed, restored=STAGE, lr=self.lr)
+        cfg, run = ctx.config, ctx.run
+        factor = cfg.expand_factor
+        assert factor is not None  # ramp_plan requires it
+        lower = self.lr / factor**2
+        if descend and self._nothing_kept() and self.descents < cfg.expand_steps and self._fits(lower):
+            # Its very first rate did not help: the hint was far too high; start lower.
+            self.descents += 1
+            self.lr = self.first = lower
+            self.losses, self.done, self.start_step = [], 0, run.step
+            run.lr = self.lr
+            return Transition((Restore(STAGE), SetLR(self.lr)))
+        settled = self.lr / factor**cfg.ramp_edge_steps
+        return self._end(settled, reason=failed, failed_lr=self.lr, restore=True)
+
+    def _nothing_kept(self) -> bool:
+        """Whether no segment has been committed yet (the failure is the ramp's first rate)."""
+        return self.lr == self.first
+
+    def _fits(self, lr: float) -> bool:
+        """Whether a segment at ``lr`` is worth running: not below the lowest rate swept, and
+        with the ramp's time left."""
+        cfg = self.ctx.config
+        left = self.last_step - self.ctx.run.step
+        return lr >= cfg.range_test_bounds[0] and left >= 2 * self.segment
+
+    def _end(
+        self, settled: float, *, reason: str, failed_lr: float | None, restore: bool = False
+    ) -> Transition:
+        ctx, run = self.ctx, self.ctx.run
+        run.ramp_lr = max(settled, self.first)
+        if run.space.range is None:  # no range test ran: the ramp bounds the search
+            factor = ctx.config.expand_factor
+            assert factor is not None  # ramp_plan requires it
+            top = self.lr if failed_lr is None else failed_lr
+            # A non-finite result is divergence; a loss that only stopped falling is not, so
+            # the stages may still look a little above it.
+            broke = failed_lr is not None and "non-finite" in reason
+            cap = top * (1.0 if broke else factor**2)
+            run.space.found(self.first, top, cap, informative=True)
+        run.lr = run.ramp_lr
+        ctx.emit("ramp", lr=run.ramp_lr, failed_lr=failed_lr, reason=reason, path=self.path,
+                 segment=self.segment, optimizer_lr=run.default_lr)
+        actions: tuple[Action, ...] = (Restore(STAGE),) if restore else ()
+        return Transition((*actions, SetLR(run.lr)), next=Edge.STAGE)
+
+    def _abort(self, reason: str) -> Transition:
+        """The validation function failed: the segment runs again once, then the ramp settles."""
+        if self.retries >= _RETRIES:
+            return self._settle(failed=f"validation failed twice ({reason})", descend=False)
+        self.retries += 1
+        ctx, run = self.ctx, self.ctx.run
+        ctx.segment("ramp", self.start_step, lr=self.lr, committed=False)
+        run.discarded += run.step - self.start_step
+        ctx.emit("rollback", phase=Phase.RAMP, reason=reason, restored=STAGE, lr=self.lr)
+        self.awaiting, self.done, self.losses, self.start_step = False, 0, [], run.step
+        run.lr = self.lr
+        return Transition((Restore(STAGE), SetLR(self.lr)))
+
+    # ------------------------------------------------------------------ outlook and state
+    def outlook(self) -> Outlook:
+        return Outlook(
+            quiet_steps=0 if self.awaiting else max(0, self.segment - self.done - 1),
+            needs_finite_check=self.done + 1 >= self.segment,
+            rates=constant(self.lr),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "first": self.first,
+            "segment": self.segment,
+            "last_step": self.last_step,
+            "start_step": self.start_step,
+            "done": self.done,
+            "before": self.before,
+            "losses": list(self.losses),
+            "path": [list(p) for p in self.path],
+            "awaiting": self.awaiting,
+            "retries": self.retries,
+            "descents": self.descents,
+        }
+
+    @classmethod
+    def from_dict(cls, ctx: Context, data: dict[str, Any]) -> Ramp:
+        """Rebuilds :meth:`to_dict`'s output."""
+        return cls(ctx, **data)
+
