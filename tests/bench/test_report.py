@@ -4,7 +4,8 @@ import json
 import math
 
 from autolrs.bench.harness import RunResult
-from autolrs.bench.report import summarize, write_report
+from autolrs.bench.quick_report import summarize
+from autolrs.bench.report import write_report
 
 
 def result(method, steps, seed=0, final=0.1, sps=0.01, workload="digits"):
@@ -51,7 +52,7 @@ def test_report_writes_markdown_json_and_figures(tmp_path):
 
 
 def test_ablation_table_compares_every_method_with_the_base(tmp_path):
-    from autolrs.bench.report import write_ablation
+    from autolrs.bench.quick_report import write_ablation
 
     runs = [
         result("autolrs", 300, final=0.2), result("autolrs", 300, seed=1, final=0.2),

@@ -149,7 +149,7 @@ def _bench(args: argparse.Namespace) -> int:
         header = _last_header(os.path.join(args.report, "runs.jsonl"))
         targets = load_targets(args.targets).get("workloads", {})
         if args.ablation_base:
-            from autolrs.bench.report import write_ablation
+            from autolrs.bench.quick_report import write_ablation
 
             path = os.path.normpath(args.report) + ".md"
             command_used = header.get("command", command)
