@@ -68,3 +68,12 @@ def test_guard_z_edges():
     assert level.guard_z([1.0] * 2, 0.5, reference_spread=None, length=8) == 0.0  # too few
     assert level.guard_z([1.0] * 8, 1.0, reference_spread=None, length=8) == 0.0  # within 2 %
     assert level.guard_z([2.0] * 8, 1.0, reference_spread=None, length=8) == math.inf
+
+
+def test_trial_level_is_the_median_and_robust_spread_of_the_tail():
+    from autolrs.core.level import robust_std, trial_level
+
+    assert trial_level([]) == (None, None)
+    assert trial_level([1.0, 3.0]) == (2.0, None)
+    tail = [1.0, 2.0, 4.0]
+    assert trial_level(tail) == (2.0, robust_std(tail))

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GUARD_WINDOW", "NOISE_BAND", "RECENT", "CommittedLevel", "robust_std"]
+__all__ = ["GUARD_WINDOW", "NOISE_BAND", "RECENT", "CommittedLevel", "robust_std", "trial_level"]
 
 RECENT = 32
 """Committed losses kept (the reference is the median of the last 8, the noise of the last 16)."""
@@ -40,6 +40,20 @@ def robust_std(values: Sequence[float]) -> float:
     """Standard deviation estimated from the median absolute deviation."""
     arr = np.asarray(values, dtype=float)
     return 1.4826 * float(np.median(np.abs(arr - np.median(arr))))
+
+
+def trial_level(tail: Sequence[float]) -> tuple[float | None, float | None]:
+    """The level a trial reached: the median of its last losses and their robust spread.
+
+    Args:
+        tail: The trial's last training losses.
+
+    Returns:
+        ``(level, spread)``: None for the level without losses, for the spread with fewer
+        than 3.
+    """
+    level = float(np.median(tail)) if tail else None
+    return level, robust_std(tail) if len(tail) >= 3 else None
 
 
 @dataclass
