@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from autolrs.bench.harness import run_method
 from autolrs.bench.autolrs_runner import run_autolrs
+from autolrs.bench.harness import run_method
 from autolrs.bench.workloads import get_workload
 from autolrs.core.config import Config
 
