@@ -201,7 +201,9 @@ def resolve_method(name: str) -> MethodSpec:
         try:
             lr = float(name[len(COSINE_PREFIX) :])
         except ValueError:
-            raise ValueError(f"method {name!r}: expected cosine@<peak lr>, e.g. cosine@0.0464") from None
+            raise ValueError(
+                f"method {name!r}: expected cosine@<peak lr>, e.g. cosine@0.0464"
+            ) from None
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"method {name!r}: the peak lr must be positive")
         METHODS[name] = _cosine_spec(name, lr)
@@ -317,7 +319,8 @@ def oracle(ctx: RunContext) -> None:
     lr = ctx.workload.extra.get("oracle_lr")
     if lr is None:
         raise ValueError(
-            f"no oracle learning rate for {ctx.workload.name}: run `autolrs bench --set-targets` first"
+            f"no oracle learning rate for {ctx.workload.name}: "
+            "run `autolrs bench --set-targets` first"
         )
     _planned_cosine(ctx, lr)
 
@@ -382,7 +385,8 @@ def _recalibrate_batchnorm(ctx: RunContext, model: nn.Module, batches: int = 20)
 
 @register(
     "schedulefree",
-    "Schedule-Free AdamW (AlgoPerf self-tuning settings): lr 2.5e-3, betas (0.9, 0.9955), 2% warm-up",
+    "Schedule-Free AdamW (AlgoPerf self-tuning settings): lr 2.5e-3, betas (0.9, 0.9955), "
+    "2% warm-up",
     requires=("schedulefree",),
 )
 def schedule_free(ctx: RunContext) -> None:

@@ -80,7 +80,10 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), torch threads {torch.get_num_threads()}, {platform.system()} {platform.release()}"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), torch threads {torch.get_num_threads()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def load_targets(path: str = TARGETS_PATH) -> dict[str, Any]:

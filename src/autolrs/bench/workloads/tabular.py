@@ -282,7 +282,8 @@ def make_diabetes_overfit() -> Workload:
     """The ``diabetes-overfit`` workload: MLP 3x256 on 266 rows, AdamW (wd 1e-4), batch 32."""
     return _mlp_workload(
         "diabetes-overfit",
-        "sklearn diabetes (266 train rows), MLP {inputs}-3x256-1, AdamW wd 1e-4, batch 32; overfits",
+        "sklearn diabetes (266 train rows), MLP {inputs}-3x256-1, AdamW wd 1e-4, batch 32; "
+        "overfits",
         load_diabetes_splits(),
         weight_decay=1e-4, batch_size=32, step_hint=1000, eval_batch=512,
         target="disease progression",
