@@ -111,16 +111,14 @@ def bench_run(work: Any, method: str, seed: int, budget: int) -> dict[str, Any]:
     }
 
 
-def eval_points(budget: int, points: int = 50) -> set[int]:
-    return {max(1, int(round(budget * k / points))) for k in range(1, points + 1)}
-
-
 # --------------------------------------------------------------------------- D-Adaptation
 def dadapt_hand(
     work: Any, seed: int, budget: int, warmup: int = 0, **options: Any
 ) -> dict[str, Any]:
     """Plain PyTorch: the workload's model and batches, DAdaptAdam, torch's LambdaLR."""
     from dadaptation import DAdaptAdam
+
+    from autolrs.bench.harness import eval_steps
 
     start = time.perf_counter()
     model = work.model(seed)
@@ -135,7 +133,7 @@ def dadapt_hand(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
     losses, lrs, ds, curve, updates, norms = [], [], [], [], [], []
-    at = eval_points(budget)
+    at = set(eval_steps(budget))  # where the harness scores
     params = list(model.parameters())
     for step, (x, y) in enumerate(work.batches(seed), start=1):
         group = opt.param_groups[0]

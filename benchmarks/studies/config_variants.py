@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
+from autolrs.bench.autolrs_runner import run_autolrs
 from autolrs.bench.harness import run_method
-from autolrs.bench.methods import _run_autolrs
 from autolrs.bench.workloads import get_workload
 from autolrs.core.config import Config
 
@@ -56,7 +56,7 @@ def main() -> None:
             for seed in args.seeds:
                 start = time.time()
                 result = run_method(
-                    lambda ctx, config=config: _run_autolrs(ctx, config),
+                    lambda ctx, config=config: run_autolrs(ctx, config),
                     work,
                     f"autolrs{variant}",
                     seed,

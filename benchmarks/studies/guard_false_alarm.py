@@ -8,7 +8,8 @@ known good constant learning rate. This script
    the controller is given, computed before the step);
 2. replays the exploit phase's guard on those losses exactly as ``phases/exploit.py`` applies
    it: the checks half-way (``checkpoints(length, parts=2)``) and at the end, each calling
-   ``CommittedLevel.got_worse`` on the phase's losses since its last checkpoint, with a
+   ``CommittedLevel.got_worse`` on the phase's losses since its last checkpoint (and
+   ``CommittedLevel.guard_z`` for the z it would need not to fire), with a
    ``CommittedLevel`` that has ``record``-ed the committed losses before the stage and run
    ``begin_stage`` (and the trials' ``lifted`` on the stage's first loss);
 3. counts fires / checks for z in {2.5, 3.5, 5}, and the z each check would need not to fire.
@@ -17,7 +18,7 @@ Two references, as the exploit phase has them:
 
 * ``kept``: the default path (``keep_winner=True``): the exploit continues the winning trial
   (its tau' steps are the stage's first tau' steps here) and the reference is that trial's
-  ``level``, the median of its last 3 losses (``level_spread`` their robust spread);
+  ``level`` (``autolrs.core.level.trial_level`` of its last 3 losses);
 * ``kept8`` (hypothetical, NOT the library's behaviour): as ``kept`` with the reference the
   median of the winning trial's last 8 losses, to see how much of ``kept``'s rate the
   3-loss reference causes;
@@ -28,7 +29,8 @@ Two stage layouts:
 
 * ``planned``: the stages ``autolrs.core.planning`` makes for the default ``Config()`` with
   ``total_steps = H`` (the fair suite's B = H): range test, then stages of tau (and tau') as
-  ``plan_stage`` fits them, the trajectory advancing tau per stage (trials of losing
+  ``plan_stage`` fits them (with the library's ``tau_plan`` and per-stage
+  ``stage_candidates``), the trajectory advancing tau per stage (trials of losing
   candidates are discarded). The range test's 4 kept losses are the run's first 4 losses (the
   first stage starts at step 4 of the constant-rate run).
 * ``sliding``: each planned tau (with its tau') started every 2.5 % of H (from the first
@@ -57,15 +59,10 @@ import torch
 
 from autolrs.bench.workloads import get_workload
 from autolrs.core.config import Config
-from autolrs.core.level import GUARD_WINDOW, RECENT, CommittedLevel, robust_std
+from autolrs.core.level import GUARD_WINDOW, RECENT, CommittedLevel, robust_std, trial_level
 from autolrs.core.phases.checkpoints import checkpoints
-from autolrs.core.planning import (
-    decay_length,
-    first_tau,
-    plan_stage,
-    range_test_length,
-    trial_steps_for,
-)
+from autolrs.core.phases.trial_plan import stage_candidates
+from autolrs.core.planning import decay_length, plan_stage, range_test_length, tau_plan
 
 ZS = (2.5, 3.5, 5.0)
 RUNS = {
@@ -75,6 +72,7 @@ RUNS = {
     "diabetes-overfit": ((1e-3,), 0.2),
 }
 VARIANTS = ("kept", "snapshot", "kept8")  # kept8: hypothetical, not what exploit.py does
+TRIAL_TAIL = 3  # a trial's level is its last 3 losses (``Trial.tail`` in phases/trials.py)
 RANGE_TEST_KEPT = 4  # the range test leaves its last 4 kept losses in the committed level
 
 
@@ -104,25 +102,32 @@ class Stage:
 
 
 def planned_stages(cfg: Config, total: int) -> tuple[list[Stage], dict]:
-    """The default's stages for a budget of ``total`` steps, on the trajectory."""
+    """The default's stages for a budget of ``total`` steps, on the trajectory.
+
+    The library's own pieces: its tau plan (:func:`autolrs.core.planning.tau_plan`, advanced
+    by ``TauPlan.advance``), each stage's k (:func:`autolrs.core.phases.trial_plan.
+    stage_candidates`, a rate held from the second stage on) and ``plan_stage`` inside the
+    budget left; the study assumes every stage runs to plan (no rollback, no early stop).
+    """
     r = range_test_length(cfg, total)
-    tau0 = first_tau(cfg, total)
-    maximum = max(tau0, int(round(tau0 * cfg.tau_max_factor)))
-    step, nominal, pos, out = r, tau0, RANGE_TEST_KEPT, []
+    taus = tau_plan(cfg, total)
+    step, pos, out, ks = r, RANGE_TEST_KEPT, [], []
     while True:
         remaining = total - step - decay_length(cfg, total)
-        plan = plan_stage(cfg, nominal, maximum, remaining, cfg.candidates)
+        k = stage_candidates(cfg, len(out), budgeted=True, holds_rate=bool(out))
+        plan = plan_stage(cfg, taus.nominal, taus.maximum, remaining, k)
         if plan is None:
             break
         out.append(Stage(pos, plan.trial_steps, plan.tau))
+        ks.append(plan.candidates)
         # keep_winner: the winner's trial steps count towards tau, the others are discarded.
         step += plan.candidates * plan.trial_steps + plan.tau - plan.trial_steps
         pos += plan.tau
-        nominal = min(int(round(nominal * cfg.tau_growth)), maximum)
+        taus.advance(cfg.tau_growth)
     info = {
         "range_test_steps": r,
         "decay_steps": decay_length(cfg, total),
-        "candidates": cfg.candidates,
+        "candidates": ks,
         "stages": [[s.start, s.trial, s.tau] for s in out],
         "budget_steps_used_by_stages": step,
     }
@@ -130,27 +135,6 @@ def planned_stages(cfg: Config, total: int) -> tuple[list[Stage], dict]:
 
 
 # --------------------------------------------------------------------------- the replay
-def critical_z(
-    level: CommittedLevel, losses: list[float], reference: float, reference_spread: float | None
-) -> float:
-    """The z below which this check fires (0.0: it fires at no z, the 2 % floor holds).
-
-    Mirrors ``CommittedLevel.got_worse``; every check is cross-checked against it.
-    """
-    window = np.asarray(losses[-GUARD_WINDOW:], dtype=float)
-    excess = float(np.mean(window)) - reference
-    if excess <= 0.02 * abs(reference):
-        return 0.0
-    noise = level.noise
-    if len(window) >= 4:
-        noise = max(noise, robust_std(losses[-GUARD_WINDOW:]))
-    elif noise == 0.0:
-        noise = reference_spread or robust_std(losses[-GUARD_WINDOW:])
-    if noise == 0.0:
-        return math.inf
-    return excess * math.sqrt(len(window)) / noise
-
-
 def replay_phase(
     level: CommittedLevel,
     phase: np.ndarray,
@@ -178,7 +162,7 @@ def replay_phase(
             )
             for z in ZS
         }
-        zc = critical_z(level, losses, reference, reference_spread)
+        zc = level.guard_z(losses, reference, reference_spread=reference_spread, length=length)
         for z in ZS:
             assert fired[z] == (z < zc), (fired, zc, z)
         window = losses[-GUARD_WINDOW:]
@@ -214,10 +198,9 @@ def stage_checks(
     # the reference (trials.py, _divergence).
     level.reference = level.lifted(float(losses[s]), level.reference)
     if variant in ("kept", "kept8"):
-        n = 3 if variant == "kept" else 8
+        n = TRIAL_TAIL if variant == "kept" else 8
         tail = losses[s + stage.trial - n : s + stage.trial].tolist()
-        reference = float(np.median(tail))
-        spread = robust_std(tail) if len(tail) >= 3 else None
+        reference, spread = trial_level(tail)
         first, length = s + stage.trial, stage.tau - stage.trial
     else:
         reference, spread = level.reference, None

@@ -12,8 +12,8 @@ checkpoint's position):
 * a trial of T = round(0.036 B) steps (the length of a default stage's trial, tau' = 0.1 tau
   with tau ~ B/30 ... 8 B/30, seen from the middle of the run), scored four ways:
     - ``cooled_holdout`` (proxy 1): the last third of the T steps decay linearly to zero
-      (the cooled trials' formula of ``phases/trials.py``: ``lr * (T + 1 - i) / (a + 1)`` at
-      1-based step i > T - a, a = round(T/3)); the holdout loss at its end;
+      (the cooled trials' rate, ``autolrs.core.phases.trials.trial_rate``: ``lr * (T + 1 - i) /
+      (a + 1)`` at 1-based step i > T - a, a = round(T/3)); the holdout loss at its end;
     - ``cooled_train``: the same cooled trial scored as ``Config.anneal_fraction`` scores it in
       training-loss mode, the mean of its last ``max(2, a // 2)`` training losses;
     - ``const_train`` (proxy 2): the T steps at the constant rate, mean training loss of the
@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from autolrs.bench.workloads import Workload, get_workload
+from autolrs.core.phases.trials import trial_rate
 from autolrs.core.selection import select
 
 CHECKPOINTS = (0.15, 0.40)
@@ -93,13 +94,6 @@ def step(work: Workload, model, opt, batch, lr: float) -> float:
     return float(loss.detach())
 
 
-def cooled_rate(lr: float, steps: int, anneal: int, i: int) -> float:
-    """Rate at 1-based trial step ``i``: as ``phases/trials.py``'s ``_rate``."""
-    if i <= steps - anneal:
-        return lr
-    return lr * (steps + 1 - i) / (anneal + 1)
-
-
 def finite_model(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
@@ -128,7 +122,7 @@ def trial(work: Workload, seed: int, state: dict, position: int, lr: float, step
     anneal = int(round(steps / 3)) if cooled else 0
     losses = []
     for i in range(1, steps + 1):
-        loss = step(work, model, opt, next(it), cooled_rate(lr, steps, anneal, i))
+        loss = step(work, model, opt, next(it), trial_rate(lr, steps, anneal, i))
         losses.append(loss)
         if not math.isfinite(loss):
             return {"train": math.inf, "holdout": math.inf, "diverged_at": i}
@@ -285,7 +279,8 @@ def main() -> None:
     print("\nper case: truth-best | picks (argmin / within5) as ratio to truth-best")
     for c in result["cases"]:
         picks = "  ".join(
-            f"{p}: {c['picks'][p + '/argmin']['ratio']:.3g}/{c['picks'][p + '/within5']['ratio']:.3g}"
+            f"{p}: {c['picks'][p + '/argmin']['ratio']:.3g}/"
+            f"{c['picks'][p + '/within5']['ratio']:.3g}"
             for p in PROXIES if p + "/argmin" in c["picks"]
         )
         print(f"  {c['workload']:17s} s{c['seed']} {c['checkpoint']:.2f} best {c['truth_best']:.3g}"

@@ -7,8 +7,9 @@ import math
 
 import pytest
 
+from autolrs.bench.fair_summary import summarize_fair
 from autolrs.bench.harness import RunResult
-from autolrs.bench.report import summarize_fair, write_report
+from autolrs.bench.report import write_report
 
 H = 400
 

@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from autolrs.bench.report import (
+from autolrs.bench.fair_summary import never_behind_naive
+from autolrs.bench.speedup import (
     SpeedUp,
     budget_to_reach,
     geomean,
     monotone_envelope,
-    never_behind_naive,
     speedup,
 )
 

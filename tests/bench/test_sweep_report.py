@@ -6,9 +6,10 @@ import math
 
 import pytest
 
+from autolrs.bench.fair_summary import summarize_fair
 from autolrs.bench.harness import RunResult
 from autolrs.bench.methods import resolve_method, split_start_scale, start_scaled_name
-from autolrs.bench.report import summarize_fair, write_report
+from autolrs.bench.report import write_report
 from autolrs.bench.suite import SUITES, plan_suite
 from autolrs.bench.sweep_report import capped, flat_cells, summarize_sweep
 from autolrs.bench.tuned import tuned_point

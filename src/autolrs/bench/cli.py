@@ -12,16 +12,26 @@ __all__ = ["add_bench_parser"]
 
 
 def add_bench_parser(sub: Any) -> None:
-    """Adds the ``bench`` sub-command to the ``autolrs`` parser."""
-    from autolrs.bench.methods import METHODS
-    from autolrs.bench.suite import SUITES
-    from autolrs.bench.workloads import WORKLOADS
+    """Adds the ``bench`` sub-command to the ``autolrs`` parser.
 
+    Args:
+        sub: The ``autolrs`` parser's sub-parsers (what ``add_subparsers`` returned).
+    """
     bench = sub.add_parser(
         "bench",
         help="benchmark autolrs against tuned schedules and learning-rate-free optimizers",
         description="Runs a benchmark tier (or sets the targets) and writes a Markdown report.",
     )
+    _add_actions(bench)
+    _add_restrictions(bench)
+    _add_outputs(bench)
+    bench.set_defaults(func=_bench)
+
+
+def _add_actions(bench: argparse.ArgumentParser) -> None:
+    """The mutually exclusive things ``bench`` does: run a tier, set targets, rewrite a report."""
+    from autolrs.bench.suite import SUITES
+
     what = bench.add_mutually_exclusive_group()
     what.add_argument(
         "--suite",
@@ -43,8 +53,16 @@ def add_bench_parser(sub: Any) -> None:
     what.add_argument(
         "--recompute-targets",
         action="store_true",
-        help="rebuild targets.json from the stored grid runs (benchmarks/results/targets-runs.jsonl)",
+        help="rebuild targets.json from the stored grid runs "
+        "(benchmarks/results/targets-runs.jsonl)",
     )
+
+
+def _add_restrictions(bench: argparse.ArgumentParser) -> None:
+    """The options that restrict or override a tier: workloads, methods, budgets, grid, seeds."""
+    from autolrs.bench.methods import METHODS
+    from autolrs.bench.workloads import WORKLOADS
+
     bench.add_argument(
         "--workloads",
         nargs="+",
@@ -80,6 +98,10 @@ def add_bench_parser(sub: Any) -> None:
     bench.add_argument(
         "--seeds-anchors", type=int, metavar="K", help="seeds of the other methods and the grid"
     )
+
+
+def _add_outputs(bench: argparse.ArgumentParser) -> None:
+    """Where ``bench`` writes, the targets it reads, its threads and the ablation's base."""
     bench.add_argument("--out", help="output folder (default benchmarks/results/<suite>)")
     bench.add_argument(
         "--targets", default=os.path.join("benchmarks", "targets.json"), help="targets file"
@@ -95,15 +117,10 @@ def add_bench_parser(sub: Any) -> None:
         metavar="METHOD",
         help="with --report DIR: also write DIR.md, every method's change against METHOD",
     )
-    bench.set_defaults(func=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from autolrs.bench.harness import read_jsonl
-    from autolrs.bench.report import write_report
-    from autolrs.bench.suite import SUITES, run_suite
-    from autolrs.bench.targets import load_targets, set_targets  # noqa: F401 - used below
-
+    """``autolrs bench``: does the one thing the arguments ask for; returns the exit status."""
     command = (
         "autolrs " + " ".join(sys.argv[1:])
         if sys.argv and sys.argv[0].endswith("autolrs")
@@ -112,32 +129,9 @@ def _bench(args: argparse.Namespace) -> int:
     args.workloads = split_names(args.workloads) if args.workloads else None
     args.methods = split_methods(args.methods) if args.methods else None
     if args.set_targets:
-        workloads = args.workloads or list(SUITES["standard"].workloads)
-        runs_path = os.path.join(
-            os.path.dirname(os.path.abspath(args.targets)), "results", "targets-runs.jsonl"
-        )
-        set_targets(
-            workloads,
-            seeds=args.seeds or 2,
-            path=args.targets,
-            log=lambda m: print(m, file=sys.stderr, flush=True),
-            command=command,
-            runs_path=runs_path,
-        )
-        print(f"wrote {args.targets}")
-        return 0
+        return _set_targets(args, command)
     if args.forecast_study:
-        from autolrs.bench.forecast_study import run_study, write_study
-
-        workloads = args.workloads or ["digits", "fashion-cnn"]
-        studies = [
-            run_study(w, log=lambda m: print(m, file=sys.stderr, flush=True)) for w in workloads
-        ]
-        path = os.path.join(
-            args.out or os.path.join("benchmarks", "results"), "ablation-forecast.md"
-        )
-        print(write_study(studies, path, command))
-        return 0
+        return _forecast_study(args, command)
     if args.recompute_targets:
         from autolrs.bench.targets import recompute_targets
 
@@ -145,25 +139,79 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"wrote {args.targets}")
         return 0
     if args.report:
-        results = read_jsonl(os.path.join(args.report, "runs.jsonl"))
-        header = _last_header(os.path.join(args.report, "runs.jsonl"))
-        targets = load_targets(args.targets).get("workloads", {})
-        if args.ablation_base:
-            from autolrs.bench.report import write_ablation
+        return _rewrite_report(args, command)
+    return _run_tier(args, command)
 
-            path = os.path.normpath(args.report) + ".md"
-            command_used = header.get("command", command)
-            print(write_ablation(results, targets, args.ablation_base, path, command_used))
-        write_report(
-            results,
-            targets,
-            args.report,
-            title=f"autolrs benchmark: {header.get('suite', '?')} tier",
-            command=header.get("command", command),
-            header=header,
-        )
-        print(f"wrote {os.path.join(args.report, 'report.md')}")
-        return 0
+
+def _progress(message: str) -> None:
+    """Prints a progress line to stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _set_targets(args: argparse.Namespace, command: str) -> int:
+    """``--set-targets``: runs the tuned cosine grid and writes ``targets.json``."""
+    from autolrs.bench.suite import SUITES
+    from autolrs.bench.targets import set_targets
+
+    workloads = args.workloads or list(SUITES["standard"].workloads)
+    runs_path = os.path.join(
+        os.path.dirname(os.path.abspath(args.targets)), "results", "targets-runs.jsonl"
+    )
+    set_targets(
+        workloads,
+        seeds=args.seeds or 2,
+        path=args.targets,
+        log=_progress,
+        command=command,
+        runs_path=runs_path,
+    )
+    print(f"wrote {args.targets}")
+    return 0
+
+
+def _forecast_study(args: argparse.Namespace, command: str) -> int:
+    """``--forecast-study``: measures the trial forecasts, writes ``ablation-forecast.md``."""
+    from autolrs.bench.forecast_study import run_study, write_study
+
+    workloads = args.workloads or ["digits", "fashion-cnn"]
+    studies = [run_study(w, log=_progress) for w in workloads]
+    path = os.path.join(args.out or os.path.join("benchmarks", "results"), "ablation-forecast.md")
+    print(write_study(studies, path, command))
+    return 0
+
+
+def _rewrite_report(args: argparse.Namespace, command: str) -> int:
+    """``--report DIR``: rewrites DIR's report (with ``--ablation-base``, DIR.md too)."""
+    from autolrs.bench.harness import read_jsonl
+    from autolrs.bench.quick_report import write_ablation
+    from autolrs.bench.report import write_report
+    from autolrs.bench.targets import load_targets
+
+    results = read_jsonl(os.path.join(args.report, "runs.jsonl"))
+    header = _last_header(os.path.join(args.report, "runs.jsonl"))
+    targets = load_targets(args.targets).get("workloads", {})
+    if args.ablation_base:
+        path = os.path.normpath(args.report) + ".md"
+        command_used = header.get("command", command)
+        print(write_ablation(results, targets, args.ablation_base, path, command_used))
+    write_report(
+        results,
+        targets,
+        args.report,
+        title=f"autolrs benchmark: {header.get('suite', '?')} tier",
+        command=header.get("command", command),
+        header=header,
+    )
+    print(f"wrote {os.path.join(args.report, 'report.md')}")
+    return 0
+
+
+def _run_tier(args: argparse.Namespace, command: str) -> int:
+    """Runs the chosen tier (restricted by the arguments) and writes its report."""
+    from autolrs.bench.report import write_report
+    from autolrs.bench.suite import SUITES, run_suite
+    from autolrs.bench.targets import load_targets
+
     try:
         suite = restrict_suite(SUITES[args.suite], args)
     except ValueError as exc:
@@ -247,6 +295,7 @@ def restrict_suite(suite: Any, args: argparse.Namespace) -> Any:
 
 
 def _last_header(path: str) -> dict[str, Any]:
+    """The last header line of a ``runs.jsonl`` (empty when it has none)."""
     header: dict[str, Any] = {}
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:

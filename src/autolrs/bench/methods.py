@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from autolrs.bench.autolrs_runner import run_autolrs
 from autolrs.bench.harness import BudgetSpent, RunContext
 from autolrs.bench.tuned import COSINE_PREFIX, is_cosine_grid
 from autolrs.core.config import DELETED_FIELDS, Config
-from autolrs.events import step_accounting
-from autolrs.torch.scheduler import AutoLRS
 
 __all__ = [
     "METHODS",
@@ -148,77 +147,9 @@ def paper_lr_range(default_lr: float) -> tuple[float, float]:
     return (default_lr / 100.0, default_lr)
 
 
-def _run_autolrs(
-    ctx: RunContext, config: Config, lr_range: tuple[float, float] | None = None
-) -> None:
-    work = ctx.workload
-    model = ctx.model()
-    start_lr = ctx.start_lr if ctx.start_lr is not None else work.default_lr
-    opt = work.make_optimizer(model.parameters(), lr=start_lr)
-    val_seconds = [0.0]
-    val_fn_calls = [0]
-
-    def val_fn() -> float:
-        start = time.perf_counter()
-        val_fn_calls[0] += 1
-        value = work.evaluate(model, "holdout")["loss"]
-        val_seconds[0] += time.perf_counter() - start
-        return value
-
-    sched = AutoLRS(
-        model,
-        opt,
-        total_steps=ctx.budget,
-        val_fn=val_fn,
-        config=config,
-        seed=ctx.seed,
-        lr_range=lr_range,
-    )
-    step_seconds = 0.0
-    ctx.result.extra["autolrs"] = {}
-    try:
-        for batch in sched.wrap(ctx.batches()):
-            lr = opt.param_groups[0]["lr"]
-            loss = work.loss(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            before_val = val_seconds[0]
-            start = time.perf_counter()
-            sched.step(loss)
-            step_seconds += time.perf_counter() - start - (val_seconds[0] - before_val)
-            ctx.step(model, loss.detach(), lr, committed=not sched.in_trial, survives=True)
-    finally:
-        ctx.result.extra["autolrs"] = {
-            "decisions": [[d["step"], d["lr"]] for d in sched.decisions],
-            "lr_range": list(sched.lr_range) if sched.lr_range else None,
-            "controller_seconds": step_seconds,
-            "val_seconds": val_seconds[0],
-            "val_fn_calls": val_fn_calls[0],
-            "val_calls": sum(
-                1 for e in sched.events if e["event"] == "candidate" and e["mode"] == "validation"
-            ),
-            "rollbacks": sum(1 for e in sched.events if e["event"] == "rollback"),
-            "accounting": step_accounting(sched.events),
-            "candidates": [
-                [e["stage"], e["lr"], e["start"], e["end"], e["forecast"], e["diverged"]]
-                for e in sched.events
-                if e["event"] == "candidate"
-            ],
-            "range_test": next(
-                (
-                    [e["start"], e["end"], e["low"], e["high"]]
-                    for e in sched.events
-                    if e["event"] == "range_test"
-                ),
-                None,
-            ),
-        }
-
-
 @register("autolrs", "autolrs default: Config(), total_steps and val_fn only")
 def autolrs_default(ctx: RunContext) -> None:
-    _run_autolrs(ctx, Config())
+    run_autolrs(ctx, Config())
 
 
 @register(
@@ -226,7 +157,7 @@ def autolrs_default(ctx: RunContext) -> None:
     "autolrs Config.stagewise(): the previous default (a search in every stage), for comparison",
 )
 def autolrs_stagewise(ctx: RunContext) -> None:
-    _run_autolrs(ctx, Config.stagewise())
+    run_autolrs(ctx, Config.stagewise())
 
 
 @register(
@@ -235,7 +166,7 @@ def autolrs_stagewise(ctx: RunContext) -> None:
     "for comparison",
 )
 def autolrs_upward(ctx: RunContext) -> None:
-    _run_autolrs(ctx, Config.upward())
+    run_autolrs(ctx, Config.upward())
 
 
 
@@ -270,7 +201,9 @@ def resolve_method(name: str) -> MethodSpec:
         try:
             lr = float(name[len(COSINE_PREFIX) :])
         except ValueError:
-            raise ValueError(f"method {name!r}: expected cosine@<peak lr>, e.g. cosine@0.0464") from None
+            raise ValueError(
+                f"method {name!r}: expected cosine@<peak lr>, e.g. cosine@0.0464"
+            ) from None
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"method {name!r}: the peak lr must be positive")
         METHODS[name] = _cosine_spec(name, lr)
@@ -294,7 +227,7 @@ def resolve_method(name: str) -> MethodSpec:
 
     def run(ctx: RunContext) -> None:
         paper = base == "autolrs-paper"
-        _run_autolrs(ctx, config, paper_lr_range(ctx.workload.default_lr) if paper else None)
+        run_autolrs(ctx, config, paper_lr_range(ctx.workload.default_lr) if paper else None)
 
     spec_ = MethodSpec(name, run, f"{base} with {overrides}")
     METHODS[name] = spec_
@@ -355,7 +288,7 @@ def _start_scaled(name: str) -> MethodSpec:
     "optimizer's conventional rate), stages scaled to the budget",
 )
 def autolrs_paper(ctx: RunContext) -> None:
-    _run_autolrs(ctx, Config.paper(), lr_range=paper_lr_range(ctx.workload.default_lr))
+    run_autolrs(ctx, Config.paper(), lr_range=paper_lr_range(ctx.workload.default_lr))
 
 
 @register(
@@ -363,7 +296,7 @@ def autolrs_paper(ctx: RunContext) -> None:
     "autolrs Config.paper() with no lr_range: our range test finds it (not in the paper)",
 )
 def autolrs_paper_rangetest(ctx: RunContext) -> None:
-    _run_autolrs(ctx, Config.paper())
+    run_autolrs(ctx, Config.paper())
 
 
 # --------------------------------------------------------------------------- baselines
@@ -386,7 +319,8 @@ def oracle(ctx: RunContext) -> None:
     lr = ctx.workload.extra.get("oracle_lr")
     if lr is None:
         raise ValueError(
-            f"no oracle learning rate for {ctx.workload.name}: run `autolrs bench --set-targets` first"
+            f"no oracle learning rate for {ctx.workload.name}: "
+            "run `autolrs bench --set-targets` first"
         )
     _planned_cosine(ctx, lr)
 
@@ -451,7 +385,8 @@ def _recalibrate_batchnorm(ctx: RunContext, model: nn.Module, batches: int = 20)
 
 @register(
     "schedulefree",
-    "Schedule-Free AdamW (AlgoPerf self-tuning settings): lr 2.5e-3, betas (0.9, 0.9955), 2% warm-up",
+    "Schedule-Free AdamW (AlgoPerf self-tuning settings): lr 2.5e-3, betas (0.9, 0.9955), "
+    "2% warm-up",
     requires=("schedulefree",),
 )
 def schedule_free(ctx: RunContext) -> None:

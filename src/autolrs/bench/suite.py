@@ -201,37 +201,107 @@ def run_suite(
     are not repeated, so an interrupted suite resumes where it stopped.
 
     Args:
+        suite: The suite to run.
+        out_dir: The folder of ``runs.jsonl`` (made if missing).
+        targets_path: The ``targets.json`` giving each workload's target and oracle rate.
+        log: Where progress lines go.
+        command: The command line recorded in the header (default: ``sys.argv``).
         threads: Torch threads per run (None: the suite's setting).
+
+    Returns:
+        Every run of the suite, the ones found in ``runs.jsonl`` included.
 
     Raises:
         ValueError: If a workload or method is unknown.
         ImportError: If a method's package is missing (names the install command).
     """
+    _check_workloads(suite)
+    threads = _set_threads(threads if threads is not None else suite.threads)
+    targets = load_targets(targets_path).get("workloads", {})
+    plan = plan_suite(suite, targets, log)
+    _check_methods(plan)
+    os.makedirs(out_dir, exist_ok=True)
+    runs_path = os.path.join(out_dir, "runs.jsonl")
+    done = read_jsonl(runs_path) if os.path.exists(runs_path) else []
+    seen = {(r.workload, r.method, r.seed, r.budget) for r in done}
+    write_jsonl(runs_path, [], _suite_header(suite, command, threads))
+    cache = {name: get_workload(name) for name in suite.workloads}  # a missing data set fails now
+    _log_todo(suite, plan, cache, seen, threads, log)
+    results = list(done)
+    progress = _Progress(plan, cache, suite, seen, log)
+    for index, (factor, name, method, seed) in enumerate(plan, 1):
+        work = cache[name]
+        budget = suite.budget_for(work, factor)
+        if (name, method, seed, budget) in seen:
+            continue
+        target = _prepare_workload(work, method, budget, targets.get(name, {}), results)
+        if method == "oracle" and work.extra["oracle_lr"] is None:
+            log(f"[{index}/{len(plan)}] skip oracle on {name}: no targets (run --set-targets)")
+            continue
+        t0 = time.perf_counter()
+        res = _run_one(suite, work, method, seed, factor, budget, target, threads)
+        elapsed = time.perf_counter() - t0
+        write_jsonl(runs_path, [res])
+        results.append(res)
+        seen.add((name, method, seed, budget))
+        progress.ran(index, budget, res, elapsed)
+    return results
+
+
+def _log_todo(
+    suite: Suite,
+    plan: list[tuple[float, str, str, int]],
+    cache: dict[str, Workload],
+    seen: set[tuple[str, str, int, int]],
+    threads: int | None,
+    log: Callable[[str], None],
+) -> None:
+    """Logs how many runs the plan holds, how many are left to run and their steps."""
+    todo = [
+        (name, method, seed, suite.budget_for(cache[name], factor))
+        for factor, name, method, seed in plan
+        if (name, method, seed, suite.budget_for(cache[name], factor)) not in seen
+    ]
+    log(
+        f"{suite.name}: {len(plan)} runs planned, {len(todo)} to run "
+        f"({sum(b for *_, b in todo):,} steps), torch threads {threads or 'default'}"
+    )
+
+
+def _set_threads(threads: int | None) -> int | None:
+    """Sets torch's threads (None: leaves torch's default); returns ``threads``."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return threads
+
+
+def _check_workloads(suite: Suite) -> None:
+    """Raises ValueError when one of ``suite``'s workloads is not registered."""
     unknown = [w for w in suite.workloads if w not in WORKLOADS]
     if unknown:
         raise ValueError(
             f"suite {suite.name!r}: workload(s) {unknown} are not registered (known: "
             f"{sorted(WORKLOADS)}); restrict the suite with --workloads"
         )
-    threads = threads if threads is not None else suite.threads
-    if threads is not None:
-        import torch
 
-        torch.set_num_threads(threads)
-    targets = load_targets(targets_path).get("workloads", {})
-    plan = plan_suite(suite, targets, log)
+
+def _check_methods(plan: list[tuple[float, str, str, int]]) -> None:
+    """Raises ValueError for an unknown method, ImportError for one whose package is missing."""
     for method in dict.fromkeys(m for _, _, m, _ in plan):
         resolve_method(method)
         missing = _missing_requirements(method)
         if missing:
             raise ImportError(
-                f'method {method!r} needs {", ".join(missing)}; install with: pip install "autolrs[bench]"'
+                f"method {method!r} needs {', '.join(missing)}; "
+                'install with: pip install "autolrs[bench]"'
             )
-    os.makedirs(out_dir, exist_ok=True)
-    runs_path = os.path.join(out_dir, "runs.jsonl")
-    done = read_jsonl(runs_path) if os.path.exists(runs_path) else []
-    seen = {(r.workload, r.method, r.seed, r.budget) for r in done}
-    header = {
+
+
+def _suite_header(suite: Suite, command: str, threads: int | None) -> dict[str, Any]:
+    """The header line of ``runs.jsonl``: the suite, the command, the versions, the machine."""
+    return {
         "suite": suite.name,
         "protocol": "fair" if suite.fair else "first (budget 1.5H)",
         "command": command or " ".join(sys.argv),
@@ -245,55 +315,66 @@ def run_suite(
         "machine": machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_jsonl(runs_path, [], header)
-    cache = {name: get_workload(name) for name in suite.workloads}  # a missing data set fails now
-    todo = [
-        (name, method, seed, suite.budget_for(cache[name], factor))
-        for factor, name, method, seed in plan
-        if (name, method, seed, suite.budget_for(cache[name], factor)) not in seen
-    ]
-    log(
-        f"{suite.name}: {len(plan)} runs planned, {len(todo)} to run "
-        f"({sum(b for *_, b in todo):,} steps), torch threads {threads or 'default'}"
+
+
+def _prepare_workload(
+    work: Workload, method: str, budget: int, info: dict[str, Any], results: list[RunResult]
+) -> float | None:
+    """Gives ``work`` the oracle's rate (and a start-scaled method the tuned rate at ``budget``);
+    returns the workload's target score from ``info``, its entry in ``targets.json``."""
+    work.extra["oracle_lr"] = info.get("oracle", {}).get("lr")
+    if split_start_scale(method)[1] is not None:
+        _set_tuned_lr(work, budget, results)
+    return info.get("target")
+
+
+def _run_one(
+    suite: Suite,
+    work: Workload,
+    method: str,
+    seed: int,
+    factor: float,
+    budget: int,
+    target: float | None,
+    threads: int | None,
+) -> RunResult:
+    """One run of the plan, its budget factor (and under the fair protocol its step hint) noted."""
+    res = run_method(
+        METHODS[method].run, work, method, seed, budget=budget, target=target, threads=threads
     )
-    results = list(done)
-    started = time.perf_counter()
-    elapsed_runs: list[float] = []
-    per_step: dict[str, list[float]] = {}
-    for index, (factor, name, method, seed) in enumerate(plan, 1):
-        work = cache[name]
-        budget = suite.budget_for(work, factor)
-        if (name, method, seed, budget) in seen:
-            continue
-        info = targets.get(name, {})
-        work.extra["oracle_lr"] = info.get("oracle", {}).get("lr")
-        target = info.get("target")
-        if split_start_scale(method)[1] is not None:
-            _set_tuned_lr(work, budget, results)
-        if method == "oracle" and work.extra["oracle_lr"] is None:
-            log(f"[{index}/{len(plan)}] skip oracle on {name}: no targets (run --set-targets)")
-            continue
-        t0 = time.perf_counter()
-        res = run_method(
-            METHODS[method].run, work, method, seed, budget=budget, target=target, threads=threads
-        )
-        res.extra["budget_factor"] = factor
-        if suite.fair:
-            res.extra["protocol"] = "fair"
-            res.extra["step_hint"] = work.step_hint
-        elapsed_runs.append(time.perf_counter() - t0)
-        write_jsonl(runs_path, [res])
-        results.append(res)
-        seen.add((name, method, seed, budget))
-        per_step.setdefault(name, []).append(elapsed_runs[-1] / max(budget, 1))
-        eta = _eta(plan[index:], per_step, cache, suite, seen)
+    res.extra["budget_factor"] = factor
+    if suite.fair:
+        res.extra["protocol"] = "fair"
+        res.extra["step_hint"] = work.step_hint
+    return res
+
+
+class _Progress:
+    """The suite's progress log: one line per run, with the elapsed time and an ETA."""
+
+    def __init__(
+        self,
+        plan: list[tuple[float, str, str, int]],
+        cache: dict[str, Workload],
+        suite: Suite,
+        seen: set[tuple[str, str, int, int]],
+        log: Callable[[str], None],
+    ) -> None:
+        self.plan, self.cache, self.suite, self.seen, self.log = plan, cache, suite, seen, log
+        self.started = time.perf_counter()
+        self.per_step: dict[str, list[float]] = {}
+
+    def ran(self, index: int, budget: int, res: RunResult, elapsed: float) -> None:
+        """Logs the ``index``-th run of the plan (1-based), which took ``elapsed`` seconds."""
+        factor, name, method, seed = self.plan[index - 1]
+        self.per_step.setdefault(name, []).append(elapsed / max(budget, 1))
+        eta = _eta(self.plan[index:], self.per_step, self.cache, self.suite, self.seen)
         reached = "-" if not math.isfinite(res.steps_to_target) else f"{res.steps_to_target:.0f}"
-        log(
-            f"[{index}/{len(plan)}] {name} B={budget} (x{factor:g}) {method} seed {seed}: "
-            f"final {res.final_score:.4f}, to target {reached} steps, {elapsed_runs[-1]:.0f}s; "
-            f"elapsed {time.perf_counter() - started:.0f}s, ETA {eta / 60:.1f} min"
+        self.log(
+            f"[{index}/{len(self.plan)}] {name} B={budget} (x{factor:g}) {method} seed "
+            f"{seed}: final {res.final_score:.4f}, to target {reached} steps, {elapsed:.0f}s; "
+            f"elapsed {time.perf_counter() - self.started:.0f}s, ETA {eta / 60:.1f} min"
         )
-    return results
 
 
 def _set_tuned_lr(work: Workload, budget: int, results: list[RunResult]) -> None:

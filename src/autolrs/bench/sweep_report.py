@@ -1,8 +1,8 @@
 """The start-rate sweep's report: autolrs from optimizers built at the tuned rate times 1/100 to
 10, against what a user has without tuning and against the tuned cosine.
 
-Read from the fair protocol's summary (:func:`autolrs.bench.report.summarize_fair`), whose cells
-hold every method's median final score, speed-up and step accounting. The bar:
+Read from the fair protocol's summary (:func:`autolrs.bench.fair_summary.summarize_fair`),
+whose cells hold every method's median final score, speed-up and step accounting. The bar:
 
 * (a) from every start, in every cell, autolrs' median final score is within 2 % of the best
   median of what a user has without tuning (the naive default at the framework's customary
@@ -21,7 +21,8 @@ import os
 from typing import Any
 
 from autolrs.bench.methods import split_start_scale
-from autolrs.bench.report import _accounting_table, geomean
+from autolrs.bench.report_common import accounting_table
+from autolrs.bench.speedup import geomean
 from autolrs.bench.tuned import is_cosine_grid
 
 __all__ = [
@@ -176,7 +177,7 @@ def sweep_lines(summary: dict[str, Any]) -> list[str]:
             f"{100 * r['discarded']:.1f} % |")
     shares = {f"{r['method']} {r['cell']} x{r['scale']:g}": r["accounting"]
               for r in rows if r["accounting"]}
-    lines += _accounting_table(shares, "share of the budget, per cell and start")
+    lines += accounting_table(shares, "share of the budget, per cell and start")
     return lines + [""]
 
 

@@ -29,7 +29,7 @@ from autolrs.bench.harness import (
     write_jsonl,
 )
 from autolrs.bench.methods import grid_cosine
-from autolrs.bench.workloads import get_workload
+from autolrs.bench.workloads import Workload, get_workload
 
 __all__ = [
     "TARGETS_PATH",
@@ -80,7 +80,10 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), torch threads {torch.get_num_threads()}, {platform.system()} {platform.release()}"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), torch threads {torch.get_num_threads()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def load_targets(path: str = TARGETS_PATH) -> dict[str, Any]:
@@ -127,44 +130,25 @@ def set_targets(
     command: str = "",
     runs_path: str | None = None,
 ) -> dict[str, Any]:
-    """Runs the grid on each workload and writes the targets file (merged with existing ones)."""
+    """Runs the grid on each workload and writes the targets file (merged with existing ones).
+
+    Args:
+        workloads: The workloads to set targets for.
+        seeds: Seeds per learning rate of the grid.
+        path: The targets file to update.
+        log: Where progress lines go.
+        command: The command line recorded in the file (default: ``sys.argv``).
+        runs_path: Where the grid's runs are appended (None: not kept).
+
+    Returns:
+        The targets file's content as written.
+    """
     data = load_targets(path)
     data.setdefault("workloads", {})
     for name in workloads:
         work = get_workload(name)
-        results: dict[float, list[RunResult]] = {}
-        low_ext = high_ext = 0
-        grid = _grid(work.default_lr)
         started = time.perf_counter()
-        while True:
-            for lr in grid:
-                if lr in results:
-                    continue
-                results[lr] = []
-                for seed in range(seeds):
-                    res = run_method(
-                        grid_cosine(lr), work, f"grid-{lr:.3g}", seed, budget=work.budget
-                    )
-                    res.extra["lr"] = lr
-                    results[lr].append(res)
-                    if runs_path:
-                        write_jsonl(runs_path, [res])
-                    best = min((s for _, s in res.curve), default=math.inf)
-                    log(
-                        f"  {name} lr={lr:.3g} seed={seed}: best score {best:.4f} ({time.perf_counter() - started:.0f}s)"
-                    )
-            medians = {lr: _median_best(rs) for lr, rs in results.items()}
-            best_lr = min(medians, key=medians.get)
-            ordered = sorted(results)
-            if best_lr == ordered[0] and low_ext < 2:
-                low_ext += 1
-                grid = _grid(work.default_lr, low_ext, high_ext)
-                continue
-            if best_lr == ordered[-1] and high_ext < 2:
-                high_ext += 1
-                grid = _grid(work.default_lr, low_ext, high_ext)
-                continue
-            break
+        results = _grid_search(work, seeds, log, runs_path, started)
         entry = summarize_grid(results)
         entry.update(
             description=work.description,
@@ -189,6 +173,57 @@ def set_targets(
         json.dump(_json_safe(data), f, indent=1, allow_nan=False, default=str)
         f.write("\n")
     return data
+
+
+def _grid_search(
+    work: Workload,
+    seeds: int,
+    log: Callable[[str], None],
+    runs_path: str | None,
+    started: float,
+) -> dict[float, list[RunResult]]:
+    """The tuned cosine's grid on ``work``, widened (at most twice per side) while its best
+    median score sits at an edge; returns every rate's runs."""
+    results: dict[float, list[RunResult]] = {}
+    low_ext = high_ext = 0
+    grid = _grid(work.default_lr)
+    while True:
+        for lr in grid:
+            if lr not in results:
+                results[lr] = [
+                    _grid_run(work, lr, seed, log, runs_path, started) for seed in range(seeds)
+                ]
+        medians = {lr: _median_best(rs) for lr, rs in results.items()}
+        best_lr = min(medians, key=medians.get)
+        ordered = sorted(results)
+        if best_lr == ordered[0] and low_ext < 2:
+            low_ext += 1
+        elif best_lr == ordered[-1] and high_ext < 2:
+            high_ext += 1
+        else:
+            return results
+        grid = _grid(work.default_lr, low_ext, high_ext)
+
+
+def _grid_run(
+    work: Workload,
+    lr: float,
+    seed: int,
+    log: Callable[[str], None],
+    runs_path: str | None,
+    started: float,
+) -> RunResult:
+    """One run of the grid at ``lr``, appended to ``runs_path`` and logged."""
+    res = run_method(grid_cosine(lr), work, f"grid-{lr:.3g}", seed, budget=work.budget)
+    res.extra["lr"] = lr
+    if runs_path:
+        write_jsonl(runs_path, [res])
+    best = min((s for _, s in res.curve), default=math.inf)
+    log(
+        f"  {work.name} lr={lr:.3g} seed={seed}: best score {best:.4f} "
+        f"({time.perf_counter() - started:.0f}s)"
+    )
+    return res
 
 
 def _median_best(runs: list[RunResult]) -> float:

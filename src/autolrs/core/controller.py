@@ -32,8 +32,8 @@ from autolrs.core.phases.stage import StageEnd, TrialResult
 from autolrs.core.phases.trial_plan import first_stage_searches, plan_trials
 from autolrs.core.phases.trials import Trials
 from autolrs.core.phases.warmup import Warmup, warmup_target
-from autolrs.core.planning import first_tau, warmup_length
-from autolrs.core.run import Run, TauPlan
+from autolrs.core.planning import tau_plan, warmup_length
+from autolrs.core.run import Run
 from autolrs.core.space import SearchSpace
 from autolrs.core.state import VERSION, phase_from_dict, read
 from autolrs.core.strategies import (
@@ -110,11 +110,10 @@ class StageController:
         self.total_steps = validate_total_steps(total_steps)
         self.validation = bool(validation)
         lr_range = validate_lr_range(lr_range)
-        tau0 = first_tau(config, self.total_steps)
         self._rng = np.random.default_rng(seed)
         self._searcher, self._forecaster = searcher, forecaster
         self._run = Run(
-            taus=TauPlan(tau0, max(tau0, int(round(tau0 * config.tau_max_factor)))),
+            taus=tau_plan(config, self.total_steps),
             space=SearchSpace(None if lr_range is None else list(lr_range)),
             default_lr=None if default_lr is None else float(default_lr),
         )

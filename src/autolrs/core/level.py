@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GUARD_WINDOW", "NOISE_BAND", "RECENT", "CommittedLevel", "robust_std"]
+__all__ = ["GUARD_WINDOW", "NOISE_BAND", "RECENT", "CommittedLevel", "robust_std", "trial_level"]
 
 RECENT = 32
 """Committed losses kept (the reference is the median of the last 8, the noise of the last 16)."""
@@ -40,6 +40,20 @@ def robust_std(values: Sequence[float]) -> float:
     """Standard deviation estimated from the median absolute deviation."""
     arr = np.asarray(values, dtype=float)
     return 1.4826 * float(np.median(np.abs(arr - np.median(arr))))
+
+
+def trial_level(tail: Sequence[float]) -> tuple[float | None, float | None]:
+    """The level a trial reached: the median of its last losses and their robust spread.
+
+    Args:
+        tail: The trial's last training losses.
+
+    Returns:
+        ``(level, spread)``: None for the level without losses, for the spread with fewer
+        than 3.
+    """
+    level = float(np.median(tail)) if tail else None
+    return level, robust_std(tail) if len(tail) >= 3 else None
 
 
 @dataclass
@@ -134,15 +148,64 @@ class CommittedLevel:
         if z is None or reference is None or len(losses) < needed:
             return False
         window = np.asarray(losses[-GUARD_WINDOW:], dtype=float)
+        noise = self.guard_noise(losses, reference_spread)
+        margin = max(0.02 * abs(reference), z * noise / math.sqrt(len(window)))
+        return float(np.mean(window)) > reference + margin
+
+    def guard_noise(self, losses: Sequence[float], reference_spread: float | None) -> float:
+        """The noise the stage guard allows for on an exploit phase's recent ``losses``.
+
+        Args:
+            losses: The phase's losses since its last checkpoint.
+            reference_spread: As :meth:`got_worse`'s.
+
+        Returns:
+            The committed level's noise, or the window's robust spread when larger; with fewer
+            than 4 losses and no committed noise, ``reference_spread`` stands in.
+        """
         noise = self.noise
-        if len(window) >= 4:
+        if len(losses[-GUARD_WINDOW:]) >= 4:
             # A robust spread of the window: a spike is a symptom, not noise to allow for.
             noise = max(noise, robust_std(losses[-GUARD_WINDOW:]))
         elif noise == 0.0:
             # Fewer than 4 losses have no robust spread: the winner's last losses stand in.
             noise = reference_spread or robust_std(losses[-GUARD_WINDOW:])
-        margin = max(0.02 * abs(reference), z * noise / math.sqrt(len(window)))
-        return float(np.mean(window)) > reference + margin
+        return noise
+
+    def guard_z(
+        self,
+        losses: Sequence[float],
+        reference: float | None,
+        *,
+        reference_spread: float | None,
+        length: int,
+    ) -> float:
+        """The ``stage_guard`` z below which :meth:`got_worse` fires on these losses.
+
+        :meth:`got_worse` with ``z`` is True exactly when ``z < guard_z(...)`` (up to rounding
+        at the boundary): the window's excess over ``reference`` in standard errors of the
+        guard's noise. Used to measure how far a check is from firing.
+
+        Args:
+            losses: The phase's losses since its last checkpoint.
+            reference: As :meth:`got_worse`'s.
+            reference_spread: As :meth:`got_worse`'s.
+            length: As :meth:`got_worse`'s.
+
+        Returns:
+            0.0 when no z fires (too few losses, no reference, or the mean within the 2 %
+            floor); inf when every z fires (an excess above the floor with no noise).
+        """
+        if reference is None or len(losses) < min(4, max(length, 1)):
+            return 0.0
+        window = np.asarray(losses[-GUARD_WINDOW:], dtype=float)
+        excess = float(np.mean(window)) - reference
+        if excess <= 0.02 * abs(reference):
+            return 0.0
+        noise = self.guard_noise(losses, reference_spread)
+        if noise == 0.0:
+            return math.inf
+        return excess * math.sqrt(len(window)) / noise
 
     # ------------------------------------------------------------------ state
     def to_dict(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autolrs.core.config import Config
+from autolrs.core.run import TauPlan
 
 __all__ = [
     "StagePlan",
@@ -12,6 +13,7 @@ __all__ = [
     "first_tau",
     "plan_stage",
     "range_test_length",
+    "tau_plan",
     "trial_steps_for",
     "warmup_length",
 ]
@@ -43,6 +45,21 @@ def first_tau(config: Config, total_steps: int | None) -> int:
     if total_steps is None:
         return config.tau
     return max(config.min_trial_steps, int(round(config.tau_fraction * total_steps)))
+
+
+def tau_plan(config: Config, total_steps: int | None) -> TauPlan:
+    """The stage lengths a run starts with: :func:`first_tau`, growing up to
+    ``tau_max_factor`` times it.
+
+    Args:
+        config: The method's settings.
+        total_steps: The step budget, or None without one.
+
+    Returns:
+        The run's first :class:`~autolrs.core.run.TauPlan`.
+    """
+    tau0 = first_tau(config, total_steps)
+    return TauPlan(tau0, max(tau0, int(round(tau0 * config.tau_max_factor))))
 
 
 def range_test_length(config: Config, total_steps: int | None) -> int:

@@ -74,6 +74,17 @@ class TabularData:
     rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def _column_stats(train: torch.Tensor, cols: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per column: the training rows' mean and standard deviation on ``cols``, 0 and 1 on the
+    columns kept as they are."""
+    d = train.shape[1]
+    x_mean = torch.zeros(d, dtype=torch.float64)
+    x_std = torch.ones(d, dtype=torch.float64)
+    x_mean[cols] = train[:, cols].mean(0)
+    x_std[cols] = train[:, cols].std(0).clamp_min(1e-12)
+    return x_mean, x_std
+
+
 def standardised_splits(
     x: np.ndarray,
     y: np.ndarray,
@@ -111,10 +122,7 @@ def standardised_splits(
     xt = torch.tensor(x, dtype=torch.float64)
     yt = torch.tensor(y, dtype=torch.float64)
     cols = list(range(d)) if scale is None else list(scale)
-    x_mean = torch.zeros(d, dtype=torch.float64)
-    x_std = torch.ones(d, dtype=torch.float64)
-    x_mean[cols] = xt[train_rows][:, cols].mean(0)
-    x_std[cols] = xt[train_rows][:, cols].std(0).clamp_min(1e-12)
+    x_mean, x_std = _column_stats(xt[train_rows], cols)
     y_mean = float(yt[train_rows].mean())
     y_std = float(yt[train_rows].std())
 
@@ -274,7 +282,8 @@ def make_diabetes_overfit() -> Workload:
     """The ``diabetes-overfit`` workload: MLP 3x256 on 266 rows, AdamW (wd 1e-4), batch 32."""
     return _mlp_workload(
         "diabetes-overfit",
-        "sklearn diabetes (266 train rows), MLP {inputs}-3x256-1, AdamW wd 1e-4, batch 32; overfits",
+        "sklearn diabetes (266 train rows), MLP {inputs}-3x256-1, AdamW wd 1e-4, batch 32; "
+        "overfits",
         load_diabetes_splits(),
         weight_decay=1e-4, batch_size=32, step_hint=1000, eval_batch=512,
         target="disease progression",

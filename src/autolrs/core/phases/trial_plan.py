@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from autolrs.core._rng import spawn
+from autolrs.core.config import Config
 from autolrs.core.expand import PROGRESS_SHARE, ExpandSearcher
 from autolrs.core.phases.base import Context
 from autolrs.core.phases.stage import TrialPlan, TrialResult
@@ -30,6 +31,7 @@ __all__ = [
     "optimizer_lr",
     "plan_trials",
     "restore_searcher",
+    "stage_candidates",
     "start_rate_said",
 ]
 
@@ -156,6 +158,28 @@ def _search_interval(ctx: Context) -> tuple[float, float]:
     return low, high
 
 
+def stage_candidates(config: Config, stage: int, *, budgeted: bool, holds_rate: bool) -> int:
+    """k, the candidates stage ``stage`` (0 for the first) tries.
+
+    Args:
+        config: The method's settings (``candidates``, ``later_candidates``,
+            ``stage_candidates``).
+        stage: The stage's index.
+        budgeted: Whether the run has a step budget (``stage_candidates`` needs one).
+        holds_rate: Whether there is a rate to hold (a committed one, the optimizer's or the
+            range's pick); without one a single-candidate stage tries ``candidates`` instead.
+
+    Returns:
+        The number of candidates.
+    """
+    k = config.later_candidates if stage >= 1 and config.later_candidates else config.candidates
+    if config.stage_candidates and budgeted:
+        k = config.stage_candidates[min(stage, len(config.stage_candidates) - 1)]
+        if k == 1 and not holds_rate:
+            k = config.candidates  # nothing to hold: no optimizer rate and no range
+    return k
+
+
 def plan_trials(ctx: Context) -> TrialPlan | None:
     """The next stage's trials, fitted inside the budget (None: no stage fits any more)."""
     cfg, run = ctx.config, ctx.run
@@ -196,11 +220,8 @@ def _sized_plan(ctx: Context) -> StagePlan | None:
     remaining = None
     if ctx.total_steps is not None:
         remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
-    k = cfg.later_candidates if run.stage >= 1 and cfg.later_candidates else cfg.candidates
-    if cfg.stage_candidates and ctx.total_steps is not None:
-        k = cfg.stage_candidates[min(run.stage, len(cfg.stage_candidates) - 1)]
-        if k == 1 and run.last_lr is None and held_first(ctx) is None:
-            k = cfg.candidates  # nothing to hold: no optimizer rate and no range
+    holds = run.last_lr is not None or held_first(ctx) is not None
+    k = stage_candidates(cfg, run.stage, budgeted=ctx.total_steps is not None, holds_rate=holds)
     plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
     if plan is not None and _affordable(ctx, plan.trial_steps) < plan.candidates:
         affordable = _affordable(ctx, plan.trial_steps)

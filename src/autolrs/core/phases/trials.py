@@ -26,7 +26,7 @@ import numpy as np
 from autolrs.core.actions import STAGE, WINNER, Action, Evaluate, Restore, SetLR, Snapshot
 from autolrs.core.expand import ExpandSearcher
 from autolrs.core.forecast import CurveFit
-from autolrs.core.level import robust_std
+from autolrs.core.level import trial_level
 from autolrs.core.phases.base import (
     Abort,
     BasePhase,
@@ -55,7 +55,7 @@ from autolrs.core.phases.trial_plan import (
 from autolrs.core.search import Searcher
 from autolrs.core.selection import select
 
-__all__ = ["Trial", "Trials"]
+__all__ = ["Trial", "Trials", "trial_rate"]
 
 _FAULT_RETRIES = 1  # non-finite results a calm trial may roll back from
 _EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
@@ -203,7 +203,7 @@ class Trials(BasePhase):
     def rate(self, step: int) -> float:
         """The running trial's rate at its ``step``-th step (1-based)."""
         plan = self.plan
-        return _rate(self.trial.lr, plan.trial_steps, plan.anneal_steps, step, plan.ramp_steps)
+        return trial_rate(self.trial.lr, plan.trial_steps, plan.anneal_steps, step, plan.ramp_steps)
 
     # ------------------------------------------------------------------ observations
     def observe(self, observation: Observation) -> Transition:
@@ -367,6 +367,7 @@ class Trials(BasePhase):
     ) -> None:
         """Adds the trial's result, tells the searcher, emits the candidate event."""
         ctx, t = self.ctx, self.trial
+        level, level_spread = trial_level(t.tail)
         self.results.append(
             TrialResult(
                 index=t.index,
@@ -377,8 +378,8 @@ class Trials(BasePhase):
                 early_stopped=early_stopped,
                 steps=t.steps,
                 start_step=t.start_step,
-                level=float(np.median(t.tail)) if t.tail else None,
-                level_spread=robust_std(t.tail) if len(t.tail) >= 3 else None,
+                level=level,
+                level_spread=level_spread,
             )
         )
         told, reference = value, ctx.run.level.reference
@@ -483,7 +484,7 @@ class Trials(BasePhase):
         )
 
 
-def _rate(lr: float, trial_steps: int, anneal: int, step: int, ramp: int = 0) -> float:
+def trial_rate(lr: float, trial_steps: int, anneal: int, step: int, ramp: int = 0) -> float:
     """A trial's rate at its ``step``-th step (1-based): rising linearly over its first
     ``ramp`` steps, constant, then, with ``Config.anneal_fraction``, decaying linearly over the
     trial's last ``anneal`` steps."""
@@ -495,4 +496,4 @@ def _rate(lr: float, trial_steps: int, anneal: int, step: int, ramp: int = 0) ->
 
 
 def _ahead(lr: float, trial_steps: int, anneal: int, ramp: int, first: int, ahead: int) -> float:
-    return _rate(lr, trial_steps, anneal, first + ahead, ramp)
+    return trial_rate(lr, trial_steps, anneal, first + ahead, ramp)

@@ -1,0 +1,96 @@
+"""The studies in benchmarks/studies still run against the library's public functions.
+
+The full studies take minutes to hours; these tests import each one and run its main function,
+or its core step where even the smallest main run is long, on a tiny input.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from autolrs.bench.workloads import get_workload
+from autolrs.core.config import Config
+
+STUDIES = Path(__file__).resolve().parents[2] / "benchmarks" / "studies"
+
+
+def load(name: str) -> ModuleType:
+    """Imports ``benchmarks/studies/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(f"study_{name}", STUDIES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(module: ModuleType, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", [module.__file__, *argv])
+    module.main()
+
+
+def test_config_variants_runs_autolrs_through_the_public_runner(tmp_path, monkeypatch):
+    study = load("config_variants")
+    out = tmp_path / "runs.jsonl"
+    run_main(study, monkeypatch, "digits", "--factors", "0.25", "--seeds", "0", "--out", str(out))
+    record = json.loads(out.read_text().splitlines()[0])
+    assert record["budget"] == 100 and sum(record["accounting"].values()) == 100
+
+
+def test_overfit_ceiling_runs_its_responses(tmp_path, monkeypatch):
+    study = load("overfit_ceiling")
+    out = tmp_path / "runs.jsonl"
+    run_main(study, monkeypatch, "--factors", "0.05", "--seeds", "0", "--out", str(out))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5 and all(math.isfinite(r["final"]) for r in rows)
+
+
+def test_guard_false_alarm_plans_with_the_library_and_replays_its_guard():
+    study = load("guard_false_alarm")
+    cfg = Config()
+    stages, info = study.planned_stages(cfg, 400)
+    assert stages and info["candidates"][: len(cfg.stage_candidates)] == list(
+        cfg.stage_candidates[: len(stages)]
+    )
+    assert all(s.trial < s.tau for s in stages)
+    rng = np.random.default_rng(0)
+    losses = 2.0 * np.exp(-np.arange(400) / 150.0) + 0.05 * rng.standard_normal(400)
+    taus = sorted({(s.trial, s.tau) for s in stages}, key=lambda t: t[1])
+    for variant in study.VARIANTS:
+        # replay_phase asserts got_worse == (z < CommittedLevel.guard_z) at every check
+        checks = study.planned_checks(losses, stages, variant)
+        checks += study.sliding_checks(losses, taus, 40, variant)
+        for c in checks:
+            c.update(seed=0, workload="synthetic", lr=0.1)
+        summary = study.rates(checks)
+        assert summary["checks"] == len(checks) > 0
+
+
+def test_proxy_vs_truth_scores_a_cooled_trial_with_the_library_rate():
+    study = load("proxy_vs_truth")
+    work = get_workload("digits")
+    model = work.model(0)
+    opt = work.make_optimizer(model.parameters(), lr=work.default_lr)
+    state = {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict())}
+    cooled = study.trial(work, 0, state, 0, work.default_lr, 12, cooled=True)
+    const = study.trial(work, 0, state, 0, work.default_lr, 12, cooled=False)
+    assert cooled["anneal"] == 4 and cooled["scored_last"] == 2
+    assert const["anneal"] == 0 and const["scored_last"] == 3
+    assert math.isfinite(cooled["holdout"]) and math.isfinite(const["train"])
+
+
+def test_anchors_check_scores_where_the_harness_scores():
+    pytest.importorskip("dadaptation")
+    study = load("anchors_check")
+    out = study.dadapt_hand(get_workload("digits"), 0, 20)
+    assert [step for step, _ in out["curve"]] == list(range(1, 21))
+    assert len(out["losses"]) == 20
