@@ -28,10 +28,10 @@ __all__ = [
     "BasePhase",
     "Context",
     "Edge",
-    "EventLog",
     "Loss",
     "Observation",
     "Outlook",
+    "PendingEvents",
     "Phase",
     "Spent",
     "Transition",
@@ -88,8 +88,9 @@ def finite(value: object) -> bool:
 
 
 # ---------------------------------------------------------------------- context
-class EventLog:
-    """Events recorded since the executor last collected them."""
+class PendingEvents:
+    """The controller's events recorded since the executor last collected them (in memory;
+    :class:`autolrs.events.EventLog` is where an executor sends them: logger and file)."""
 
     def __init__(self) -> None:
         self.pending: list[dict[str, Any]] = []
@@ -123,7 +124,7 @@ class Context:
         rng: np.random.Generator,
         make_searcher: SearcherFactory,
         make_forecaster: ForecasterFactory,
-        events: EventLog,
+        events: PendingEvents,
     ) -> None:
         self.config = config
         self.total_steps = total_steps
