@@ -12,9 +12,11 @@ Edges: none; this is the last phase.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from autolrs.core import codec
 from autolrs.core.actions import BEST, STAGE, Action, Discard, Evaluate, Restore, SetLR, Snapshot
 from autolrs.core.overfitting import beyond_margin, check_due, observe_check, quiet_before_check
 from autolrs.core.phases.base import (
@@ -309,24 +311,30 @@ class Final(BasePhase):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "start_step": self.start_step,
-            "checkpoint_step": self.checkpoint_step,
-            "end_step": self.end_step,
-            "lr0": self.lr0,
-            "decay": self.decay,
-            "done": self.done,
-            "overrun_reported": self.overrun_reported,
-            "early": self.early,
-            "decay_end": self.decay_end,
-            "awaiting": self.awaiting,
-            "verifying": self.verifying,
-        }
+        return codec.to_dict(self, _Saved)
 
     @classmethod
     def from_dict(cls, ctx: Context, data: dict[str, Any]) -> Final:
-        """Rebuilds :meth:`to_dict`'s output."""
-        return cls(ctx, **data)
+        """Rebuilds :meth:`to_dict`'s output (a key missing from an old state: the
+        constructor's default)."""
+        return cls(ctx, **codec.fields_from(_Saved, data, partial=True))
+
+
+@dataclass
+class _Saved:
+    """What the final phase saves (:mod:`autolrs.core.codec`; see :class:`Final`)."""
+
+    start_step: int
+    checkpoint_step: int
+    end_step: int
+    lr0: float
+    decay: bool
+    done: bool
+    overrun_reported: bool
+    early: bool
+    decay_end: int
+    awaiting: bool
+    verifying: bool
 
 
 def _ahead(lr0: float, start: int, end: int, step: int, early: bool, ahead: int) -> float:
