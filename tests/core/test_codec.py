@@ -10,6 +10,7 @@ import pytest
 
 from autolrs.core import codec
 from autolrs.core.level import CommittedLevel
+from autolrs.core.overfitting import OverfitGuard
 from autolrs.core.phases.stage import TrialPlan, TrialResult, Winner
 from autolrs.core.run import Run, TauPlan
 from autolrs.core.space import SearchSpace
@@ -62,14 +63,15 @@ def test_a_value_that_cannot_be_saved_is_an_error():
 
 
 def test_the_run_keeps_its_keys_and_order():
+    guard = OverfitGuard(recent_validation=[0.5, math.nan])
     run = Run(taus=TauPlan(10, 40), step=3, lr=0.1, level=CommittedLevel([1.0, 2.0], 1.5),
-              space=SearchSpace([1e-3, 1.0]), recent_validation=[0.5, math.nan])
+              space=SearchSpace([1e-3, 1.0]), overfit=guard)
     data = run.to_dict()
     assert list(data) == [
         "started", "step", "lr", "stage", "taus", "last_lr", "rollbacks", "failure", "level",
         "space", "default_lr", "best_validation", "train_at_best", "validation_rises",
-        "warmed_up", "recent_validation", "smoothed_best", "held_lr",
-    ]
+        "recent_validation", "smoothed_best", "warmed_up", "held_lr",
+    ]  # the overfitting guard's five keys, inline, then the rest (warmed_up followed them)
     assert data["taus"] == {"nominal": 10, "maximum": 40, "stages_at_max": 0}
     again = Run.from_dict(json.loads(json.dumps(data)))
     assert json.dumps(again.to_dict()) == json.dumps(data)

@@ -8,8 +8,9 @@ when it last committed a state (the stage's start), allowing for that level's no
 * **ceiling** (``reference + 3 x noise``): a trial whose recent losses stay below it is *calm*
   (a non-finite loss there may be a one-off fault), and ``divergence_factor`` times it is the
   *bound* above which a trial has diverged;
-* **got worse**: an exploit phase whose recent mean lies more than ``stage_guard`` standard
-  errors (and 2 %) above where it started made the stage worse.
+* **got worse** (the stage guard, :mod:`autolrs.core.stage_guard`, uses the level's noise): an
+  exploit phase whose recent mean lies more than ``stage_guard`` standard errors (and 2 %) above
+  where it started made the stage worse.
 
 :class:`CommittedLevel` keeps the committed losses and the stage's reference; the rules are its
 methods, so that each is written once.
@@ -17,23 +18,19 @@ methods, so that each is written once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GUARD_WINDOW", "NOISE_BAND", "RECENT", "CommittedLevel", "robust_std"]
+__all__ = ["NOISE_BAND", "RECENT", "CommittedLevel", "robust_std"]
 
 RECENT = 32
 """Committed losses kept (the reference is the median of the last 8, the noise of the last 16)."""
 
 NOISE_BAND = 3.0
 """Standard deviations of the committed level's noise a loss may lie above it and be 'calm'."""
-
-GUARD_WINDOW = 8
-"""Exploit losses the stage guard averages (and the least distance between checkpoints)."""
 
 
 def robust_std(values: Sequence[float]) -> float:
@@ -109,40 +106,6 @@ class CommittedLevel:
         bound = factor * self.ceiling(reference)
         recent = sum(tail) / len(tail)
         return recent if recent > bound else None
-
-    def got_worse(
-        self,
-        losses: Sequence[float],
-        reference: float | None,
-        *,
-        reference_spread: float | None,
-        z: float | None,
-        length: int,
-    ) -> bool:
-        """Whether an exploit phase's recent losses lie clearly above where it started.
-
-        Args:
-            losses: The phase's losses since its last checkpoint.
-            reference: Where it started: the stage's start level, or the level the kept winner's
-                trial had reached.
-            reference_spread: The noise of that trial's last losses (stands in for the noise
-                when fewer than 4 losses and no committed spread are known).
-            z: ``Config.stage_guard`` (None: never).
-            length: The phase's length; one shorter than 4 steps is judged on what it has.
-        """
-        needed = min(4, max(length, 1))
-        if z is None or reference is None or len(losses) < needed:
-            return False
-        window = np.asarray(losses[-GUARD_WINDOW:], dtype=float)
-        noise = self.noise
-        if len(window) >= 4:
-            # A robust spread of the window: a spike is a symptom, not noise to allow for.
-            noise = max(noise, robust_std(losses[-GUARD_WINDOW:]))
-        elif noise == 0.0:
-            # Fewer than 4 losses have no robust spread: the winner's last losses stand in.
-            noise = reference_spread or robust_std(losses[-GUARD_WINDOW:])
-        margin = max(0.02 * abs(reference), z * noise / math.sqrt(len(window)))
-        return float(np.mean(window)) > reference + margin
 
     # ------------------------------------------------------------------ state
     def to_dict(self) -> dict[str, Any]:

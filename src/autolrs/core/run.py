@@ -13,6 +13,7 @@ from typing import Any
 
 from autolrs.core import codec
 from autolrs.core.level import CommittedLevel
+from autolrs.core.overfitting import OverfitGuard
 from autolrs.core.space import SearchSpace
 
 __all__ = ["Run", "TauPlan"]
@@ -66,15 +67,9 @@ class Run:
         level: The committed loss level and its noise.
         space: The learning-rate interval stages search.
         default_lr: The rate to hold when the budget is too small to search at all.
-        best_validation: The lowest validation loss the exploit phases' checks saw
-            (``Config.overfit_guard``).
-        train_at_best: The training loss level at that check.
+        overfit: The overfitting guard's record of the validation checks
+            (``Config.overfit_guard``; saved inline: its keys sit in the run's dict).
         warmed_up: Whether the warm-up before the first stage (``Config.warmup_fraction``) ran.
-        validation_rises: Consecutive checks whose smoothed value lay above the lowest
-            smoothed value by more than the guard's margin while the training loss lay below
-            its level at the best check.
-        recent_validation: The latest checks' values (the smoothing and noise windows).
-        smoothed_best: The lowest smoothed value (median of the window) so far.
         held_lr: The rate the first stage held, when it held one (the optimizer's own or the
             range test's pick): the search after it looks above it (``Config.search_upward``).
     """
@@ -90,12 +85,8 @@ class Run:
     level: CommittedLevel = field(default_factory=CommittedLevel)
     space: SearchSpace = field(default_factory=SearchSpace)
     default_lr: float | None = None
-    best_validation: float | None = codec.since(None, default=None)
-    train_at_best: float | None = codec.since(None, default=None)
-    validation_rises: int = codec.since(0, default=0)
+    overfit: OverfitGuard = codec.inline(default_factory=OverfitGuard)
     warmed_up: bool = codec.since(False, default=False)
-    recent_validation: list[float] = codec.since([], default_factory=list)
-    smoothed_best: float | None = codec.since(None, default=None)
     held_lr: float | None = codec.since(None, default=None)
 
     def to_dict(self) -> dict[str, Any]:

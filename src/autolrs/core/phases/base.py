@@ -136,6 +136,14 @@ class Context:
         self.events = events
 
     @property
+    def check_budget(self) -> int | None:
+        """The budget the overfitting guard's checks are spread over (None: no checks, with the
+        guard off, no validation function or no budget)."""
+        if self.config.overfit_guard is None or not self.validation:
+            return None
+        return self.total_steps
+
+    @property
     def finished(self) -> bool:
         """True once ``total_steps`` steps have been told."""
         return self.total_steps is not None and self.run.step >= self.total_steps
@@ -154,6 +162,22 @@ class Context:
             "segment", kind=kind, start=start, end=self.run.step if end is None else end, lr=lr,
             **fields,
         )
+
+    def observe_check(self, value: float, training: list[float]) -> str | None:
+        """Tells the overfitting guard (``Run.overfit``) one check's validation ``value`` with
+        the recent ``training`` losses and emits its ``validation_check`` event.
+
+        Returns:
+            The guard's verdict: ``"best"``, ``"overfit"`` or None
+            (:meth:`~autolrs.core.overfitting.OverfitGuard.observe`).
+        """
+        margin = self.config.overfit_guard
+        assert margin is not None  # checks run only with the guard on
+        check = self.run.overfit.observe(value, training, margin, self.run.level.recent)
+        if check is None:
+            return None
+        self.emit("validation_check", **check.event)
+        return check.verdict
 
     def register_rollback(self, phase: str, reason: str, *, counts: bool = True) -> bool:
         """Counts a rollback to the stage snapshot; past ``Config.max_rollbacks`` records the

@@ -18,7 +18,7 @@ from typing import Any
 
 from autolrs.core import codec
 from autolrs.core.actions import BEST, STAGE, Action, Discard, Evaluate, Restore, SetLR, Snapshot
-from autolrs.core.overfitting import beyond_margin, check_due, observe_check, quiet_before_check
+from autolrs.core.overfitting import check_due, quiet_before_check
 from autolrs.core.phases.base import (
     Abort,
     BasePhase,
@@ -106,7 +106,7 @@ class Final(BasePhase):
             # training that would overfit again.
             short = max(1, min(length, ctx.total_steps // _EARLY_DECAY_PARTS))
             self.decay_end = min(self.end_step, run.step + short)
-            self.verifying = run.best_validation is not None and ctx.validation
+            self.verifying = run.overfit.best_validation is not None and ctx.validation
         elif self.early:
             self.lr0 = 0.0  # no decay configured: early stopping holds the best state as it is
         self.done = remaining == 0
@@ -169,8 +169,9 @@ class Final(BasePhase):
         rate stays at zero). Within the margin the annealed model is kept."""
         ctx, run = self.ctx, self.ctx.run
         self.verifying = False
-        best = run.best_validation
-        kept = math.isfinite(value) and not beyond_margin(ctx, value)
+        guard = run.overfit
+        best = guard.best_validation
+        kept = math.isfinite(value) and not guard.beyond_margin(value, ctx.config.overfit_guard)
         ctx.emit("early_decay", value=value, best=best, kept=kept)
         if kept:
             return Transition((Discard(BEST),))
@@ -182,14 +183,14 @@ class Final(BasePhase):
         self.awaiting = False
         if self.verifying:
             return self._verified(value)
-        verdict = observe_check(self.ctx, value, [])
+        verdict = self.ctx.observe_check(value, [])
         if verdict == "best":
             return Transition((Snapshot(BEST),))
         if verdict != "overfit":
             return Transition()
         ctx, run = self.ctx, self.ctx.run
         assert ctx.total_steps is not None  # checks run only with a budget
-        ctx.emit("overfitting", lr=run.lr, best=run.best_validation)
+        ctx.emit("overfitting", lr=run.lr, best=run.overfit.best_validation)
         ctx.register_rollback(self.name, "the validation loss rose: the model overfits")
         self._segment(committed=False)
         run.rollbacks = 0
@@ -235,11 +236,11 @@ class Final(BasePhase):
             if self._verify_due():
                 self.awaiting = True
                 return Transition((Snapshot(STAGE), Evaluate()))
-            kept = (Discard(BEST),) if run.best_validation is not None else ()
+            kept = (Discard(BEST),) if run.overfit.best_validation is not None else ()
             return Transition((Snapshot(STAGE), *kept))
         run.lr = self.rate()
         actions: tuple[Action, ...] = (SetLR(run.lr),) if self.decay else ()
-        if self._verify_due() or (self._checking() and check_due(ctx, run.step)):
+        if self._verify_due() or (self._checking() and check_due(ctx.check_budget, run.step)):
             self.awaiting = True
             actions += (Evaluate(),)
         return Transition(((Snapshot(STAGE),) if checkpoint else ()) + actions)
@@ -291,7 +292,7 @@ class Final(BasePhase):
             return Outlook(0 if self.awaiting else 1 << 30, False, constant(run.lr or 0.0))
         left = self.end_step - run.step - 1
         points = checkpoints(self.end_step - self.start_step)
-        quiet = quiet_before_check(self.ctx, run.step) if self._checking() else None
+        quiet = quiet_before_check(self.ctx.check_budget, run.step) if self._checking() else None
         if self.verifying:
             quiet = max(0, self.decay_end - run.step - 1)
         if self.awaiting:
