@@ -8,8 +8,8 @@ known good constant learning rate. This script
    the controller is given, computed before the step);
 2. replays the exploit phase's guard on those losses exactly as ``phases/exploit.py`` applies
    it: the checks half-way (``checkpoints(length, parts=2)``) and at the end, each calling
-   ``CommittedLevel.got_worse`` on the phase's losses since its last checkpoint (and
-   ``CommittedLevel.guard_z`` for the z it would need not to fire), with a
+   ``StageGuard.got_worse`` on the phase's losses since its last checkpoint (and
+   ``StageGuard.z_needed`` for the z it would need not to fire), with a
    ``CommittedLevel`` that has ``record``-ed the committed losses before the stage and run
    ``begin_stage`` (and the trials' ``lifted`` on the stage's first loss);
 3. counts fires / checks for z in {2.5, 3.5, 5}, and the z each check would need not to fire.
@@ -59,10 +59,11 @@ import torch
 
 from autolrs.bench.workloads import get_workload
 from autolrs.core.config import Config
-from autolrs.core.level import GUARD_WINDOW, RECENT, CommittedLevel, robust_std, trial_level
+from autolrs.core.level import RECENT, CommittedLevel, robust_std, trial_level
 from autolrs.core.phases.checkpoints import checkpoints
 from autolrs.core.phases.trial_plan import stage_candidates
 from autolrs.core.planning import decay_length, plan_stage, range_test_length, tau_plan
+from autolrs.core.stage_guard import GUARD_WINDOW, StageGuard
 
 ZS = (2.5, 3.5, 5.0)
 RUNS = {
@@ -156,13 +157,9 @@ def replay_phase(
         checkpoint = not stage_end and done in checks
         if not (stage_end or checkpoint):
             continue
-        fired = {
-            z: level.got_worse(
-                losses, reference, reference_spread=reference_spread, z=z, length=length
-            )
-            for z in ZS
-        }
-        zc = level.guard_z(losses, reference, reference_spread=reference_spread, length=length)
+        guard = StageGuard(reference=reference, reference_spread=reference_spread)
+        fired = {z: guard.got_worse(losses, level, z, length) for z in ZS}
+        zc = guard.z_needed(losses, level, length)
         for z in ZS:
             assert fired[z] == (z < zc), (fired, zc, z)
         window = losses[-GUARD_WINDOW:]

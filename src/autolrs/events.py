@@ -9,6 +9,11 @@ only: they are neither logged nor part of ``AutoLRS.events``. In the JSONL file 
 run twice with the same ``log_file``) holds them apart, and ``autolrs plot`` draws the last one
 unless told otherwise (:func:`split_runs`).
 
+JSON has no NaN or infinity: a non-finite float in an event is written to the file as the string
+``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`json_safe`, the rule the benchmark's result files
+follow too) and :func:`read_events` reads it back as a float (:func:`json_restore`). Files written
+before this rule hold ``null`` for them.
+
 Log levels: the search's normal course (stages, decisions, the range test, the final phase, and
 the rollbacks that are part of the method: a stage whose rate made the loss worse, a trial
 retried) is logged at INFO; what needs the user's attention (a non-finite loss or parameter,
@@ -30,6 +35,8 @@ __all__ = [
     "ACCOUNTS",
     "EventLog",
     "describe",
+    "json_restore",
+    "json_safe",
     "level",
     "new_run_id",
     "read_events",
@@ -180,14 +187,36 @@ def _start_line(event: dict[str, Any]) -> str:
     )
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float written as a string: the one JSON-safe rule.
+
+    JSON has no NaN or infinity, so NaN becomes ``"nan"``, +inf ``"inf"`` and -inf ``"-inf"``,
+    inside dicts, lists and tuples too (tuples become lists); everything else is kept. The rule
+    loses nothing: :func:`json_restore` turns the strings back into floats. Event files
+    (:class:`EventLog`) and the benchmark's result files (``autolrs.bench.harness``) both use it.
+    """
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
+
+
+def json_restore(value: Any) -> Any:
+    """The inverse of :func:`json_safe`: ``"nan"``, ``"inf"`` and ``"-inf"`` become floats again,
+    inside dicts and lists too."""
+    if isinstance(value, str) and value in _NON_FINITE:
+        return float(value)
+    if isinstance(value, dict):
+        return {k: json_restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_restore(v) for v in value]
+    return value
+
+
+_NON_FINITE = ("nan", "inf", "-inf")
 
 
 class EventLog:
@@ -264,7 +293,7 @@ class EventLog:
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         for record in records:
             record.setdefault("run", self.run)
-            self._file.write(json.dumps(_json_safe(record)) + "\n")
+            self._file.write(json.dumps(json_safe(record)) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -276,7 +305,8 @@ class EventLog:
 
 
 def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Reads a JSONL event file written by :class:`EventLog`.
+    """Reads a JSONL event file written by :class:`EventLog` (non-finite values back as floats:
+    :func:`json_restore`; files written before that rule hold None for them).
 
     Raises:
         FileNotFoundError: If the file does not exist.
@@ -289,7 +319,7 @@ def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             if not line:
                 continue
             try:
-                events.append(json.loads(line))
+                events.append(json_restore(json.loads(line)))
             except json.JSONDecodeError as err:
                 raise ValueError(f"{os.fspath(path)} line {number} is not JSON: {err}") from err
     return events

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -9,6 +10,12 @@ from typing import Any
 from autolrs.events import read_events, split_runs
 
 __all__ = ["figure", "plot_events", "plot_run", "require_matplotlib", "select_run"]
+
+
+def _finite(value: Any) -> bool:
+    """Whether an event's number can be drawn: a finite one (a file holds ``"nan"``-like values
+    as floats once read, :func:`autolrs.events.json_restore`, and older files None)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def require_matplotlib() -> Any:
@@ -174,16 +181,16 @@ def _candidate_panel(bottom: Any, events: Sequence[dict[str, Any]], cmap: Any) -
     for i, stage in enumerate(stages):
         color = cmap(i / max(1, len(stages) - 1))
         cands = [
-            e for e in events if e.get("event") == "candidate" and e["stage"] == stage and e.get("forecast") is not None
+            e for e in events if e.get("event") == "candidate" and e["stage"] == stage and _finite(e.get("forecast"))
         ]
         if not cands:
             continue
         bottom.plot([c["lr"] for c in cands], [c["forecast"] for c in cands], "o", color=color, ms=4, label=f"stage {stage}")
         chosen = decisions.get(stage)
-        if chosen is not None and chosen.get("forecast") is not None:
+        if chosen is not None and _finite(chosen.get("forecast")):
             bottom.plot([chosen["lr"]], [chosen["forecast"]], "o", mfc="none", mec=color, ms=11, mew=1.5)
     bottom.set_xscale("log")
-    forecasts = [e["forecast"] for e in events if e.get("event") == "candidate" and e.get("forecast") is not None]
+    forecasts = [e["forecast"] for e in events if e.get("event") == "candidate" and _finite(e.get("forecast"))]
     if forecasts and min(forecasts) > 0:  # later stages' losses are small: a linear axis squashes them
         bottom.set_yscale("log")
     bottom.set_xlabel("candidate learning rate")
@@ -227,7 +234,7 @@ def _smoothed(points: list[tuple[int, float]], weight: float = 0.3) -> list[tupl
 
 def _loss_panel(ax: Any, events: Sequence[dict[str, Any]], segments: Sequence[dict[str, Any]]) -> None:
     """The training loss and the validation checks against the step (the middle panel)."""
-    losses = [e for e in events if e.get("event") == "train_loss" and e.get("loss") is not None]
+    losses = [e for e in events if e.get("event") == "train_loss" and _finite(e.get("loss"))]
     runs: list[tuple[str, list[tuple[int, float]]]] = []
     for rec in losses:
         cls = _class_at(int(rec["step"]), segments)
@@ -238,11 +245,11 @@ def _loss_panel(ax: Any, events: Sequence[dict[str, Any]], segments: Sequence[di
         points = _smoothed(points)
         style, color, width, alpha = _STYLES[cls]
         ax.plot(*zip(*points), style, color=color, lw=width, alpha=alpha, marker="." if len(points) == 1 else None)
-    checks = [e for e in events if e.get("event") == "validation_check" and e.get("value") is not None]
+    checks = [e for e in events if e.get("event") == "validation_check" and _finite(e.get("value"))]
     checks += [
         {"step": e["end"], "value": e["forecast"]}
         for e in events
-        if e.get("event") == "candidate" and e.get("forecast") is not None and e.get("mode") == "validation"
+        if e.get("event") == "candidate" and _finite(e.get("forecast")) and e.get("mode") == "validation"
     ]
     kept = [c for c in checks if _class_at(int(c["step"]), segments) == "committed"]
     undone = [c for c in checks if c not in kept]

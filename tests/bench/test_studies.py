@@ -66,7 +66,7 @@ def test_guard_false_alarm_plans_with_the_library_and_replays_its_guard():
     losses = 2.0 * np.exp(-np.arange(400) / 150.0) + 0.05 * rng.standard_normal(400)
     taus = sorted({(s.trial, s.tau) for s in stages}, key=lambda t: t[1])
     for variant in study.VARIANTS:
-        # replay_phase asserts got_worse == (z < CommittedLevel.guard_z) at every check
+        # replay_phase asserts got_worse == (z < StageGuard.z_needed) at every check
         checks = study.planned_checks(losses, stages, variant)
         checks += study.sliding_checks(losses, taus, 40, variant)
         for c in checks:

@@ -379,13 +379,15 @@ def test_a_check_awaited_when_the_budget_ends_is_announced_by_the_outlook():
     assert Final(ctx, done=True, awaiting=False, end_step=100).outlook().quiet_steps > 100
 
 
-def test_a_negative_validation_loss_keeps_the_margins_direction():
-    from autolrs.core.overfitting import beyond_margin
+def _beyond_margin(ctx, value):
+    return ctx.run.overfit.beyond_margin(value, ctx.config.overfit_guard)
 
+
+def test_a_negative_validation_loss_keeps_the_margins_direction():
     _, ctx = _checks([-1.0, -1.0, -1.0], [0.3, 0.2, 0.1])
-    assert ctx.run.smoothed_best == -1.0
-    assert not beyond_margin(ctx, -1.0) and not beyond_margin(ctx, -0.95)
-    assert beyond_margin(ctx, -0.85)  # 15 % of |best| above it
+    assert ctx.run.overfit.smoothed_best == -1.0
+    assert not _beyond_margin(ctx, -1.0) and not _beyond_margin(ctx, -0.95)
+    assert _beyond_margin(ctx, -0.85)  # 15 % of |best| above it
 
 
 def test_checks_are_dense_early_and_every_twentieth_of_the_budget_later():
@@ -403,10 +405,8 @@ def test_checks_are_dense_early_and_every_twentieth_of_the_budget_later():
 
 
 def _checks(values, training):
-    from autolrs.core.overfitting import observe_check
-
     ctx = context(Config(), total_steps=1000, validation=True)
-    return [observe_check(ctx, v, [t]) for v, t in zip(values, training)], ctx
+    return [ctx.observe_check(v, [t]) for v, t in zip(values, training)], ctx
 
 
 def test_one_lucky_low_check_is_not_taken_for_overfitting():
@@ -415,19 +415,17 @@ def test_one_lucky_low_check_is_not_taken_for_overfitting():
     values = [0.104, 0.076, 0.084, 0.042, 0.059, 0.052, 0.052, 0.055, 0.050]
     verdicts, ctx = _checks(values, np.linspace(0.3, 0.1, len(values)))
     assert "overfit" not in verdicts
-    assert verdicts[3] == "best" and ctx.run.best_validation == 0.042  # its state is kept
+    assert verdicts[3] == "best" and ctx.run.overfit.best_validation == 0.042  # its state is kept
 
 
 def test_the_early_decays_end_goes_back_only_beyond_the_margin():
-    from autolrs.core.overfitting import beyond_margin
-
     # digits at 2H: the decayed model's 0.0290 against a best check of 0.0268 is within the
     # margin above the lowest smoothed value, 0.0290 (the annealed model is kept) ...
     _, ctx = _checks([0.0989, 0.0639, 0.0357, 0.0268, 0.0290, 0.0353], np.linspace(0.3, 0.1, 6))
-    assert ctx.run.best_validation == 0.0268 and not beyond_margin(ctx, 0.0290)
+    assert ctx.run.overfit.best_validation == 0.0268 and not _beyond_margin(ctx, 0.0290)
     # ... diabetes-overfit: 0.4278 after the decay against a smoothed best of 0.35 is a rise.
     _, ctx = _checks([0.3498, 0.3465, 0.3742, 0.4321, 0.4354, 0.4115], np.linspace(0.3, 0.1, 6))
-    assert beyond_margin(ctx, 0.4278) and not beyond_margin(ctx, 0.36)
+    assert _beyond_margin(ctx, 0.4278) and not _beyond_margin(ctx, 0.36)
 
 
 def test_a_sustained_rise_is_overfitting_despite_the_smoothing():
@@ -477,7 +475,7 @@ def test_a_check_snapshots_each_new_best_and_a_rise_with_the_training_loss_is_no
         _steps(phase, 50, 2.0)
         t = phase.observe(Validation(0.8))
         assert t.next is None and t.actions == ()
-    assert ctx.run.validation_rises == 0
+    assert ctx.run.overfit.validation_rises == 0
 
 
 def test_a_non_finite_validation_value_is_no_evidence_of_overfitting():
@@ -487,7 +485,7 @@ def test_a_non_finite_validation_value_is_no_evidence_of_overfitting():
     for _ in range(4):
         _steps(phase, 50, 0.5)
         assert phase.observe(Validation(math.nan)).next is None
-    assert ctx.run.best_validation == 0.5 and ctx.run.validation_rises == 0
+    assert ctx.run.overfit.best_validation == 0.5 and ctx.run.overfit.validation_rises == 0
 
 
 def test_the_exploit_state_round_trips_while_a_check_is_pending():

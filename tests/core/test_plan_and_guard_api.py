@@ -9,6 +9,7 @@ import pytest
 
 from autolrs.core.config import Config
 from autolrs.core.level import CommittedLevel
+from autolrs.core.stage_guard import StageGuard
 from autolrs.core.phases.trial_plan import stage_candidates
 from autolrs.core.planning import first_tau, tau_plan
 
@@ -49,25 +50,25 @@ def _level(seed: int) -> CommittedLevel:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_got_worse_fires_exactly_below_guard_z(seed):
+def test_got_worse_fires_exactly_below_z_needed(seed):
     rng = np.random.default_rng(100 + seed)
     level = _level(seed)
     n = int(rng.integers(1, 12))
     losses = list(1.0 + rng.uniform(-0.05, 0.2) + 0.05 * rng.standard_normal(n))
     spread = float(rng.uniform(0.01, 0.1)) if seed % 2 else None
-    ref = level.reference
-    zc = level.guard_z(losses, ref, reference_spread=spread, length=n)
+    guard = StageGuard(reference=level.reference, reference_spread=spread)
+    zc = guard.z_needed(losses, level, n)
     for z in (0.5, 1.0, 2.5, 3.5, 5.0, 10.0):
-        fired = level.got_worse(losses, ref, reference_spread=spread, z=z, length=n)
+        fired = guard.got_worse(losses, level, z, n)
         assert fired == (z < zc), (z, zc)
 
 
-def test_guard_z_edges():
+def test_z_needed_edges():
     level = CommittedLevel()
-    assert level.guard_z([1.0] * 8, None, reference_spread=None, length=8) == 0.0
-    assert level.guard_z([1.0] * 2, 0.5, reference_spread=None, length=8) == 0.0  # too few
-    assert level.guard_z([1.0] * 8, 1.0, reference_spread=None, length=8) == 0.0  # within 2 %
-    assert level.guard_z([2.0] * 8, 1.0, reference_spread=None, length=8) == math.inf
+    assert StageGuard().z_needed([1.0] * 8, level, 8) == 0.0  # no reference
+    assert StageGuard(reference=0.5).z_needed([1.0] * 2, level, 8) == 0.0  # too few
+    assert StageGuard(reference=1.0).z_needed([1.0] * 8, level, 8) == 0.0  # within 2 %
+    assert StageGuard(reference=1.0).z_needed([2.0] * 8, level, 8) == math.inf
 
 
 def test_trial_level_is_the_median_and_robust_spread_of_the_tail():

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from autolrs.bench.workloads.base import Batch, Workload
+from autolrs.events import json_restore as _json_restore
+from autolrs.events import json_safe as _json_safe
 
 __all__ = ["RunContext", "RunResult", "eval_steps", "median_curve", "steps_to_target"]
 
@@ -92,7 +94,7 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-safe dict (inf/nan become strings)."""
+        """JSON-safe dict (inf/nan become strings: :func:`autolrs.events.json_safe`)."""
         return _json_safe(asdict(self))
 
     @classmethod
@@ -102,26 +104,6 @@ class RunResult:
         for key in ("curve", "accuracy", "seconds", "lrs"):
             data[key] = [tuple(x) for x in data.get(key, [])]
         return cls(**data)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _json_restore(value: Any) -> Any:
-    if value in ("inf", "-inf", "nan"):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _json_restore(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_restore(v) for v in value]
-    return value
 
 
 _MAX_LR_POINTS = 300

@@ -18,8 +18,8 @@ from autolrs.core.forecast import (
     PaperExponentialForecaster,
     paper_forecast,
 )
-from autolrs.core.observations import Abort, Loss, Losses, Start, Validation
-from autolrs.core.search import BayesSearcher, Observation, Searcher
+from autolrs.core.observations import Abort, Loss, Losses, Observation, Start, Validation
+from autolrs.core.search import BayesSearcher, Searcher, TrialPoint
 
 __all__ = [
     "Abort",
@@ -45,6 +45,7 @@ __all__ = [
     "Snapshot",
     "StageController",
     "Start",
+    "TrialPoint",
     "Validation",
     "paper_forecast",
 ]

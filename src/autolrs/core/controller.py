@@ -23,7 +23,7 @@ from autolrs.core.arguments import validate_lr_range, validate_total_steps
 from autolrs.core.config import Config
 from autolrs.core.decision import Decision, Outlook, constant
 from autolrs.core.observations import Abort, Loss, Losses, Observation, Spent, Start, Validation
-from autolrs.core.phases.base import BasePhase, Context, Edge, EventLog, Phase, Transition
+from autolrs.core.phases.base import BasePhase, Context, Edge, PendingEvents, Phase, Transition
 from autolrs.core.phases.exploit import Exploit
 from autolrs.core.phases.final import Final
 from autolrs.core.phases.ramp import Ramp, ramp_plan
@@ -118,7 +118,7 @@ class StageController:
             default_lr=None if default_lr is None else float(default_lr),
         )
         self._phase: BasePhase | None = None
-        self._events = EventLog()
+        self._events = PendingEvents()
         self._bind()
 
     # ================================================================== public view
@@ -428,6 +428,6 @@ class StageController:
         self.total_steps, inner = state["total_steps"], state["state"]
         self.validation = bool(state.get("validation", self.validation))
         self._rng = rng_from_state(state["rng"])
-        self._events = EventLog()
+        self._events = PendingEvents()
         self._bind()
         self._phase = phase_from_dict(self._ctx, inner["phase"], inner["phase_state"])

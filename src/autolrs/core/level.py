@@ -8,8 +8,9 @@ when it last committed a state (the stage's start), allowing for that level's no
 * **ceiling** (``reference + 3 x noise``): a trial whose recent losses stay below it is *calm*
   (a non-finite loss there may be a one-off fault), and ``divergence_factor`` times it is the
   *bound* above which a trial has diverged;
-* **got worse**: an exploit phase whose recent mean lies more than ``stage_guard`` standard
-  errors (and 2 %) above where it started made the stage worse.
+* **got worse** (the stage guard, :mod:`autolrs.core.stage_guard`, uses the level's noise): an
+  exploit phase whose recent mean lies more than ``stage_guard`` standard errors (and 2 %) above
+  where it started made the stage worse.
 
 :class:`CommittedLevel` keeps the committed losses and the stage's reference; the rules are its
 methods, so that each is written once.
@@ -17,23 +18,19 @@ methods, so that each is written once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GUARD_WINDOW", "NOISE_BAND", "RECENT", "CommittedLevel", "robust_std", "trial_level"]
+__all__ = ["NOISE_BAND", "RECENT", "CommittedLevel", "robust_std", "trial_level"]
 
 RECENT = 32
 """Committed losses kept (the reference is the median of the last 8, the noise of the last 16)."""
 
 NOISE_BAND = 3.0
 """Standard deviations of the committed level's noise a loss may lie above it and be 'calm'."""
-
-GUARD_WINDOW = 8
-"""Exploit losses the stage guard averages (and the least distance between checkpoints)."""
 
 
 def robust_std(values: Sequence[float]) -> float:
@@ -123,89 +120,6 @@ class CommittedLevel:
         bound = factor * self.ceiling(reference)
         recent = sum(tail) / len(tail)
         return recent if recent > bound else None
-
-    def got_worse(
-        self,
-        losses: Sequence[float],
-        reference: float | None,
-        *,
-        reference_spread: float | None,
-        z: float | None,
-        length: int,
-    ) -> bool:
-        """Whether an exploit phase's recent losses lie clearly above where it started.
-
-        Args:
-            losses: The phase's losses since its last checkpoint.
-            reference: Where it started: the stage's start level, or the level the kept winner's
-                trial had reached.
-            reference_spread: The noise of that trial's last losses (stands in for the noise
-                when fewer than 4 losses and no committed spread are known).
-            z: ``Config.stage_guard`` (None: never).
-            length: The phase's length; one shorter than 4 steps is judged on what it has.
-        """
-        needed = min(4, max(length, 1))
-        if z is None or reference is None or len(losses) < needed:
-            return False
-        window = np.asarray(losses[-GUARD_WINDOW:], dtype=float)
-        noise = self.guard_noise(losses, reference_spread)
-        margin = max(0.02 * abs(reference), z * noise / math.sqrt(len(window)))
-        return float(np.mean(window)) > reference + margin
-
-    def guard_noise(self, losses: Sequence[float], reference_spread: float | None) -> float:
-        """The noise the stage guard allows for on an exploit phase's recent ``losses``.
-
-        Args:
-            losses: The phase's losses since its last checkpoint.
-            reference_spread: As :meth:`got_worse`'s.
-
-        Returns:
-            The committed level's noise, or the window's robust spread when larger; with fewer
-            than 4 losses and no committed noise, ``reference_spread`` stands in.
-        """
-        noise = self.noise
-        if len(losses[-GUARD_WINDOW:]) >= 4:
-            # A robust spread of the window: a spike is a symptom, not noise to allow for.
-            noise = max(noise, robust_std(losses[-GUARD_WINDOW:]))
-        elif noise == 0.0:
-            # Fewer than 4 losses have no robust spread: the winner's last losses stand in.
-            noise = reference_spread or robust_std(losses[-GUARD_WINDOW:])
-        return noise
-
-    def guard_z(
-        self,
-        losses: Sequence[float],
-        reference: float | None,
-        *,
-        reference_spread: float | None,
-        length: int,
-    ) -> float:
-        """The ``stage_guard`` z below which :meth:`got_worse` fires on these losses.
-
-        :meth:`got_worse` with ``z`` is True exactly when ``z < guard_z(...)`` (up to rounding
-        at the boundary): the window's excess over ``reference`` in standard errors of the
-        guard's noise. Used to measure how far a check is from firing.
-
-        Args:
-            losses: The phase's losses since its last checkpoint.
-            reference: As :meth:`got_worse`'s.
-            reference_spread: As :meth:`got_worse`'s.
-            length: As :meth:`got_worse`'s.
-
-        Returns:
-            0.0 when no z fires (too few losses, no reference, or the mean within the 2 %
-            floor); inf when every z fires (an excess above the floor with no noise).
-        """
-        if reference is None or len(losses) < min(4, max(length, 1)):
-            return 0.0
-        window = np.asarray(losses[-GUARD_WINDOW:], dtype=float)
-        excess = float(np.mean(window)) - reference
-        if excess <= 0.02 * abs(reference):
-            return 0.0
-        noise = self.guard_noise(losses, reference_spread)
-        if noise == 0.0:
-            return math.inf
-        return excess * math.sqrt(len(window)) / noise
 
     # ------------------------------------------------------------------ state
     def to_dict(self) -> dict[str, Any]:

@@ -21,8 +21,11 @@ costing 14-66 % of their final score).
 Then the model goes back to the ``BEST`` state and the rate decays to zero over ``1 / CHECKS``
 of the budget: early stopping, as a schedule. A last check at the decay's end goes back to the
 ``BEST`` state when the decayed model's loss lies beyond the margin above the lowest smoothed
-value (:func:`beyond_margin`): on a small data set the decay can go on overfitting, while within
-the margin the annealed model is the better bet.
+value (:meth:`OverfitGuard.beyond_margin`): on a small data set the decay can go on
+overfitting, while within the margin the annealed model is the better bet.
+
+:class:`OverfitGuard` holds the checks' record (saved with the run) and applies the rule; it is
+told plain values (the guard's margin, the losses), so that this module knows no phase.
 """
 
 from __future__ import annotations
@@ -30,20 +33,21 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-from autolrs.core.phases.base import Context
+from autolrs.core import codec
 
 __all__ = [
     "CHECKS",
     "RISES",
+    "Check",
+    "OverfitGuard",
     "check_due",
     "check_steps",
-    "beyond_margin",
-    "clearly_above",
-    "observe_check",
     "quiet_before_check",
 ]
 
@@ -76,28 +80,27 @@ def check_steps(total_steps: int) -> tuple[int, ...]:
     return tuple(steps)
 
 
-def _schedule(ctx: Context) -> tuple[int, ...] | None:
-    if ctx.config.overfit_guard is None or not ctx.validation or ctx.total_steps is None:
-        return None
-    return check_steps(ctx.total_steps)
+def check_due(budget: int | None, step: int) -> bool:
+    """Whether a check is due after ``step`` steps.
 
-
-def check_due(ctx: Context, step: int) -> bool:
-    """Whether a check is due after ``step`` steps (never with the guard off, or without a
-    validation function or a budget)."""
-    steps = _schedule(ctx)
-    if not steps:
+    Args:
+        budget: The step budget the checks are spread over; None when there are none (the
+            guard off, no validation function or no budget).
+        step: Steps told so far.
+    """
+    if not budget:
         return False
+    steps = check_steps(budget)
     at = bisect.bisect_left(steps, step)
     return at < len(steps) and steps[at] == step
 
 
-def quiet_before_check(ctx: Context, step: int) -> int | None:
+def quiet_before_check(budget: int | None, step: int) -> int | None:
     """Steps after ``step`` that are told before the one after which a check is due (None:
-    no check is due any more)."""
-    steps = _schedule(ctx)
-    if not steps:
+    no check is due any more; ``budget`` as in :func:`check_due`)."""
+    if not budget:
         return None
+    steps = check_steps(budget)
     at = bisect.bisect_right(steps, step)
     return steps[at] - step - 1 if at < len(steps) else None
 
@@ -108,56 +111,99 @@ def _noise(values: Sequence[float]) -> float:
     return float(np.median(curvature)) / _SECOND_DIFFERENCE_MAD if curvature.size else 0.0
 
 
-def beyond_margin(ctx: Context, value: float) -> bool:
-    """Whether ``value`` lies more than the guard's margin above the lowest smoothed
-    validation loss."""
-    best, margin = ctx.run.smoothed_best, ctx.config.overfit_guard
-    if best is None or margin is None:
-        return False
-    return value - best > margin * abs(best)  # a validation loss may be negative
+@dataclass(frozen=True)
+class Check:
+    """What one check found.
 
-
-def clearly_above(ctx: Context, value: float) -> bool:
-    """Whether ``value`` lies beyond the margin and more than ``NOISE_Z`` times the checks'
-    noise above the lowest smoothed validation loss: what a rise is."""
-    best = ctx.run.smoothed_best
-    if best is None or not beyond_margin(ctx, value):
-        return False
-    return value - best > NOISE_Z * _noise(ctx.run.recent_validation)
-
-
-def observe_check(ctx: Context, value: float, training: Sequence[float]) -> str | None:
-    """Records one check's validation ``value`` with the recent ``training`` losses.
-
-    Returns:
-        ``"best"`` (a new lowest value: snapshot it), ``"overfit"`` (the model overfits) or None.
+    Attributes:
+        verdict: ``"best"`` (a new lowest value: snapshot it), ``"overfit"`` (the model
+            overfits) or None.
+        event: The ``validation_check`` event's fields.
     """
-    run = ctx.run
-    assert ctx.config.overfit_guard is not None  # checks run only with the guard on
-    if not math.isfinite(value):
-        return None  # a fault of the validation function, not evidence of overfitting
-    recent = list(training[-TRAIN_WINDOW:]) or run.level.recent[-TRAIN_WINDOW:]
-    train = float(np.mean(recent)) if recent else math.inf
-    verdict = None
-    if run.best_validation is None or value < run.best_validation:
-        run.best_validation, run.train_at_best = value, train
-        verdict = "best"
-    run.recent_validation = (run.recent_validation + [value])[-NOISE_WINDOW:]
-    smoothed = float(np.median(run.recent_validation[-SMOOTHING:]))
-    if run.smoothed_best is None or smoothed < run.smoothed_best:
-        run.smoothed_best = smoothed
-        run.validation_rises = 0
-    elif clearly_above(ctx, smoothed) and (run.train_at_best is None or train < run.train_at_best):
-        run.validation_rises += 1
-    else:
-        run.validation_rises = 0
-    ctx.emit(
-        "validation_check",
-        value=value,
-        smoothed=smoothed,
-        best=run.best_validation,
-        rises=run.validation_rises,
-    )
-    if run.validation_rises >= RISES:
-        return "overfit"
-    return verdict
+
+    verdict: str | None
+    event: dict[str, Any]
+
+
+@dataclass
+class OverfitGuard:
+    """The checks' record and the overfitting rule (saved inline in the run's state).
+
+    Attributes:
+        best_validation: The lowest validation loss the checks saw.
+        train_at_best: The training loss level at that check.
+        validation_rises: Consecutive checks whose smoothed value lay above the lowest
+            smoothed value by more than the guard's margin while the training loss lay below
+            its level at the best check.
+        recent_validation: The latest checks' values (the smoothing and noise windows).
+        smoothed_best: The lowest smoothed value (median of the window) so far.
+    """
+
+    best_validation: float | None = codec.since(None, default=None)
+    train_at_best: float | None = codec.since(None, default=None)
+    validation_rises: int = codec.since(0, default=0)
+    recent_validation: list[float] = codec.since([], default_factory=list)
+    smoothed_best: float | None = codec.since(None, default=None)
+
+    def beyond_margin(self, value: float, margin: float | None) -> bool:
+        """Whether ``value`` lies more than ``margin`` (``Config.overfit_guard``, a fraction)
+        above the lowest smoothed validation loss."""
+        best = self.smoothed_best
+        if best is None or margin is None:
+            return False
+        return value - best > margin * abs(best)  # a validation loss may be negative
+
+    def clearly_above(self, value: float, margin: float | None) -> bool:
+        """Whether ``value`` lies beyond the margin and more than ``NOISE_Z`` times the checks'
+        noise above the lowest smoothed validation loss: what a rise is."""
+        best = self.smoothed_best
+        if best is None or not self.beyond_margin(value, margin):
+            return False
+        return value - best > NOISE_Z * _noise(self.recent_validation)
+
+    def observe(
+        self, value: float, training: Sequence[float], margin: float, committed: Sequence[float]
+    ) -> Check | None:
+        """Records one check's validation ``value``.
+
+        Args:
+            value: The validation loss.
+            training: The recent training losses (the last ``TRAIN_WINDOW`` are averaged).
+            margin: ``Config.overfit_guard``.
+            committed: The committed losses, averaged instead when ``training`` is empty.
+
+        Returns:
+            What the check found; None for a non-finite value (a fault of the validation
+            function, not evidence of overfitting: nothing is recorded).
+        """
+        if not math.isfinite(value):
+            return None
+        recent = list(training[-TRAIN_WINDOW:]) or list(committed[-TRAIN_WINDOW:])
+        train = float(np.mean(recent)) if recent else math.inf
+        verdict = None
+        if self.best_validation is None or value < self.best_validation:
+            self.best_validation, self.train_at_best = value, train
+            verdict = "best"
+        self.recent_validation = (self.recent_validation + [value])[-NOISE_WINDOW:]
+        smoothed = float(np.median(self.recent_validation[-SMOOTHING:]))
+        training_fell = self.train_at_best is None or train < self.train_at_best
+        if self.smoothed_best is None or smoothed < self.smoothed_best:
+            self.smoothed_best = smoothed
+            self.validation_rises = 0
+        elif self.clearly_above(smoothed, margin) and training_fell:
+            self.validation_rises += 1
+        else:
+            self.validation_rises = 0
+        event = {"value": value, "smoothed": smoothed, "best": self.best_validation,
+                 "rises": self.validation_rises}
+        return Check("overfit" if self.validation_rises >= RISES else verdict, event)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state."""
+        return codec.to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OverfitGuard:
+        """Rebuilds :meth:`to_dict`'s output (old states lack some keys: their defaults)."""
+        guard: OverfitGuard = codec.from_dict(cls, data)
+        return guard

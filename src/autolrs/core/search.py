@@ -35,7 +35,7 @@ from autolrs.core.selection import select
 
 __all__ = [
     "BayesSearcher",
-    "Observation",
+    "TrialPoint",
     "PaperBayesSearcher",
     "Searcher",
     "expected_improvement",
@@ -48,8 +48,9 @@ _MIN_RATIO = 1.5  # ... nor closer than this factor in learning rate: a near-dup
 
 
 @dataclass(frozen=True)
-class Observation:
-    """One evaluated learning rate.
+class TrialPoint:
+    """One evaluated learning rate: a data point of the searcher's GP (what the controller is
+    told is :data:`autolrs.core.observations.Observation`).
 
     Attributes:
         lr: The learning rate.
@@ -187,7 +188,7 @@ class BayesSearcher(Searcher):
         self.diverged_value = diverged_value
         self.penalty = float(penalty)
         self._rng = rng if rng is not None else np.random.default_rng(seed)
-        self.observations: list[Observation] = []
+        self.observations: list[TrialPoint] = []
 
     # ------------------------------------------------------------------ space
     def to_unit(self, lr: float) -> float:
@@ -203,7 +204,7 @@ class BayesSearcher(Searcher):
 
     # ------------------------------------------------------------------ ask / tell
     @property
-    def evaluated(self) -> list[Observation]:
+    def evaluated(self) -> list[TrialPoint]:
         """Observations made by this searcher (warm-start priors and repeats excluded)."""
         return [o for o in self.observations if not (o.prior or o.repeat)]
 
@@ -237,14 +238,14 @@ class BayesSearcher(Searcher):
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {lr!r}")
         if diverged:
-            self.observations.append(Observation(float(lr), None, True))
+            self.observations.append(TrialPoint(float(lr), None, True))
             return
         if value is None or not math.isfinite(value):
             raise ValueError(
                 f"value must be a finite number, got {value!r}; tell a divergence with "
                 "diverged=True instead"
             )
-        self.observations.append(Observation(float(lr), float(value), False))
+        self.observations.append(TrialPoint(float(lr), float(value), False))
 
     def values(self) -> np.ndarray:
         """The objective values the GP is fitted to, diverged trials replaced by stand-ins."""
@@ -262,7 +263,7 @@ class BayesSearcher(Searcher):
     def add_prior(self, lr: float, value: float) -> None:
         """Adds a point carried from an earlier stage (it informs the GP, is never 'best')."""
         if self.low <= lr <= self.high and math.isfinite(value):
-            self.observations.append(Observation(float(lr), float(value), False, True))
+            self.observations.append(TrialPoint(float(lr), float(value), False, True))
 
     # ------------------------------------------------------------------ model
     #: Divide the targets by their standard deviation as well as centring them (modern
@@ -309,7 +310,7 @@ class BayesSearcher(Searcher):
             return _predict(*fitted, u)
 
     # ------------------------------------------------------------------ results
-    def best(self, *, use_posterior: bool = False) -> Observation:
+    def best(self, *, use_posterior: bool = False) -> TrialPoint:
         """The best evaluated learning rate of this searcher.
 
         Args:
@@ -344,7 +345,7 @@ class BayesSearcher(Searcher):
         self.low = float(state["low"])
         self.high = float(state["high"])
         self.observations = [
-            Observation(
+            TrialPoint(
                 float(o[0]), None if o[1] is None else float(o[1]), bool(o[2]), bool(o[3]),
                 bool(o[4]) if len(o) > 4 else False,  # states before repeats had four fields
             )
@@ -398,7 +399,7 @@ class PaperBayesSearcher(BayesSearcher):
             if attempt == self.max_repeats:
                 break
             self.observations.append(
-                Observation(tried.lr, tried.value, tried.diverged, repeat=True)
+                TrialPoint(tried.lr, tried.value, tried.diverged, repeat=True)
             )
         return super()._ask()
 

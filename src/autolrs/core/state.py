@@ -168,8 +168,13 @@ def upgrade_v1(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
-    """The run inside a version-1 state."""
-    return {
+    """The run inside a version-1 state (the fields added since take their ``codec.since``
+    values: :meth:`Run.from_dict`).
+
+    Raises:
+        StateDictError: If a value is malformed.
+    """
+    run = {
         "started": s["started"],
         "step": s["step"],
         "lr": s["lr"],
@@ -193,16 +198,11 @@ def _v1_run(s: dict[str, Any]) -> dict[str, Any]:
             "informative": True,
         },
         "default_lr": s["default_lr"],
-        "best_validation": None,
-        "train_at_best": None,
-        "validation_rises": 0,
-        "warmed_up": False,
-        "recent_validation": [],
-        "smoothed_best": None,
-        "held_lr": None,
-        "ramp_lr": None,
-        "discarded": 0,
     }
+    try:
+        return Run.from_dict(run).to_dict()
+    except (KeyError, TypeError, ValueError) as err:
+        raise StateDictError(f"version-1 controller state's run is malformed: {err!r}") from err
 
 
 def _v1_plan(plan: dict[str, Any] | None) -> dict[str, Any] | None:

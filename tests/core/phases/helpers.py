@@ -6,7 +6,7 @@ import numpy as np
 
 from autolrs.core import Config
 from autolrs.core.actions import SetLR
-from autolrs.core.phases.base import Context, EventLog
+from autolrs.core.phases.base import Context, PendingEvents
 from autolrs.core.planning import first_tau
 from autolrs.core.run import Run, TauPlan
 from autolrs.core.space import SearchSpace
@@ -36,7 +36,7 @@ def context(
         np.random.default_rng(seed),
         searcher_factory(config),
         forecaster_factory(config),
-        EventLog(),
+        PendingEvents(),
     )
 
 

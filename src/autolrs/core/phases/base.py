@@ -28,10 +28,10 @@ __all__ = [
     "BasePhase",
     "Context",
     "Edge",
-    "EventLog",
     "Loss",
     "Observation",
     "Outlook",
+    "PendingEvents",
     "Phase",
     "Spent",
     "Transition",
@@ -89,8 +89,9 @@ def finite(value: object) -> bool:
 
 
 # ---------------------------------------------------------------------- context
-class EventLog:
-    """Events recorded since the executor last collected them."""
+class PendingEvents:
+    """The controller's events recorded since the executor last collected them (in memory;
+    :class:`autolrs.events.EventLog` is where an executor sends them: logger and file)."""
 
     def __init__(self) -> None:
         self.pending: list[dict[str, Any]] = []
@@ -124,7 +125,7 @@ class Context:
         rng: np.random.Generator,
         make_searcher: SearcherFactory,
         make_forecaster: ForecasterFactory,
-        events: EventLog,
+        events: PendingEvents,
     ) -> None:
         self.config = config
         self.total_steps = total_steps
@@ -134,6 +135,14 @@ class Context:
         self.make_searcher = make_searcher
         self.make_forecaster = make_forecaster
         self.events = events
+
+    @property
+    def check_budget(self) -> int | None:
+        """The budget the overfitting guard's checks are spread over (None: no checks, with the
+        guard off, no validation function or no budget)."""
+        if self.config.overfit_guard is None or not self.validation:
+            return None
+        return self.total_steps
 
     @property
     def finished(self) -> bool:
@@ -154,6 +163,22 @@ class Context:
             "segment", kind=kind, start=start, end=self.run.step if end is None else end, lr=lr,
             **fields,
         )
+
+    def observe_check(self, value: float, training: list[float]) -> str | None:
+        """Tells the overfitting guard (``Run.overfit``) one check's validation ``value`` with
+        the recent ``training`` losses and emits its ``validation_check`` event.
+
+        Returns:
+            The guard's verdict: ``"best"``, ``"overfit"`` or None
+            (:meth:`~autolrs.core.overfitting.OverfitGuard.observe`).
+        """
+        margin = self.config.overfit_guard
+        assert margin is not None  # checks run only with the guard on
+        check = self.run.overfit.observe(value, training, margin, self.run.level.recent)
+        if check is None:
+            return None
+        self.emit("validation_check", **check.event)
+        return check.verdict
 
     def register_rollback(self, phase: str, reason: str, *, counts: bool = True) -> bool:
         """Counts a rollback to the stage snapshot; past ``Config.max_rollbacks`` records the

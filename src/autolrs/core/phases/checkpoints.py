@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from autolrs.core.level import GUARD_WINDOW
+from autolrs.core.stage_guard import GUARD_WINDOW
 
 __all__ = ["before_next", "checkpoints"]
 

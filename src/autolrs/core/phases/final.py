@@ -12,11 +12,13 @@ Edges: none; this is the last phase.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from autolrs.core import codec
 from autolrs.core.actions import BEST, STAGE, Action, Discard, Evaluate, Restore, SetLR, Snapshot
-from autolrs.core.overfitting import beyond_margin, check_due, observe_check, quiet_before_check
+from autolrs.core.overfitting import check_due, quiet_before_check
 from autolrs.core.phases.base import (
     Abort,
     BasePhase,
@@ -104,7 +106,7 @@ class Final(BasePhase):
             # training that would overfit again.
             short = max(1, min(length, ctx.total_steps // _EARLY_DECAY_PARTS))
             self.decay_end = min(self.end_step, run.step + short)
-            self.verifying = run.best_validation is not None and ctx.validation
+            self.verifying = run.overfit.best_validation is not None and ctx.validation
         elif self.early:
             self.lr0 = 0.0  # no decay configured: early stopping holds the best state as it is
         self.done = remaining == 0
@@ -167,8 +169,9 @@ class Final(BasePhase):
         rate stays at zero). Within the margin the annealed model is kept."""
         ctx, run = self.ctx, self.ctx.run
         self.verifying = False
-        best = run.best_validation
-        kept = math.isfinite(value) and not beyond_margin(ctx, value)
+        guard = run.overfit
+        best = guard.best_validation
+        kept = math.isfinite(value) and not guard.beyond_margin(value, ctx.config.overfit_guard)
         ctx.emit("early_decay", value=value, best=best, kept=kept)
         if kept:
             return Transition((Discard(BEST),))
@@ -180,14 +183,14 @@ class Final(BasePhase):
         self.awaiting = False
         if self.verifying:
             return self._verified(value)
-        verdict = observe_check(self.ctx, value, [])
+        verdict = self.ctx.observe_check(value, [])
         if verdict == "best":
             return Transition((Snapshot(BEST),))
         if verdict != "overfit":
             return Transition()
         ctx, run = self.ctx, self.ctx.run
         assert ctx.total_steps is not None  # checks run only with a budget
-        ctx.emit("overfitting", lr=run.lr, best=run.best_validation)
+        ctx.emit("overfitting", lr=run.lr, best=run.overfit.best_validation)
         ctx.register_rollback(self.name, "the validation loss rose: the model overfits")
         self._segment(committed=False)
         run.rollbacks = 0
@@ -233,11 +236,11 @@ class Final(BasePhase):
             if self._verify_due():
                 self.awaiting = True
                 return Transition((Snapshot(STAGE), Evaluate()))
-            kept = (Discard(BEST),) if run.best_validation is not None else ()
+            kept = (Discard(BEST),) if run.overfit.best_validation is not None else ()
             return Transition((Snapshot(STAGE), *kept))
         run.lr = self.rate()
         actions: tuple[Action, ...] = (SetLR(run.lr),) if self.decay else ()
-        if self._verify_due() or (self._checking() and check_due(ctx, run.step)):
+        if self._verify_due() or (self._checking() and check_due(ctx.check_budget, run.step)):
             self.awaiting = True
             actions += (Evaluate(),)
         return Transition(((Snapshot(STAGE),) if checkpoint else ()) + actions)
@@ -289,7 +292,7 @@ class Final(BasePhase):
             return Outlook(0 if self.awaiting else 1 << 30, False, constant(run.lr or 0.0))
         left = self.end_step - run.step - 1
         points = checkpoints(self.end_step - self.start_step)
-        quiet = quiet_before_check(self.ctx, run.step) if self._checking() else None
+        quiet = quiet_before_check(self.ctx.check_budget, run.step) if self._checking() else None
         if self.verifying:
             quiet = max(0, self.decay_end - run.step - 1)
         if self.awaiting:
@@ -309,24 +312,30 @@ class Final(BasePhase):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "start_step": self.start_step,
-            "checkpoint_step": self.checkpoint_step,
-            "end_step": self.end_step,
-            "lr0": self.lr0,
-            "decay": self.decay,
-            "done": self.done,
-            "overrun_reported": self.overrun_reported,
-            "early": self.early,
-            "decay_end": self.decay_end,
-            "awaiting": self.awaiting,
-            "verifying": self.verifying,
-        }
+        return codec.to_dict(self, _Saved)
 
     @classmethod
     def from_dict(cls, ctx: Context, data: dict[str, Any]) -> Final:
-        """Rebuilds :meth:`to_dict`'s output."""
-        return cls(ctx, **data)
+        """Rebuilds :meth:`to_dict`'s output (a key missing from an old state: the
+        constructor's default)."""
+        return cls(ctx, **codec.fields_from(_Saved, data, partial=True))
+
+
+@dataclass
+class _Saved:
+    """What the final phase saves (:mod:`autolrs.core.codec`; see :class:`Final`)."""
+
+    start_step: int
+    checkpoint_step: int
+    end_step: int
+    lr0: float
+    decay: bool
+    done: bool
+    overrun_reported: bool
+    early: bool
+    decay_end: int
+    awaiting: bool
+    verifying: bool
 
 
 def _ahead(lr0: float, start: int, end: int, step: int, early: bool, ahead: int) -> float:

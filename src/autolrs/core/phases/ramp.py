@@ -15,8 +15,10 @@ Edges: at its end, :data:`Edge.STAGE` (the first stage), having set ``Run.ramp_l
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+from autolrs.core import codec
 from autolrs.core.actions import STAGE, Action, Evaluate, Restore, SetLR, Snapshot
 from autolrs.core.phases.base import (
     Abort,
@@ -36,6 +38,24 @@ from autolrs.core.phases.base import (
 __all__ = ["Ramp", "ramp_plan"]
 
 _RETRIES = 1  # a failing validation function re-runs the segment once
+
+
+@dataclass
+class _Saved:
+    """What a ramp saves (:mod:`autolrs.core.codec`; see :class:`Ramp`)."""
+
+    lr: float
+    first: float
+    segment: int
+    last_step: int
+    start_step: int
+    done: int
+    before: float | None
+    losses: list[float]
+    path: list[list[float | None]]
+    awaiting: bool
+    retries: int
+    descents: int
 
 
 def ramp_plan(ctx: Context) -> tuple[float, int, int] | None:
@@ -254,23 +274,10 @@ class Ramp(BasePhase):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "first": self.first,
-            "segment": self.segment,
-            "last_step": self.last_step,
-            "start_step": self.start_step,
-            "done": self.done,
-            "before": self.before,
-            "losses": list(self.losses),
-            "path": [list(p) for p in self.path],
-            "awaiting": self.awaiting,
-            "retries": self.retries,
-            "descents": self.descents,
-        }
+        return codec.to_dict(self, _Saved)
 
     @classmethod
     def from_dict(cls, ctx: Context, data: dict[str, Any]) -> Ramp:
         """Rebuilds :meth:`to_dict`'s output."""
-        return cls(ctx, **data)
+        return cls(ctx, **codec.fields_from(_Saved, data))
 

@@ -12,9 +12,11 @@ Edges: at its end, :data:`Edge.STAGE` (the first stage), having set the run's se
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from autolrs.core import codec
 from autolrs.core.actions import STAGE, Action, Discard, Restore, SetLR, Snapshot
 from autolrs.core.phases.base import (
     Abort,
@@ -286,22 +288,28 @@ class RangeTest(BasePhase):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "lrs": list(self.lrs),
-            "losses": list(self.losses),
-            "checkpoints": [list(c) for c in self.checkpoints],
-            "start_step": self.start_step,
-            "origin": self.origin,
-            "first_index": self.first_index,
-            "retries": self.retries,
-            "refined": self.refined,
-            "every": self.every,
-        }
+        return codec.to_dict(self, _Saved)
 
     @classmethod
     def from_dict(cls, ctx: Context, data: dict[str, Any]) -> RangeTest:
-        """Rebuilds :meth:`to_dict`'s output."""
-        return cls(ctx, **data)
+        """Rebuilds :meth:`to_dict`'s output (a key missing from an old state: the
+        constructor's default)."""
+        return cls(ctx, **codec.fields_from(_Saved, data, partial=True))
+
+
+@dataclass
+class _Saved:
+    """What a range test saves (:mod:`autolrs.core.codec`; see :class:`RangeTest`)."""
+
+    lrs: list[float]
+    losses: list[float | None]
+    checkpoints: list[list[Any]]
+    start_step: int
+    origin: int
+    first_index: int
+    retries: int
+    refined: bool
+    every: int
 
 
 def _sweep_rate(lrs: list[float], done: int, ahead: int) -> float:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from autolrs.core import codec
 from autolrs.core.search import Searcher
 
 __all__ = ["StageEnd", "StageOutcome", "TrialPlan", "TrialResult", "Winner", "summary"]
@@ -36,21 +37,22 @@ class TrialPlan:
     tau: int
     mode: str
     val_every: int | None
-    anneal_steps: int
+    anneal_steps: int = codec.since(0)
     horizon: int
     start_step: int
     search_low: float
     search_high: float
-    ramp_steps: int = 0
+    ramp_steps: int = codec.since(0, default=0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
-        return asdict(self)
+        return codec.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialPlan:
         """Rebuilds :meth:`to_dict`'s output."""
-        return cls(**{"anneal_steps": 0, **data})
+        plan: TrialPlan = codec.from_dict(cls, data)
+        return plan
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,13 @@ class TrialResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
-        return asdict(self)
+        return codec.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
         """Rebuilds :meth:`to_dict`'s output."""
-        return cls(**data)
+        result: TrialResult = codec.from_dict(cls, data)
+        return result
 
 
 @dataclass(frozen=True)
@@ -108,12 +111,13 @@ class Winner:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
-        return asdict(self)
+        return codec.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Winner:
         """Rebuilds :meth:`to_dict`'s output."""
-        return cls(int(data["index"]), int(data["steps"]), bool(data["live"]))
+        winner: Winner = codec.from_dict(cls, data)
+        return winner
 
 
 @dataclass

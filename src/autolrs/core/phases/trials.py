@@ -17,12 +17,13 @@ Edges: after the stage's last trial, :data:`Edge.EXPLOIT` with a
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
 
+from autolrs.core import codec
 from autolrs.core.actions import STAGE, WINNER, Action, Evaluate, Restore, SetLR, Snapshot
 from autolrs.core.expand import ExpandSearcher
 from autolrs.core.forecast import CurveFit
@@ -85,7 +86,7 @@ class Trial:
     y: list[float] = field(default_factory=list)
     tail: list[float] = field(default_factory=list)
     evals: int = 0
-    retries: int = 0
+    retries: int = codec.since(0, default=0)
 
     def restart(self, step: int) -> None:
         """Starts again from the stage snapshot at ``step`` (retries are kept)."""
@@ -454,34 +455,27 @@ class Trials(BasePhase):
         return Outlook(quiet, self._commits_next(), rates)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "plan": self.plan.to_dict(),
-            "trial": asdict(self.trial),
-            "results": [r.to_dict() for r in self.results],
-            "winner": None if self.winner is None else self.winner.to_dict(),
-            "winner_slot": self.winner_slot,
-            "awaiting_validation": self.awaiting,
-            "measuring": self.measuring,
-            "searcher": self.searcher.state_dict(),
-        }
+        return {**codec.to_dict(self, _Saved), "searcher": self.searcher.state_dict()}
 
     @classmethod
     def from_dict(cls, ctx: Context, data: dict[str, Any]) -> Trials:
         """Rebuilds :meth:`to_dict`'s output."""
-        plan = TrialPlan.from_dict(data["plan"])
-        searcher = restore_searcher(ctx, plan, data["searcher"])
-        winner = data["winner"]
-        return cls(
-            ctx,
-            plan,
-            searcher,
-            trial=Trial(**{"retries": 0, **data["trial"]}),
-            results=[TrialResult.from_dict(r) for r in data["results"]],
-            winner=None if winner is None else Winner.from_dict(winner),
-            winner_slot=bool(data["winner_slot"]),
-            awaiting=bool(data["awaiting_validation"]),
-            measuring=bool(data.get("measuring", False)),
-        )
+        state = codec.fields_from(_Saved, data)
+        plan = state.pop("plan")
+        return cls(ctx, plan, restore_searcher(ctx, plan, data["searcher"]), **state)
+
+
+@dataclass
+class _Saved:
+    """What the trials phase saves, besides its searcher (:mod:`autolrs.core.codec`)."""
+
+    plan: TrialPlan
+    trial: Trial
+    results: list[TrialResult]
+    winner: Winner | None
+    winner_slot: bool
+    awaiting: bool = codec.key("awaiting_validation")
+    measuring: bool = codec.since(False)
 
 
 def trial_rate(lr: float, trial_steps: int, anneal: int, step: int, ramp: int = 0) -> float:

@@ -10,9 +10,11 @@ Edges: at its end, :data:`Edge.METHOD` (or :data:`Edge.FINAL` when the budget is
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from autolrs.core import codec
 from autolrs.core.actions import STAGE, Restore, SetLR, Snapshot
 from autolrs.core.phases.base import (
     BasePhase,
@@ -34,6 +36,16 @@ def _rate(lr: float, length: int, done: int) -> float:
     """The ramp's rate for its step ``done`` (0-based)."""
     done = min(done, length - 1)
     return float(lr) * (done + 1) / length
+
+
+@dataclass
+class _Saved:
+    """What a warm-up saves (:mod:`autolrs.core.codec`; see :class:`Warmup`)."""
+
+    length: int
+    lr: float
+    done: int
+    start_step: int
 
 
 class Warmup(BasePhase):
@@ -108,20 +120,12 @@ class Warmup(BasePhase):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "length": self.length, "lr": self.lr, "done": self.done, "start_step": self.start_step
-        }
+        return codec.to_dict(self, _Saved)
 
     @classmethod
     def from_dict(cls, ctx: Context, data: dict[str, Any]) -> Warmup:
         """Rebuilds :meth:`to_dict`'s output."""
-        return cls(
-            ctx,
-            length=int(data["length"]),
-            lr=data["lr"],
-            done=int(data["done"]),
-            start_step=int(data["start_step"]),
-        )
+        return cls(ctx, **codec.fields_from(_Saved, data))
 
 
 def warmup_target(ctx: Context) -> float | None:
