@@ -1,4 +1,4 @@
-"""``autolrs demo``: autolrs against two AdamW baselines on scikit-learn's digits, in under a minute.
+"""``autolrs demo``: autolrs against two AdamW baselines on scikit-learn's digits, in a minute.
 
 Every method trains the same CNN from the same initial weights on the same batches for the same
 number of optimizer steps; autolrs' trial steps (and range test) count towards that budget.
@@ -71,63 +71,68 @@ def run_demo(steps: int = 600, seed: int = 0, out_dir: str = "autolrs-demo") -> 
         torch.set_num_threads(threads)
 
 
+def _train(
+    work: Any, steps: int, seed: int, log_path: str, method: str, use_autolrs: bool,
+    schedule: Callable[[int], float] | None,
+) -> DemoResult:
+    """One of the demo's runs: AdamW 1e-3 on digits, under autolrs, a schedule, or neither."""
+    model = work.model(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=work.weight_decay)
+    batches = work.batches(seed)
+    # CPU time, not wall time: on a busy machine wall time swung up to sixfold between runs.
+    start = time.process_time()
+    sched = None
+    if use_autolrs:
+        sched = AutoLRS(
+            model,
+            opt,
+            total_steps=steps,
+            val_fn=lambda: work.evaluate(model, "holdout")["loss"],
+            seed=seed,
+            log_file=log_path,
+        )
+        batches = sched.wrap(batches)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule else None
+    taken = 0
+    for x, y in batches:
+        if taken >= steps:
+            break
+        loss = work.loss(model, (x, y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        taken += 1
+        if sched is not None:
+            sched.step(loss)
+        if lr_sched is not None:
+            lr_sched.step()
+    cpu_seconds = time.process_time() - start
+    if sched is not None:
+        sched.finish()
+        description = "per stage: " + " ".join(f"{d['lr']:.2g}" for d in sched.decisions)
+    elif schedule is None:
+        description = "1e-3 constant"
+    else:
+        description = "1e-3 peak, 2% warm-up + cosine"
+    metrics = work.evaluate(model, "score")
+    return DemoResult(
+        method, metrics["accuracy"], metrics["loss"], taken, cpu_seconds, description,
+        threads=torch.get_num_threads(),
+    )
+
+
 def _run_demo(steps: int, seed: int, out_dir: str) -> list[DemoResult]:
     work = make_digits("adamw")
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, "demo.jsonl")
     if os.path.exists(log_path):
         os.remove(log_path)
-    results = []
-
-    def train(method: str, use_autolrs: bool, schedule: Callable[[int], float] | None) -> DemoResult:
-        model = work.model(seed)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=work.weight_decay)
-        batches = work.batches(seed)
-        # CPU time, not wall time: on a busy machine wall time swung up to sixfold between runs.
-        start = time.process_time()
-        sched = None
-        if use_autolrs:
-            sched = AutoLRS(
-                model,
-                opt,
-                total_steps=steps,
-                val_fn=lambda: work.evaluate(model, "holdout")["loss"],
-                seed=seed,
-                log_file=log_path,
-            )
-            batches = sched.wrap(batches)
-        lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule else None
-        taken = 0
-        for x, y in batches:
-            if taken >= steps:
-                break
-            loss = work.loss(model, (x, y))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            taken += 1
-            if sched is not None:
-                sched.step(loss)
-            if lr_sched is not None:
-                lr_sched.step()
-        cpu_seconds = time.process_time() - start
-        if sched is not None:
-            sched.finish()
-            chosen = " ".join(f"{d['lr']:.2g}" for d in sched.decisions)
-            description = f"per stage: {chosen}"
-        elif schedule is None:
-            description = "1e-3 constant"
-        else:
-            description = "1e-3 peak, 2% warm-up + cosine"
-        metrics = work.evaluate(model, "score")
-        return DemoResult(
-            method, metrics["accuracy"], metrics["loss"], taken, cpu_seconds, description,
-            threads=torch.get_num_threads(),
-        )
-
-    results.append(train("autolrs from AdamW 1e-3", True, None))
-    results.append(train("AdamW 1e-3 fixed", False, None))
-    results.append(train("AdamW 1e-3 warm-up+cosine", False, cosine_factor(steps, max(1, steps // 50))))
+    warm_cosine = cosine_factor(steps, max(1, steps // 50))
+    results = [
+        _train(work, steps, seed, log_path, "autolrs from AdamW 1e-3", True, None),
+        _train(work, steps, seed, log_path, "AdamW 1e-3 fixed", False, None),
+        _train(work, steps, seed, log_path, "AdamW 1e-3 warm-up+cosine", False, warm_cosine),
+    ]
     try:
         from autolrs.plot import plot_run
 

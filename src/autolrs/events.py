@@ -4,10 +4,10 @@ Each event is a JSON-safe dict with an ``"event"`` key (``start``, ``range_test`
 ``candidate``, ``decision``, ``segment``, ``rollback``, ``final``, ``done``, ``overrun``,
 ``resume``) and the ``"step"`` at which it happened. The JSONL file also holds ``train_loss``
 records (the mean training loss of the steps ``start`` to ``step``), for ``autolrs plot``
-only: they are neither logged nor part of ``AutoLRS.events``. In the JSONL file every record also carries
-``"run"``, the identity of the run that wrote it: a file appended to by several runs (a script
-run twice with the same ``log_file``) holds them apart, and ``autolrs plot`` draws the last one
-unless told otherwise (:func:`split_runs`).
+only: they are neither logged nor part of ``AutoLRS.events``. In the JSONL file every record
+also carries ``"run"``, the identity of the run that wrote it: a file appended to by several
+runs (a script run twice with the same ``log_file``) holds them apart, and ``autolrs plot``
+draws the last one unless told otherwise (:func:`split_runs`).
 
 JSON has no NaN or infinity: a non-finite float in an event is written to the file as the string
 ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`json_safe`, the rule the benchmark's result files
@@ -28,7 +28,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 __all__ = [
@@ -84,74 +84,85 @@ def _fmt(value: Any) -> str:
 
 def describe(event: dict[str, Any]) -> str:
     """A one-line human description of an event."""
-    kind = event.get("event")
-    step = event.get("step")
-    if kind == "range_test":
+    kind = str(event.get("event"))
+    says = _SAYS.get(kind)
+    return f"step {event.get('step')}: " + (kind if says is None else says(event))
+
+
+def _range_test_line(event: dict[str, Any]) -> str:
+    return (
+        f"range test over {len(event['lrs'])} steps -> search lr in "
+        f"[{event['low']:.3g}, {event['high']:.3g}]"
+        + (f" (diverged at {_fmt(event['diverged_lr'])})" if event.get("diverged_lr") else "")
+        + ("" if event.get("informative", True) else
+           "; its loss never fell nor diverged (a pre-trained model?): the range's low end "
+           "is no bound")
+        + _start_line(event)
+    )
+
+
+def _stage_line(event: dict[str, Any]) -> str:
+    if event["candidates"] == 1:
         return (
-            f"step {step}: range test over {len(event['lrs'])} steps -> search lr in "
-            f"[{event['low']:.3g}, {event['high']:.3g}]"
-            + (f" (diverged at {_fmt(event['diverged_lr'])})" if event.get("diverged_lr") else "")
-            + ("" if event.get("informative", True) else
-               "; its loss never fell nor diverged (a pre-trained model?): the range's low end "
-               "is no bound")
-            + _start_line(event)
-        )
-    if kind == "ramp":
-        return f"step {step}: " + _ramp_line(event)
-    if kind == "start_rate":
-        return f"step {step}: " + _start_line(event)[2:]  # (its leading "; " dropped)
-    if kind == "stage" and event["candidates"] == 1:
-        return (
-            f"step {step}: stage {event['stage']}: holds one rate for "
+            f"stage {event['stage']}: holds one rate for "
             f"{event['trial_steps'] + event['tau']} steps (no search)"
         )
-    if kind == "stage":
-        caveat = (
-            " (no val_fn: the candidates are scored on the training loss, which favours small "
-            "rates; pass val_fn to score them on held-out data)" if event["mode"] == "train" else ""
-        )
-        return (
-            f"step {step}: stage {event['stage']}: {event['candidates']} candidates x "
-            f"{event['trial_steps']} steps, then {event['tau']} steps; {event['mode']} loss; "
-            f"lr in [{event['search_range'][0]:.3g}, {event['search_range'][1]:.3g}]{caveat}"
-        )
-    if kind == "candidate":
-        status = f"diverged ({event['reason']})" if event["diverged"] else (
-            f"forecast {_fmt(event['forecast'])}"
-        )
-        return f"step {step}: stage {event['stage']} candidate {event['index']}: lr {event['lr']:.3g} {status}"
-    if kind == "decision" and len(event.get("candidates") or []) == 1 and not event.get("reason"):
-        return f"step {step}: stage {event['stage']}: holds lr {event['lr']:.3g}"
-    if kind == "decision":
-        extra = f" ({event['reason']})" if event.get("reason") else ""
-        return (
-            f"step {step}: stage {event['stage']}: chose lr {event['lr']:.3g} "
-            f"(forecast {_fmt(event['forecast'])}) for {event['exploit_steps']} steps{extra}"
-        )
-    if kind == "rollback":
-        return (
-            f"step {step}: rolled back to the last committed state during the {event['phase']} "
-            f"phase ({event['reason']}); training goes on from there"
-        )
-    if kind == "final":
-        what = "linear decay" if event["decay"] else "constant"
-        return f"step {step}: final phase to step {event['end']}: {what} from lr {event['lr']:.3g}"
-    if kind == "overfitting":
-        return (
-            f"step {step}: the validation loss rose while the training loss fell (best "
-            f"{_fmt(event['best'])}): back to the state of that best, then the rate decays to zero"
-        )
-    if kind == "validation_check":
-        return (
-            f"step {step}: validation {_fmt(event['value'])} (best {_fmt(event['best'])}, "
-            f"{event['rises']} rise(s) in a row)"
-        )
-    if kind == "overrun":
-        return (
-            f"step {step}: training continues past total_steps={event['total_steps']}; "
-            f"holding lr {event['lr']:.3g}"
-        )
-    return f"step {step}: {kind}"
+    caveat = (
+        " (no val_fn: the candidates are scored on the training loss, which favours small "
+        "rates; pass val_fn to score them on held-out data)" if event["mode"] == "train" else ""
+    )
+    return (
+        f"stage {event['stage']}: {event['candidates']} candidates x "
+        f"{event['trial_steps']} steps, then {event['tau']} steps; {event['mode']} loss; "
+        f"lr in [{event['search_range'][0]:.3g}, {event['search_range'][1]:.3g}]{caveat}"
+    )
+
+
+def _candidate_line(event: dict[str, Any]) -> str:
+    status = f"diverged ({event['reason']})" if event["diverged"] else (
+        f"forecast {_fmt(event['forecast'])}"
+    )
+    return f"stage {event['stage']} candidate {event['index']}: lr {event['lr']:.3g} {status}"
+
+
+def _decision_line(event: dict[str, Any]) -> str:
+    if len(event.get("candidates") or []) == 1 and not event.get("reason"):
+        return f"stage {event['stage']}: holds lr {event['lr']:.3g}"
+    extra = f" ({event['reason']})" if event.get("reason") else ""
+    return (
+        f"stage {event['stage']}: chose lr {event['lr']:.3g} "
+        f"(forecast {_fmt(event['forecast'])}) for {event['exploit_steps']} steps{extra}"
+    )
+
+
+_SAYS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "range_test": _range_test_line,
+    "ramp": lambda e: _ramp_line(e),
+    "start_rate": lambda e: _start_line(e)[2:],  # (its leading "; " dropped)
+    "stage": _stage_line,
+    "candidate": _candidate_line,
+    "decision": _decision_line,
+    "rollback": lambda e: (
+        f"rolled back to the last committed state during the {e['phase']} "
+        f"phase ({e['reason']}); training goes on from there"
+    ),
+    "final": lambda e: (
+        f"final phase to step {e['end']}: {'linear decay' if e['decay'] else 'constant'} "
+        f"from lr {e['lr']:.3g}"
+    ),
+    "overfitting": lambda e: (
+        f"the validation loss rose while the training loss fell (best "
+        f"{_fmt(e['best'])}): back to the state of that best, then the rate decays to zero"
+    ),
+    "validation_check": lambda e: (
+        f"validation {_fmt(e['value'])} (best {_fmt(e['best'])}, "
+        f"{e['rises']} rise(s) in a row)"
+    ),
+    "overrun": lambda e: (
+        f"training continues past total_steps={e['total_steps']}; holding lr {e['lr']:.3g}"
+    ),
+}
+"""How :func:`describe` words each kind of event (after ``step N: ``)."""
 
 
 def _ramp_line(event: dict[str, Any]) -> str:
@@ -343,7 +354,9 @@ def split_runs(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any
     return runs
 
 
-ACCOUNTS = ("warmup", "range_test", "discarded_trials", "kept_trials", "exploit", "final", "rolled_back")
+ACCOUNTS = (
+    "warmup", "range_test", "discarded_trials", "kept_trials", "exploit", "final", "rolled_back"
+)
 """Where a run's steps went (:func:`step_accounting`), in the order they usually happen."""
 
 
@@ -395,7 +408,9 @@ def step_accounting(events: Iterable[dict[str, Any]]) -> dict[str, int]:
     out = {
         "warmup": _covered(warmup),
         "range_test": _covered(sweeps + kept_sweep) - _covered(kept_sweep),
-        "discarded_trials": _covered(spans.get("trial", [])) - _covered(spans.get("kept_trial", [])),
+        "discarded_trials": (
+            _covered(spans.get("trial", [])) - _covered(spans.get("kept_trial", []))
+        ),
         "kept_trials": _covered(spans.get("kept_trial", [])),
         "exploit": _covered(spans.get("exploit", [])),
         "final": _covered(spans.get("final", [])),

@@ -369,20 +369,11 @@ class Trials(BasePhase):
         """Adds the trial's result, tells the searcher, emits the candidate event."""
         ctx, t = self.ctx, self.trial
         level, level_spread = trial_level(t.tail)
-        self.results.append(
-            TrialResult(
-                index=t.index,
-                lr=t.lr,
-                value=value,
-                diverged=diverged is not None,
-                reason=diverged,
-                early_stopped=early_stopped,
-                steps=t.steps,
-                start_step=t.start_step,
-                level=level,
-                level_spread=level_spread,
-            )
-        )
+        self.results.append(TrialResult(
+            index=t.index, lr=t.lr, value=value, diverged=diverged is not None, reason=diverged,
+            early_stopped=early_stopped, steps=t.steps, start_step=t.start_step, level=level,
+            level_spread=level_spread,
+        ))
         told, reference = value, ctx.run.level.reference
         if value is not None and ctx.config.warm_start and reference is not None:
             told = value - reference
