@@ -94,3 +94,25 @@ def test_anchors_check_scores_where_the_harness_scores():
     out = study.dadapt_hand(get_workload("digits"), 0, 20)
     assert [step for step, _ in out["curve"]] == list(range(1, 21))
     assert len(out["losses"]) == 20
+
+
+def test_ramp_first_stage_ramps_holds_and_decays(tmp_path):
+    study = load("ramp_first_stage")
+    out = tmp_path / "ramp.jsonl"
+    study.main(["--workload", "digits", "--budget", "60", "--low", "1e-3", "--seeds", "0",
+                "--out", str(out)])
+    (run,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert run["budget"] == 60 and math.isfinite(run["score"])
+    rates = [p[0] for p in run["path"]]
+    assert rates[0] == pytest.approx(1e-3)
+    assert all(b / a == pytest.approx(math.sqrt(10.0)) for a, b in zip(rates, rates[1:]))
+    assert run["discarded_steps"] in (0, 5)  # at most the one segment that failed
+
+
+def test_start_sweep_runs_a_preset_from_each_start(capsys):
+    study = load("start_sweep")
+    study.main(["digits", "40", "0.1", "--preset", "ramp", "--starts", "0.1", "10",
+                "--seeds", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("digits B=40 ramp x0.1: median ")
+    assert all("discarded" in line for line in lines)

@@ -169,6 +169,15 @@ def autolrs_upward(ctx: RunContext) -> None:
     run_autolrs(ctx, Config.upward())
 
 
+@register(
+    "autolrs-ramp",
+    "the experimental Config.ramp() (issue 19): no range test, a ramp from 100x below the "
+    "optimizer's rate, a discard budget of 8 %",
+)
+def autolrs_ramp(ctx: RunContext) -> None:
+    run_autolrs(ctx, Config.ramp())
+
+
 
 
 def _parse_value(text: str) -> Any:

@@ -1,13 +1,17 @@
-"""Ramp: the first stage's rate found by training, from a low rate upward, keeping the steps.
+"""Ramp (``Config.ramp()``): the first stage's rate found by training upward, keeping the steps.
 
 The rate rises by ``Config.expand_factor`` per segment of ``Config.ramp_segment_fraction`` of the
-budget, from the range's low end (the range test's floor, or a range the user gave; so the
-optimizer's own rate plays no part when the range is known). After each segment the model is
-judged on the validation loss (without ``val_fn``: the mean training loss of the segment's
-second half): a segment that lowered it is committed and the rate rises; the first that did not
-(or a non-finite result) is rolled back, and the ramp settles ``Config.ramp_edge_steps`` steps
-below that rate. Only that segment is discarded: the steps up to it are an exponential warm-up.
-The stages then search around the settled rate (:func:`~autolrs.core.phases.trial_plan.expand_center`).
+budget. It begins 100x (``expand_steps`` steps) below the optimizer's rate, or, when a range is
+known (``lr_range`` given), at its low end. After each segment the model is judged on the
+validation loss (without ``val_fn``: the mean training loss of the segment's second half): a
+segment whose score did not rise beyond ``Config.expand_margin`` of the best so far is kept
+and the rate rises; the first that rose (or gave a non-finite result) is rolled back, and the
+ramp settles ``Config.ramp_edge_steps`` steps below that rate. If that was the ramp's very first
+rate, it starts again 10x lower instead (the optimizer's rate was far too high). Only rolled-back
+segments are discarded: the steps kept are an exponential warm-up. Without a range test, the
+ramp sets the search space (from its first rate to the rate that failed; a non-finite failure
+caps the search at half of it) and the stages search upward from the settled rate
+(:func:`~autolrs.core.phases.trial_plan.expand_center`).
 
 Edges: at its end, :data:`Edge.STAGE` (the first stage), having set ``Run.ramp_lr``.
 """
@@ -179,14 +183,11 @@ class Ramp(BasePhase):
         ctx.segment("warmup", self.start_step, lr=self.lr, committed=True, ramp=True)
         run.rollbacks = 0
         run.level.recent = (run.level.recent + self.losses[-4:])[-4:]
-        idle = self.before is not None and score > self.before - self._margin()
         self.before = score if self.before is None else min(score, self.before)
         self.losses, self.done = [], 0
         self.start_step = run.step
         factor = ctx.config.expand_factor
         assert factor is not None  # ramp_plan requires it
-        if idle:  # a rate too small to move the score: two steps at a time
-            factor *= factor
         top = min(run.space.ceiling, ctx.config.range_test_bounds[1])
         if run.step + self.segment > self.last_step or self.lr * factor > top:
             return self._end(self.lr, reason="every segment helped", failed_lr=None)
@@ -211,7 +212,8 @@ class Ramp(BasePhase):
         factor = cfg.expand_factor
         assert factor is not None  # ramp_plan requires it
         lower = self.lr / factor**2
-        if descend and self._nothing_kept() and self.descents < cfg.expand_steps and self._fits(lower):
+        first_failed = self._nothing_kept() and self.descents < cfg.expand_steps
+        if descend and first_failed and self._fits(lower):
             # Its very first rate did not help: the hint was far too high; start lower.
             self.descents += 1
             self.lr = self.first = lower
