@@ -103,6 +103,7 @@ CONFIGS = {
         None,
         True,
     ),
+    "ramp, given range": (Config.ramp(), (1e-3, 1.0), True),
 }
 
 
@@ -123,7 +124,10 @@ def test_every_phase_outlook_agrees_with_what_its_next_steps_do(name):
     config, lr_range, validation = CONFIGS[name]
     ctrl = StageController(config, total_steps=900, lr_range=lr_range, validation=validation, seed=1)
     problem = NoisyQuadratic(seed=3)
-    _carry_out(problem, list(ctrl.start()), True, 0)
+    actions = list(ctrl.start())
+    while actions and isinstance(actions[-1], Evaluate):  # the ramp measures where it starts
+        actions = actions[:-1] + list(ctrl.tell(Validation(problem.loss())).actions)
+    _carry_out(problem, actions, True, 0)
     window: list[float] = []  # planned rates of the steps still inside the quiet window
     while ctrl.step < 900:
         outlook = ctrl.outlook()
@@ -140,7 +144,7 @@ def test_every_phase_outlook_agrees_with_what_its_next_steps_do(name):
         if any(not isinstance(a, SetLR) for a in actions):
             # leaving the quiet window early takes an abnormal loss (divergence ends a sweep
             # or a trial, or a fault rolls back)
-            abnormal = {"rollback", "range_test"} & {e["event"] for e in events} or any(
+            abnormal = {"rollback", "range_test", "ramp"} & {e["event"] for e in events} or any(
                 e["event"] == "candidate" and e["diverged"] for e in events
             )
             assert not window or abnormal, f"step {ctrl.step}: {actions}"

@@ -307,7 +307,11 @@ class Final(BasePhase):
         )
         return Outlook(
             quiet_steps=int(quiet),
-            needs_finite_check=run.step + 1 >= self.end_step or self._commits_after(run.step + 1),
+            needs_finite_check=(
+                run.step + 1 >= self.end_step or self._commits_after(run.step + 1)
+                # a check may snapshot the best state
+                or (self._checking() and check_due(self.ctx.check_budget, run.step + 1))
+            ),
             rates=rates,
         )
 
