@@ -10,7 +10,6 @@ and the texts of its warnings (:mod:`autolrs.torch.notices`).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -46,13 +45,14 @@ from autolrs.torch.notices import (
 from autolrs.torch.rates import GroupRates
 from autolrs.torch.replay import ReplayBuffer
 from autolrs.torch.reporting import Reporter
+from autolrs.torch.status import RunStatus
 
 __all__ = ["AutoLRS"]
 
 T = TypeVar("T")
 
 
-class AutoLRS:
+class AutoLRS(RunStatus):
     """Finds the learning rate of each stage of training on the fly (Jin et al., ICLR 2021).
 
     Training is cut into stages. At the start of a stage autolrs snapshots the model and
@@ -233,68 +233,6 @@ class AutoLRS:
     def get_last_lr(self) -> list[float]:
         """The learning rate of each parameter group, as the next step will use it."""
         return self._executor.rates.current()
-
-    @property
-    def in_trial(self) -> bool:
-        """True while a candidate is being tried (its weights may still be rolled back)."""
-        return self._controller.in_trial
-
-    @property
-    def finished(self) -> bool:
-        """True once ``total_steps`` steps were taken."""
-        return self._controller.step + len(self._pending) >= (
-            self._controller.total_steps or math.inf
-        )
-
-    @property
-    def stage(self) -> int:
-        """Index of the current stage (1-based; 0 during the range test)."""
-        return self._controller.stage
-
-    @property
-    def phase(self) -> str:
-        """``"range_test"``, ``"trial"``, ``"exploit"``, ``"final"`` or ``"done"``."""
-        return self._controller.phase
-
-    @property
-    def lr_range(self) -> tuple[float, float] | None:
-        """The interval searched (found by the range test when none was given)."""
-        return self._controller.search_range
-
-    @property
-    def config(self) -> Config:
-        """The method's settings."""
-        return self._controller.config
-
-    @property
-    def steps_taken(self) -> int:
-        """Optimizer steps reported so far (trials included)."""
-        return self._controller.step + len(self._pending)
-
-    @property
-    def optimizer_steps(self) -> int:
-        """Calls of ``optimizer.step()`` seen since construction (a step hook counts them)."""
-        return self._misuse.optimizer_steps
-
-    @property
-    def snapshot_bytes(self) -> int:
-        """Memory held by the live snapshots."""
-        return self._executor.store.nbytes()
-
-    @property
-    def decisions(self) -> list[dict[str, Any]]:
-        """One entry per stage decision: step, stage, chosen lr and its forecast."""
-        return [
-            {k: e[k] for k in ("step", "stage", "lr", "forecast", "exploit_steps", "reason")}
-            for e in self.events
-            if e["event"] == "decision"
-        ]
-
-    @property
-    def batches_drawn(self) -> int:
-        """Fresh batches :meth:`wrap` has drawn from the user's iterables (replays excluded),
-        over the whole run (a resumed run counts on from the saved one): the data position."""
-        return self._drawn
 
     def wrap(self, iterable: Iterable[T], *, skip_drawn: bool = False) -> Iterator[T]:
         """Yields batches from ``iterable``, replaying them to every candidate of a stage.
