@@ -3,9 +3,10 @@ diabetes-overfit (issue 13)?
 
 The tuned cosine (warm-up 2 % + cosine over B at 2e-5..5e-5, 20-50x below AdamW's default 1e-3)
 scores 0.508-0.511; the fair protocol's speed-up is below 0.5x for any score above that. This
-script runs the responses to overfitting a method could make from the default rate, with the
-guard's rule (checks spaced by s/8 between B/200 and B/20, the median of 3 checks 10 % above its
-lowest value at three checks in a row):
+script runs the responses to overfitting a method could make from the default rate, told by the
+library's own overfitting guard (``autolrs.core.overfitting``: its check steps, ``check_due``, and
+its rule, ``OverfitGuard.observe`` with a 10 % margin: the smoothed validation loss clearly above
+its best at three checks in a row while the training loss fell):
 
 * ``stop``: back to the best checkpoint, rate 0 (early stopping);
 * ``cont``: back to the best checkpoint, then the rate x k decaying linearly to zero by B;
@@ -31,9 +32,11 @@ import torch
 
 from autolrs.bench.harness import RunContext, run_method
 from autolrs.bench.workloads import get_workload
+from autolrs.core.overfitting import OverfitGuard, check_due
 
 WORKLOAD = "diabetes-overfit"
 DEFAULT_LR = 1e-3
+MARGIN = 0.1  # Config().overfit_guard
 
 
 def _response(mode: str, k: float, budget: int):
@@ -44,10 +47,9 @@ def _response(mode: str, k: float, budget: int):
         opt = work.make_optimizer(model.parameters(), lr=DEFAULT_LR)
         initial = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
         warmup = max(1, budget // 50)
-        values: list[float] = []
-        best, smoothed_best, rises = math.inf, math.inf, 0
+        guard, losses = OverfitGuard(), []
         best_state = initial
-        next_check, phase, restart_at = max(1, budget // 200), "default", 0
+        phase, restart_at = "default", 0
         for step, batch in enumerate(ctx.batches(), 1):
             if phase == "default":
                 lr = DEFAULT_LR * min(1.0, step / warmup)
@@ -64,22 +66,15 @@ def _response(mode: str, k: float, budget: int):
             loss.backward()
             opt.step()
             ctx.step(model, loss.detach(), lr, committed=True, survives=True)
-            if phase != "default" or step < next_check:
+            losses.append(float(loss.detach()))
+            if phase != "default" or not check_due(budget, step):
                 continue
-            next_check = step + min(budget // 20, max(budget // 200, step // 8))
             value = work.evaluate(model, "holdout")["loss"]
-            values.append(value)
-            if value < best:
-                best = value
+            check = guard.observe(value, training=losses, margin=MARGIN, committed=[])
+            verdict = None if check is None else check.verdict
+            if verdict == "best":
                 best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
-            smoothed = statistics.median(values[-3:])
-            if smoothed < smoothed_best:
-                smoothed_best, rises = smoothed, 0
-            elif smoothed > 1.1 * smoothed_best:
-                rises += 1
-            else:
-                rises = 0
-            if rises >= 3:
+            if verdict == "overfit":
                 state = initial if mode == "restart" else best_state
                 model.load_state_dict(state[0])
                 opt.load_state_dict(state[1])
@@ -102,7 +97,8 @@ def main() -> None:
         for mode, k in responses:
             finals = []
             for seed in args.seeds:
-                result = run_method(_response(mode, k, budget), work, f"{mode}x{k}", seed, budget=budget)
+                response = _response(mode, k, budget)
+                result = run_method(response, work, f"{mode}x{k}", seed, budget=budget)
                 finals.append(result.final_score)
                 with args.out.open("a") as f:
                     f.write(json.dumps({"budget": budget, "mode": mode, "k": k, "seed": seed,
