@@ -135,36 +135,6 @@ def _decision_line(event: dict[str, Any]) -> str:
     )
 
 
-_SAYS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "range_test": _range_test_line,
-    "ramp": lambda e: _ramp_line(e),
-    "start_rate": lambda e: _start_line(e)[2:],  # (its leading "; " dropped)
-    "stage": _stage_line,
-    "candidate": _candidate_line,
-    "decision": _decision_line,
-    "rollback": lambda e: (
-        f"rolled back to the last committed state during the {e['phase']} "
-        f"phase ({e['reason']}); training goes on from there"
-    ),
-    "final": lambda e: (
-        f"final phase to step {e['end']}: {'linear decay' if e['decay'] else 'constant'} "
-        f"from lr {e['lr']:.3g}"
-    ),
-    "overfitting": lambda e: (
-        f"the validation loss rose while the training loss fell (best "
-        f"{_fmt(e['best'])}): back to the state of that best, then the rate decays to zero"
-    ),
-    "validation_check": lambda e: (
-        f"validation {_fmt(e['value'])} (best {_fmt(e['best'])}, "
-        f"{e['rises']} rise(s) in a row)"
-    ),
-    "overrun": lambda e: (
-        f"training continues past total_steps={e['total_steps']}; holding lr {e['lr']:.3g}"
-    ),
-}
-"""How :func:`describe` words each kind of event (after ``step N: ``)."""
-
-
 def _ramp_line(event: dict[str, Any]) -> str:
     """What a ramp's event says: where it went, why it stopped, where the stages search."""
     path = event.get("path") or [[event["lr"], None]]
@@ -196,6 +166,36 @@ def _start_line(event: dict[str, Any]) -> str:
         f"; the optimizer's lr {event['optimizer_lr']:.3g} is not used as it is: "
         f"{event['start_reason']}; starts from {_fmt(event.get('start_lr'))} instead"
     )
+
+
+_SAYS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "range_test": _range_test_line,
+    "ramp": _ramp_line,
+    "start_rate": lambda e: _start_line(e)[2:],  # (its leading "; " dropped)
+    "stage": _stage_line,
+    "candidate": _candidate_line,
+    "decision": _decision_line,
+    "rollback": lambda e: (
+        f"rolled back to the last committed state during the {e['phase']} "
+        f"phase ({e['reason']}); training goes on from there"
+    ),
+    "final": lambda e: (
+        f"final phase to step {e['end']}: {'linear decay' if e['decay'] else 'constant'} "
+        f"from lr {e['lr']:.3g}"
+    ),
+    "overfitting": lambda e: (
+        f"the validation loss rose while the training loss fell (best "
+        f"{_fmt(e['best'])}): back to the state of that best, then the rate decays to zero"
+    ),
+    "validation_check": lambda e: (
+        f"validation {_fmt(e['value'])} (best {_fmt(e['best'])}, "
+        f"{e['rises']} rise(s) in a row)"
+    ),
+    "overrun": lambda e: (
+        f"training continues past total_steps={e['total_steps']}; holding lr {e['lr']:.3g}"
+    ),
+}
+"""How :func:`describe` words each kind of event (after ``step N: ``)."""
 
 
 def json_safe(value: Any) -> Any:

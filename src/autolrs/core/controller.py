@@ -251,7 +251,7 @@ class StageController:
         """Whether a warm-up (``Config.warmup_fraction``) comes now, before the first stage:
         after the range test, which must sweep from the initial model."""
         cfg, run = self.config, self._run
-        if cfg.warmup_steps > 0 or run.warmed_up or run.stage > 0 or run.ramp_lr is not None:
+        if cfg.warmup_steps > 0 or run.warmed_up or run.stage > 0 or run.last_lr is not None:
             return False
         if first_stage_searches(self._ctx):
             return False  # its trials warm up on their own

@@ -61,7 +61,8 @@ class Run:
         lr: The learning rate the next training step uses.
         stage: Index of the current stage (1-based; 0 before the first).
         taus: Stage lengths to come.
-        last_lr: The rate the last completed stage committed (None before any).
+        last_lr: The rate the last completed stage committed, or where a ramp settled (None
+            before either).
         rollbacks: Rollbacks since the last commit (``Config.max_rollbacks`` bounds them).
         failure: Why the run gave up (None while it goes on).
         level: The committed loss level and its noise.
@@ -74,8 +75,6 @@ class Run:
             range test's pick): the search after it looks above it (``Config.search_upward``).
         discarded: Steps the search threw away so far (range test, the ramp's failed segment,
             losing trials): ``Config.discard_budget`` bounds it.
-        ramp_lr: The rate the ramp settled at (``Config.ramp_segment_fraction``): the first
-            stage searches around it.
     """
 
     started: bool = False
@@ -92,7 +91,6 @@ class Run:
     overfit: OverfitGuard = codec.inline(default_factory=OverfitGuard)
     warmed_up: bool = codec.since(False, default=False)
     held_lr: float | None = codec.since(None, default=None)
-    ramp_lr: float | None = codec.since(None, default=None)
     discarded: int = codec.since(0, default=0)
 
     def to_dict(self) -> dict[str, Any]:

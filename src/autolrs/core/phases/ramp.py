@@ -13,7 +13,8 @@ ramp sets the search space (from its first rate to the rate that failed; a non-f
 caps the search at half of it) and the stages search upward from the settled rate
 (:func:`~autolrs.core.phases.trial_plan.expand_center`).
 
-Edges: at its end, :data:`Edge.STAGE` (the first stage), having set ``Run.ramp_lr``.
+Edges: at its end, :data:`Edge.STAGE` (the first stage), having set ``Run.last_lr`` to the
+settled rate (the stages treat it as committed: they search upward from it).
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def ramp_plan(ctx: Context) -> tuple[float, int, int] | None:
     cfg, run = ctx.config, ctx.run
     if cfg.ramp_segment_fraction is None or ctx.total_steps is None or cfg.expand_factor is None:
         return None
-    if run.ramp_lr is not None or run.last_lr is not None:
-        return None
+    if run.last_lr is not None:
+        return None  # a stage committed, or the ramp ran
     space = run.space
     segment = max(cfg.min_trial_steps // 2, int(round(cfg.ramp_segment_fraction * ctx.total_steps)))
     last = run.step + int(cfg.ramp_max_fraction * ctx.total_steps)
@@ -155,7 +156,7 @@ class Ramp(BasePhase):
         at_end = self.done >= self.segment
         if not math.isfinite(loss) or (at_end and not model_finite):
             reason = "non-finite loss" if not math.isfinite(loss) else "non-finite parameters"
-            return self._settle(failed=reason)
+            return self._settle(failed=reason, diverged=True)
         self.losses.append(float(loss))
         if not at_end:
             return Transition()
@@ -175,10 +176,10 @@ class Ramp(BasePhase):
     def _judge(self, score: float) -> Transition:
         """Commits a segment that lowered the score and raises the rate; settles otherwise."""
         self.path.append([self.lr, score if math.isfinite(score) else None])
-        rose = self.before is not None and score > self.before + self._margin()
-        if not math.isfinite(score) or rose:
-            return self._settle(failed=f"score {score:.4g} above {self.before:.4g}"
-                                if self.before is not None else "non-finite score")
+        if not math.isfinite(score):
+            return self._settle(failed="non-finite score", diverged=True)
+        if self.before is not None and score > self.before + self._margin():
+            return self._settle(failed=f"score {score:.4g} above {self.before:.4g}")
         ctx, run = self.ctx, self.ctx.run
         ctx.segment("warmup", self.start_step, lr=self.lr, committed=True, ramp=True)
         run.rollbacks = 0
@@ -190,7 +191,7 @@ class Ramp(BasePhase):
         assert factor is not None  # ramp_plan requires it
         top = min(run.space.ceiling, ctx.config.range_test_bounds[1])
         if run.step + self.segment > self.last_step or self.lr * factor > top:
-            return self._end(self.lr, reason="every segment helped", failed_lr=None)
+            return self._end(self.lr, reason="every segment helped")
         self.lr *= factor
         run.lr = self.lr
         return Transition((Snapshot(STAGE), SetLR(self.lr)))
@@ -201,14 +202,11 @@ class Ramp(BasePhase):
         assert self.before is not None
         return self.ctx.config.expand_margin * abs(self.before)
 
-    def _settle(self, failed: str, *, descend: bool = True) -> Transition:
+    def _settle(self, failed: str, *, diverged: bool = False, descend: bool = True) -> Transition:
         """Rolls the failing segment back and settles ``ramp_edge_steps`` below its rate (or,
-        when it was the ramp's first rate and ``descend``, starts the ramp 10x lower)."""
-        ctx = self.ctx
-        ctx.segment("ramp", self.start_step, lr=self.lr, committed=False)
-        ctx.run.discarded += ctx.run.step - self.start_step
-        ctx.emit("rollback", phase=Phase.RAMP, reason=failed, restored=STAGE, lr=self.lr)
-        cfg, run = ctx.config, ctx.run
+        when it was the ramp's first rate and ``descend``, starts the ramp 10x lower).
+        ``diverged``: the failure was a non-finite result, not a loss that rose."""
+        cfg = self.ctx.config
         factor = cfg.expand_factor
         assert factor is not None  # ramp_plan requires it
         lower = self.lr / factor**2
@@ -216,12 +214,27 @@ class Ramp(BasePhase):
         if descend and first_failed and self._fits(lower):
             # Its very first rate did not help: the hint was far too high; start lower.
             self.descents += 1
-            self.lr = self.first = lower
-            self.losses, self.done, self.start_step = [], 0, run.step
-            run.lr = self.lr
-            return Transition((Restore(STAGE), SetLR(self.lr)))
+            self.first = lower
+            return self._rerun(failed, lr=lower)
+        self._roll_back(failed)
         settled = self.lr / factor**cfg.ramp_edge_steps
-        return self._end(settled, reason=failed, failed_lr=self.lr, restore=True)
+        return self._end(settled, reason=failed, failed_lr=self.lr, diverged=diverged,
+                         restore=True)
+
+    def _roll_back(self, reason: str) -> None:
+        """Records the current segment as thrown away."""
+        ctx = self.ctx
+        ctx.segment("ramp", self.start_step, lr=self.lr, committed=False)
+        ctx.run.discarded += ctx.run.step - self.start_step
+        ctx.emit("rollback", phase=Phase.RAMP, reason=reason, restored=STAGE, lr=self.lr)
+
+    def _rerun(self, reason: str, *, lr: float) -> Transition:
+        """Rolls the current segment back and runs a segment at ``lr`` from the same state."""
+        self._roll_back(reason)
+        run = self.ctx.run
+        self.awaiting, self.done, self.losses, self.start_step = False, 0, [], run.step
+        self.lr = run.lr = lr
+        return Transition((Restore(STAGE), SetLR(lr)))
 
     def _nothing_kept(self) -> bool:
         """Whether no segment has been committed yet (the failure is the ramp's first rate)."""
@@ -235,21 +248,20 @@ class Ramp(BasePhase):
         return lr >= cfg.range_test_bounds[0] and left >= 2 * self.segment
 
     def _end(
-        self, settled: float, *, reason: str, failed_lr: float | None, restore: bool = False
+        self, settled: float, *, reason: str, failed_lr: float | None = None,
+        diverged: bool = False, restore: bool = False,
     ) -> Transition:
         ctx, run = self.ctx, self.ctx.run
-        run.ramp_lr = max(settled, self.first)
+        run.last_lr = run.lr = max(settled, self.first)
         if run.space.range is None:  # no range test ran: the ramp bounds the search
             factor = ctx.config.expand_factor
             assert factor is not None  # ramp_plan requires it
             top = self.lr if failed_lr is None else failed_lr
             # A non-finite result is divergence; a loss that only stopped falling is not, so
             # the stages may still look a little above it.
-            broke = failed_lr is not None and "non-finite" in reason
-            cap = top * (1.0 if broke else factor**2)
+            cap = top * (1.0 if diverged else factor**2)
             run.space.found(self.first, top, cap, informative=True)
-        run.lr = run.ramp_lr
-        ctx.emit("ramp", lr=run.ramp_lr, failed_lr=failed_lr, reason=reason, path=self.path,
+        ctx.emit("ramp", lr=run.last_lr, failed_lr=failed_lr, reason=reason, path=self.path,
                  segment=self.segment, optimizer_lr=run.default_lr)
         actions: tuple[Action, ...] = (Restore(STAGE),) if restore else ()
         return Transition((*actions, SetLR(run.lr)), next=Edge.STAGE)
@@ -259,13 +271,7 @@ class Ramp(BasePhase):
         if self.retries >= _RETRIES:
             return self._settle(failed=f"validation failed twice ({reason})", descend=False)
         self.retries += 1
-        ctx, run = self.ctx, self.ctx.run
-        ctx.segment("ramp", self.start_step, lr=self.lr, committed=False)
-        run.discarded += run.step - self.start_step
-        ctx.emit("rollback", phase=Phase.RAMP, reason=reason, restored=STAGE, lr=self.lr)
-        self.awaiting, self.done, self.losses, self.start_step = False, 0, [], run.step
-        run.lr = self.lr
-        return Transition((Restore(STAGE), SetLR(self.lr)))
+        return self._rerun(reason, lr=self.lr)
 
     # ------------------------------------------------------------------ outlook and state
     def outlook(self) -> Outlook:

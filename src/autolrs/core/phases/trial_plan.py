@@ -42,19 +42,14 @@ def optimizer_lr(ctx: Context) -> float | None:
     run = ctx.run
     if not ctx.config.try_optimizer_lr or run.last_lr is not None or run.default_lr is None:
         return None
-    if run.ramp_lr is not None:
-        return None  # the ramp found the first stage's rate
     return float(run.default_lr) if run.space.admits(run.default_lr) else None
 
 
 def held_first(ctx: Context) -> float | None:
     """The rate a first stage that holds trains at (before any commit, with
     ``Config.try_optimizer_lr``): the optimizer's own, or, when the range test found it
-    unusable, the nearest usable rate (:meth:`SearchSpace.start_rate`)); after a ramp, the rate
-    it settled at."""
+    unusable, the nearest usable rate (:meth:`SearchSpace.start_rate`))."""
     cfg, run = ctx.config, ctx.run
-    if run.ramp_lr is not None:
-        return run.ramp_lr
     user = optimizer_lr(ctx)
     if user is not None or not cfg.try_optimizer_lr or run.space.range is None:
         return user
@@ -205,8 +200,7 @@ def plan_trials(ctx: Context) -> TrialPlan | None:
     center = expand_center(ctx, plan.candidates)
     low, high = _search_interval(ctx) if center is None else _expand_interval(ctx, center)
     ramp = 0
-    fresh = run.last_lr is None and run.held_lr is None and run.ramp_lr is None
-    if center is not None and fresh and anneal:  # from near the initial model: warm up
+    if center is not None and run.last_lr is None and run.held_lr is None and anneal:
         ramp = min(max(1, int(round(trial_steps / 3))), trial_steps - anneal - 1)
     return TrialPlan(
         trial_steps, plan.candidates, plan.tau, mode, val_every, anneal, horizon, run.step, low,
@@ -223,18 +217,18 @@ def _sized_plan(ctx: Context) -> StagePlan | None:
     holds = run.last_lr is not None or held_first(ctx) is not None
     k = stage_candidates(cfg, run.stage, budgeted=ctx.total_steps is not None, holds_rate=holds)
     plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
-    if plan is not None and _affordable(ctx, plan.trial_steps) < plan.candidates:
-        affordable = _affordable(ctx, plan.trial_steps)
-        plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, affordable)
+    affordable = None if plan is None else _affordable(ctx, plan.trial_steps)
+    if plan is not None and affordable is not None and affordable < plan.candidates:
+        return plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, affordable)
     return plan
 
 
-def _affordable(ctx: Context, trial_steps: int) -> int:
+def _affordable(ctx: Context, trial_steps: int) -> int | None:
     """How many candidates the rest of ``Config.discard_budget`` pays for (all but one trial of
-    a stage are thrown away), at least one."""
+    a stage are thrown away), at least one; None without a discard budget."""
     cfg, run = ctx.config, ctx.run
     if cfg.discard_budget is None or ctx.total_steps is None:
-        return 1 << 30
+        return None
     left = cfg.discard_budget * ctx.total_steps - run.discarded
     return 1 + max(0, int(left // trial_steps))
 
@@ -271,8 +265,6 @@ def start_rate_said(ctx: Context) -> dict[str, Any] | None:
     cfg, run = ctx.config, ctx.run
     if run.last_lr is not None or run.held_lr is not None or run.space.auto:
         return None
-    if run.ramp_lr is not None:
-        return None
     if not cfg.try_optimizer_lr or run.default_lr is None or run.space.range is None:
         return None
     reason = run.space.why_not(run.default_lr)
@@ -291,9 +283,9 @@ def new_searcher(ctx: Context, plan: TrialPlan) -> Searcher:
     if center is None:
         return ctx.make_searcher(plan.search_low, plan.search_high, spawn(ctx.rng))
     assert cfg.expand_factor is not None  # expand_center says so
-    # From near the initial model: both ways, progress counts. After a ramp, which trained
-    # through the rates below, only upward.
-    first = ctx.run.last_lr is None and ctx.run.ramp_lr is None
+    # From near the initial model: both ways, progress counts. Later (after a commit, or after a
+    # ramp, which trained through the rates below), only upward.
+    first = ctx.run.last_lr is None
     return ExpandSearcher(
         center, plan.search_low, plan.search_high, factor=cfg.expand_factor,
         max_steps=cfg.expand_steps, margin=cfg.expand_margin, reference=_start_level(ctx, plan),
