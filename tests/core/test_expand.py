@@ -129,3 +129,25 @@ def test_a_later_search_looks_only_up_and_on_the_margin_alone():
             self.lr, self.value = lr, value
 
     assert s.choose([C(0.1, 0.496), C(0.1 / STEP, 0.4945)]).lr == 0.1
+
+
+class _Tried:
+    def __init__(self, lr: float, value: float) -> None:
+        self.lr, self.value = lr, value
+
+
+def test_a_first_search_takes_the_lowest_rate_the_best_does_not_beat_beyond_noise():
+    # From near the initial model: the hint (the centre) has no say, ties go to the lower rate.
+    s = ExpandSearcher(2e-4, 1e-6, 1.0, factor=STEP, reference=4.56)
+    tried = [_Tried(2e-4, 4.07), _Tried(6.8e-4, 3.83), _Tried(2.15e-3, 3.499),
+             _Tried(6.8e-3, 3.484)]
+    assert s.choose(tried).lr == 2.15e-3  # 6.8e-3 is 0.4 % better: noise
+    assert s.choose(tried[:3]).lr == 2.15e-3  # beyond noise, the best wins
+    # whatever the centre: the same candidates give the same winner
+    s_high = ExpandSearcher(6.8e-3, 1e-6, 1.0, factor=STEP, reference=4.56)
+    assert s_high.choose(tried).lr == 2.15e-3
+    # a later search keeps the centre on a tie (a short trial from a trained model favours
+    # small rates)
+    later = ExpandSearcher(6.8e-3, 1e-6, 1.0, factor=STEP, reference=4.56, progress_share=None)
+    assert later.choose(tried[2:]).lr == 6.8e-3
+
