@@ -151,3 +151,21 @@ def test_a_first_search_takes_the_lowest_rate_the_best_does_not_beat_beyond_nois
     later = ExpandSearcher(6.8e-3, 1e-6, 1.0, factor=STEP, reference=4.56, progress_share=None)
     assert later.choose(tried[2:]).lr == 6.8e-3
 
+
+def test_a_first_search_goes_on_below_the_edge_when_every_rate_tried_sits_at_it():
+    # Digits from 10x the tuned rate: 1.0 wins its short trial next to a failing 3.16, 0.316 is
+    # worse than 1.0; both lie at the edge, so the search tries 0.1 and only 0.1 may win.
+    scores = {1.0: 1.48, STEP: 2.52, 1 / STEP: 2.18, 0.1: 2.27, 0.1 / STEP: 2.29}
+
+    def score(lr):
+        return scores[min(scores, key=lambda k: abs(math.log(k / lr)))]
+
+    s = ExpandSearcher(1.0, 1e-5, 10.0, factor=STEP, reference=2.30)
+    tried = walk(s, score)
+    assert tried == pytest.approx([1.0, STEP, 1 / STEP, 0.1])
+    assert [s.at_edge(lr) or s.broke(lr) for lr in tried] == [True, True, True, False]
+    # a later search leaves it to the guards; so does one whose rates do not break
+    later = ExpandSearcher(1.0, 1e-5, 10.0, factor=STEP, reference=2.30, progress_share=None)
+    assert walk(later, score) == pytest.approx([1.0, STEP, 1 / STEP])
+    calm = ExpandSearcher(1.0, 1e-5, 10.0, factor=STEP, reference=2.30)
+    assert walk(calm, lambda lr: 2.0 if lr > 0.5 else 2.1) == pytest.approx([1.0, STEP, 1 / STEP])

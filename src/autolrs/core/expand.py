@@ -24,7 +24,9 @@ Far from the valley a step changes the score by far more than the noise, so the 
 there in a few trials; near it the steps tie and it stops. Which of the tried rates wins is the
 searcher's :meth:`ExpandSearcher.choose` (from near the initial model the lowest rate the best
 does not beat beyond noise; later the best, unless it does not beat the centre beyond noise),
-among those not at the edge of stability (:meth:`ExpandSearcher.at_edge`).
+among those not at the edge of stability (:meth:`ExpandSearcher.at_edge`). A search from near
+the initial model whose every rate tried broke training or lies at its edge steps on below the
+lowest (within the reach), so that some rate may win.
 """
 
 from __future__ import annotations
@@ -187,7 +189,9 @@ class ExpandSearcher(Searcher):
         at the edge of stability a short trial can show. Such a rate tends to break over a
         longer run (on digits, SGD at 0.316 won its 10-step trial next to a failing 1.0, then
         broke the model within 50 steps; the tuned rate is 0.1), so it does not win."""
-        offset = self._offset(lr)
+        return self._at_edge(self._offset(lr))
+
+    def _at_edge(self, offset: int) -> bool:
         return any(self._broke(offset + k) for k in range(1, EDGE_STEPS + 1))
 
     def _walk(self, sign: int) -> int | None:
@@ -208,8 +212,24 @@ class ExpandSearcher(Searcher):
             if up is not None:
                 return up
         if self.up_only or (1 in self.values and self._beats(1, 0)):
-            return None  # the valley lies above the centre (or below is left to the guards)
-        return self._walk(-1)
+            down = None  # the valley lies above the centre (or below is left to the guards)
+        else:
+            down = self._walk(-1)
+        if down is None and self.from_start and not self._any_usable():
+            down = self._below_edge()
+        return down
+
+    def _any_usable(self) -> bool:
+        """Whether some tried rate may win: it neither broke training nor lies at the edge."""
+        return any(not self._broke(k) and not self._at_edge(k) for k in self.values)
+
+    def _below_edge(self) -> int | None:
+        """One step below the lowest rate tried, when every rate tried broke training or lies
+        at its edge (a search from near the initial model must end with a rate that may win:
+        from 10x above the tuned rate on digits, 1.0 won its trial next to a failing 3.16 and
+        was held, and broke the net later); None outside the reach."""
+        nxt = min(self.values) - 1
+        return nxt if self._inside(nxt) else None
 
     # ------------------------------------------------------------------ the Searcher protocol
     @property
