@@ -17,6 +17,11 @@ def bowl(best: float, depth: float = 1.0):
     return lambda lr: 1.0 + depth * (math.log10(lr) - math.log10(best)) ** 2
 
 
+class _Tried:
+    def __init__(self, lr: float, value: float) -> None:
+        self.lr, self.value = lr, value
+
+
 def walk(searcher: ExpandSearcher, score) -> list[float]:
     tried = []
     while not searcher.exhausted:
@@ -48,7 +53,12 @@ def test_stays_inside_its_interval_and_reach():
     tried = walk(s, lambda lr: 1.0 / lr)  # always better higher: stops at the interval's top
     assert max(tried) <= 0.02 * (1 + 1e-9) and min(tried) >= 0.005 * (1 - 1e-9)
     s = ExpandSearcher(1e-3, 1e-9, 1e3, factor=STEP, max_steps=2)
-    assert max(walk(s, lambda lr: 1.0 / lr)) == pytest.approx(1e-2)
+    tried = walk(s, lambda lr: 1.0 / lr)
+    # still improving at the reach: one probe beyond it, which never wins
+    assert max(tried) == pytest.approx(1e-2 * STEP)
+    assert s.choose([_Tried(lr, 1.0 / lr) for lr in tried]).lr == pytest.approx(1e-2)
+    later = ExpandSearcher(1e-3, 1e-9, 1e3, factor=STEP, max_steps=2, progress_share=None)
+    assert max(walk(later, lambda lr: 1.0 / lr)) == pytest.approx(1e-2)  # no probe later
 
 
 def test_ties_stop_the_walk_within_the_margin():
@@ -63,7 +73,9 @@ def test_far_too_small_rates_are_told_apart_by_their_progress():
     ref = 2.3026
     s = ExpandSearcher(1e-3, 1e-6, 10.0, factor=STEP, reference=ref)
     tried = walk(s, lambda lr: ref - 0.4 * min(lr, 0.1))
-    assert max(tried) == pytest.approx(1e-3 * STEP**4)
+    assert max(tried) == pytest.approx(1e-3 * STEP**5)  # the probe beyond the reach
+    winner = s.choose([_Tried(lr, ref - 0.4 * min(lr, 0.1)) for lr in tried])
+    assert winner.lr == pytest.approx(1e-3 * STEP**4)
     plain = ExpandSearcher(1e-3, 1e-6, 10.0, factor=STEP)  # one step up, one down, no more
     assert walk(plain, lambda lr: ref - 0.4 * min(lr, 0.1)) == pytest.approx(
         [1e-3, 1e-3 * STEP, 1e-3 / STEP])
@@ -131,11 +143,6 @@ def test_a_later_search_looks_only_up_and_on_the_margin_alone():
     assert s.choose([C(0.1, 0.496), C(0.1 / STEP, 0.4945)]).lr == 0.1
 
 
-class _Tried:
-    def __init__(self, lr: float, value: float) -> None:
-        self.lr, self.value = lr, value
-
-
 def test_a_first_search_takes_the_lowest_rate_the_best_does_not_beat_beyond_noise():
     # From near the initial model: the hint (the centre) has no say, ties go to the lower rate.
     s = ExpandSearcher(2e-4, 1e-6, 1.0, factor=STEP, reference=4.56)
@@ -169,3 +176,18 @@ def test_a_first_search_goes_on_below_the_edge_when_every_rate_tried_sits_at_it(
     assert walk(later, score) == pytest.approx([1.0, STEP, 1 / STEP])
     calm = ExpandSearcher(1.0, 1e-5, 10.0, factor=STEP, reference=2.30)
     assert walk(calm, lambda lr: 2.0 if lr > 0.5 else 2.1) == pytest.approx([1.0, STEP, 1 / STEP])
+
+
+def test_a_probe_beyond_the_reach_that_breaks_puts_the_rates_below_it_at_the_edge():
+    # Digits from 1/10 of the tuned rate: every step up wins its short trial up to 1.0 (the
+    # reach); the probe at 3.16 breaks, so 1.0 and 0.316 lie at its edge and 0.1 wins.
+    scores = {0.01: 2.300, 0.01 * STEP: 2.293, 0.1: 2.27, 1 / STEP: 2.14, 1.0: 1.35, STEP: 2.52}
+
+    def score(lr):
+        return scores[min(scores, key=lambda k: abs(math.log(k / lr)))]
+
+    s = ExpandSearcher(0.01, 1e-5, 10.0, factor=STEP, reference=2.30)
+    tried = walk(s, score)
+    assert tried == pytest.approx([0.01, 0.01 * STEP, 0.1, 1 / STEP, 1.0, STEP])
+    usable = [lr for lr in tried if not (s.broke(lr) or s.at_edge(lr))]
+    assert s.choose([_Tried(lr, score(lr)) for lr in usable]).lr == pytest.approx(0.1)

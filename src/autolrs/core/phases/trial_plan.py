@@ -91,14 +91,16 @@ def expand_center(ctx: Context, candidates: int) -> float | None:
 
 
 def _expand_interval(ctx: Context, center: float) -> tuple[float, float]:
-    """Where an expanding search may reach: ``expand_steps`` steps either way of ``center``,
-    not below the range the range test found (when it found one: else the sweep's start), not
-    above half a rate known to break training, inside a range the user gave."""
+    """Where an expanding search may reach: ``expand_steps`` steps either way of ``center``
+    (upward one more, for the probe of :meth:`ExpandSearcher._probes`), not below the range
+    the range test found (when it found one: else the sweep's start), not above half a rate
+    known to break training, inside a range the user gave."""
     cfg, space = ctx.config, ctx.run.space
     assert cfg.expand_factor is not None  # only for an expanding search
     reach = cfg.expand_factor**cfg.expand_steps
     floor = space.floor if space.floor is not None else cfg.range_test_bounds[0]
-    low, high = max(center / reach, floor), min(center * reach, space.ceiling)
+    probe = cfg.expand_factor if ctx.run.last_lr is None else 1.0
+    low, high = max(center / reach, floor), min(center * reach * probe, space.ceiling)
     if space.range is not None and not space.auto:  # a range the user gave is a bound
         low, high = max(low, space.range[0]), min(high, space.range[1])
     return min(low, center), max(high, center)
