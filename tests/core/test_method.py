@@ -60,25 +60,30 @@ def test_stage_candidates_round_trip_and_are_checked():
 
 
 # ---------------------------------------------------------------------------- the schedule
-def test_the_default_searches_twice_from_the_optimizer_rate_then_holds_and_decays():
+def test_the_default_searches_once_from_the_optimizer_rate_then_holds_and_decays():
     _, record = _run()
     stages = _stages(record)
-    assert [s["candidates"] for s in stages[:2]] == [6, 3]
-    assert all(s["candidates"] == 1 for s in stages[2:])
+    assert stages[0]["candidates"] == 6
+    assert all(s["candidates"] == 1 for s in stages[1:])
     first = _candidates(record, 1)
     assert first[0]["lr"] == pytest.approx(0.1)  # the optimizer's own rate first
     assert 2 <= len(first) <= 6
     for a, b in zip(first, first[1:]):  # steps of sqrt(10), outward
         assert abs(math.log10(b["lr"] / 0.1)) % 0.5 == pytest.approx(0, abs=1e-9)
-    second = _candidates(record, 2)
-    assert second[0]["lr"] == pytest.approx(ctrl_decision(record, 1))
-    assert all(c["lr"] >= second[0]["lr"] * (1 - 1e-9) for c in second)  # upward only
-    assert all(s["anneal_steps"] > 0 for s in stages if s["candidates"] > 1)
+    assert stages[0]["anneal_steps"] > 0
     assert not [e for e in record.events if e["event"] == "segment" and e["kind"] == "warmup"
                 and e["start"] > 0]  # no warm-up: the first search's trials warm up alone
     final = [e for e in record.events if e["event"] == "final"]
     assert len(final) == 1 and final[0]["decay"]
     assert len(record.lrs) == 600 and record.lrs[-1] < 0.01 * max(record.lrs)
+
+
+def test_the_ramp_preset_keeps_a_second_upward_search():
+    _, record = _run(config=Config.ramp())
+    counts = [s["candidates"] for s in _stages(record)]
+    assert counts[1] > 1 and all(c == 1 for c in counts[2:])
+    second = _candidates(record, 2)
+    assert all(c["lr"] >= second[0]["lr"] * (1 - 1e-9) for c in second)  # upward only
 
 
 def test_the_first_search_s_trials_warm_up_hold_and_cool():

@@ -206,7 +206,7 @@ class Config:
     min_trial_steps: int = 10
     candidates: int = 6
     later_candidates: int | None = None
-    stage_candidates: tuple[int, ...] | None = (6, 3, 1)
+    stage_candidates: tuple[int, ...] | None = (6, 1)
     tau_growth: float = 2.0
     tau_max_factor: float = 8.0
     # Search.
