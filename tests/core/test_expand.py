@@ -7,7 +7,10 @@ import math
 
 import pytest
 
+from autolrs.core import Config
 from autolrs.core.expand import ExpandSearcher
+from autolrs.core.phases.trial_plan import _expand_interval, eligible
+from tests.core.phases.helpers import context
 
 STEP = math.sqrt(10.0)
 
@@ -19,7 +22,7 @@ def bowl(best: float, depth: float = 1.0):
 
 class _Tried:
     def __init__(self, lr: float, value: float) -> None:
-        self.lr, self.value = lr, value
+        self.lr, self.value, self.diverged = lr, value, False
 
 
 def walk(searcher: ExpandSearcher, score) -> list[float]:
@@ -157,6 +160,8 @@ def test_a_first_search_takes_the_lowest_rate_the_best_does_not_beat_beyond_nois
     # small rates)
     later = ExpandSearcher(6.8e-3, 1e-6, 1.0, factor=STEP, reference=4.56, progress_share=None)
     assert later.choose(tried[2:]).lr == 6.8e-3
+    later = ExpandSearcher(2.15e-3, 1e-6, 1.0, factor=STEP, reference=4.56, progress_share=None)
+    assert later.choose(tried[2:]).lr == 2.15e-3  # not the 0.4 % better 6.8e-3: noise
 
 
 def test_a_first_search_goes_on_below_the_edge_when_every_rate_tried_sits_at_it():
@@ -189,5 +194,22 @@ def test_a_probe_beyond_the_reach_that_breaks_puts_the_rates_below_it_at_the_edg
     s = ExpandSearcher(0.01, 1e-5, 10.0, factor=STEP, reference=2.30)
     tried = walk(s, score)
     assert tried == pytest.approx([0.01, 0.01 * STEP, 0.1, 1 / STEP, 1.0, STEP])
-    usable = [lr for lr in tried if not (s.broke(lr) or s.at_edge(lr))]
-    assert s.choose([_Tried(lr, score(lr)) for lr in usable]).lr == pytest.approx(0.1)
+    results = [_Tried(lr, score(lr)) for lr in tried]
+    assert s.choose(eligible(results, s)).lr == pytest.approx(0.1)
+    # a probe that does not break never wins; alone, the best of those beyond the reach does
+    calm = ExpandSearcher(0.01, 1e-5, 10.0, factor=STEP, reference=2.30)
+    tried = walk(calm, lambda lr: 2.3 - 0.1 * lr)
+    assert max(tried) == pytest.approx(STEP)
+    winner = calm.choose(eligible([_Tried(lr, 2.3 - 0.1 * lr) for lr in tried], calm))
+    assert winner.lr == pytest.approx(1.0)
+    assert calm.choose([_Tried(STEP, 2.0)]).lr == STEP
+
+
+def test_only_a_first_search_s_interval_leaves_room_for_the_probe():
+    cfg = Config()
+    ctx = context(cfg, total_steps=1000, validation=True)
+    ctx.run.space.found(1e-5, 10.0, 100.0)
+    low, high = _expand_interval(ctx, 1e-3)
+    assert (low, high) == pytest.approx((1e-5, 1e-1 * STEP))
+    ctx.run.last_lr = 1e-3  # a stage committed: a later search reaches 100x, no probe
+    assert _expand_interval(ctx, 1e-3)[1] == pytest.approx(1e-1)

@@ -451,8 +451,8 @@ def test_without_a_validation_function_there_are_no_checks():
     assert not [e for e in record.events if e["event"] == "validation_check"]
 
 
-def _exploit(total=1000):
-    ctx = context(Config(), total_steps=total, validation=True)
+def _exploit(total=1000, config=None):
+    ctx = context(config or Config(), total_steps=total, validation=True)
     ctx.run.space.found(1e-4, 1.0, 2.0)
     ctx.run.level.reference = 1.0
     plan = TrialPlan(10, 1, 400, "validation", 10, 0, 40, 0, 1e-3, 1.0)
@@ -541,6 +541,32 @@ def test_a_stage_that_ends_worse_hands_on_at_most_half_its_rate():
     assert end.next == "stage" and Restore(STAGE) in end.actions
     assert end.handoff.last_lr == pytest.approx(0.05)  # not the 0.1 that just failed
     assert [e for e in events(ctx, "rollback") if "ended above its start" in e["reason"]]
+
+
+def _end_worse(phase):
+    """Runs an exploit phase to its end with the last 8 losses far above its start."""
+    _steps(phase, phase.end_step - phase.start_step - 8, 1.0)
+    for _ in range(8):
+        phase.ctx.run.step += 1
+        t = phase.observe(Loss(5.0, True))
+        if any(a.__class__.__name__ == "Evaluate" for a in t.actions):
+            phase.observe(Validation(0.5))
+    return t
+
+
+def test_a_first_search_s_stage_that_ends_worse_hands_on_half_its_rate_not_the_optimizer_s():
+    # Nothing committed yet (the first stage's expanding search): the stages after it hold,
+    # and must not fall back to the optimizer's rate, which the search may have found far off.
+    ctx, phase = _exploit()
+    ctx.run.default_lr = 1e-3  # the hint, 100x below the rate the search chose
+    assert ctx.run.last_lr is None
+    end = _end_worse(phase)
+    assert end.next == "stage" and Restore(STAGE) in end.actions
+    assert end.handoff.last_lr == pytest.approx(0.05)  # half the 0.1 that failed
+    # a first stage that holds (Config.upward()) carries nothing: the next stage searches
+    ctx, phase = _exploit(config=Config.upward())
+    end = _end_worse(phase)
+    assert end.next == "stage" and end.handoff.last_lr is None
 
 
 def test_a_guard_rollback_never_drops_more_than_a_factor_two():

@@ -95,14 +95,16 @@ class Config:
             smaller rate that wins one is weak evidence and a larger one strong evidence; lower
             rates are reached through the stage guard (instability) and the overfitting guard
             (validation) instead (paper: False).
-        expand_factor: With a budget, the search that follows the first stage's hold steps
-            outward from the held rate by this factor (``autolrs.core.expand``): up while each
+        expand_factor: With a budget, the first stage's search steps outward from the
+            optimizer's rate (later searches, where ``stage_candidates`` has them, from the
+            committed rate, upward only) by this factor (``autolrs.core.expand``): up while each
             step beats its inner neighbour, else down likewise, never above half a rate known
             to break training nor below the range the range test found. The optimizer's rate
             is a hint: this reaches the rate that trains best from two decades away. None: the
             search covers ``[lr, lr * trust_region]`` above the held rate with the searcher
             (paper: None).
-        expand_steps: Steps of the expanding search at most either way.
+        expand_steps: Steps of the expanding search at most either way (the first search may
+            probe one more upward, to see whether it breaks; the probe never wins).
         expand_margin: By how much (relative) a step of the expanding search must beat its
             inner neighbour for the search to go on in that direction.
         keep_incumbent_within: In such an upward search, the held rate stays unless a larger

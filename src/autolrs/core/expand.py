@@ -17,8 +17,8 @@ search starts at the rate training holds (the centre) and steps outward by ``fac
    there a short trial favours small rates, on fashion-cnn 0.0316 over 0.1 by 2.6 %, and the
    guards bring the rate down where it breaks training);
 4. no step up from a centre that breaks training itself;
-5. never more than ``max_steps`` steps either way, nor outside ``[low, high]`` (the caller keeps
-   ``high`` below half of a rate known to break training).
+5. never more than ``max_steps`` steps either way (but for one probe upward, below), nor outside
+   ``[low, high]`` (the caller keeps ``high`` below half of a rate known to break training).
 
 Far from the valley a step changes the score by far more than the noise, so the search walks
 there in a few trials; near it the steps tie and it stops. Which of the tried rates wins is the
@@ -60,7 +60,8 @@ class ExpandSearcher(Searcher):
         low: The lowest rate to try.
         high: The highest rate to try.
         factor: The ratio of neighbouring candidates (> 1).
-        max_steps: Steps at most either way.
+        max_steps: Steps at most either way (a search from near the initial model may probe
+            one more upward, :meth:`_probes`; the probe never wins).
         margin: By how much (relative) a step must beat its inner neighbour to go on.
         reference: The loss where every trial starts, on the scale of the told values (None:
             unknown; only ``margin`` applies).
@@ -154,7 +155,8 @@ class ExpandSearcher(Searcher):
         6.8e-3 held ended 16 % behind), and the optimizer's rate, a hint, gets no say. A later
         search keeps the best score, unless it does not beat the centre beyond noise: then the
         centre, the rate training held, stays (from a trained model a short trial favours small
-        rates).
+        rates). A probe beyond the reach (:meth:`_probes`) is left out unless nothing else is
+        left.
 
         Raises:
             ValueError: If ``candidates`` is empty.
@@ -246,7 +248,8 @@ class ExpandSearcher(Searcher):
         """One step below the lowest rate tried, when every rate tried broke training or lies
         at its edge (a search from near the initial model must end with a rate that may win:
         from 10x above the tuned rate on digits, 1.0 won its trial next to a failing 3.16 and
-        was held, and broke the net later); None outside the reach."""
+        was held, and broke the net later); None outside the reach. From there the walk down
+        goes on as usual, while each step beats its inner neighbour."""
         nxt = min(self.values) - 1
         return nxt if self._inside(nxt) else None
 
