@@ -124,9 +124,13 @@ class ExpandSearcher(Searcher):
         return int(round(math.log(lr / self.center) / math.log(self.factor)))
 
     def _inside(self, offset: int) -> bool:
-        lr = self.rate(offset)
-        in_reach = abs(offset) <= self.max_steps
-        return in_reach and self.low * (1 - _EDGE) <= lr <= self.high * (1 + _EDGE)
+        return not self._beyond_reach(offset) and self._in_interval(offset)
+
+    def _in_interval(self, offset: int) -> bool:
+        return self.low * (1 - _EDGE) <= self.rate(offset) <= self.high * (1 + _EDGE)
+
+    def _beyond_reach(self, offset: int) -> bool:
+        return abs(offset) > self.max_steps
 
     def _beats(self, outer: int, inner: int) -> bool:
         """Whether the step at ``outer`` beat its inner neighbour by more than the margin."""
@@ -163,7 +167,8 @@ class ExpandSearcher(Searcher):
         """
         if not candidates:
             raise ValueError("choose() needs at least one candidate")
-        candidates = [c for c in candidates if not self._beyond_reach(c.lr)] or list(candidates)
+        reached = [c for c in candidates if not self._beyond_reach(self._offset(c.lr))]
+        candidates = reached or list(candidates)
         best = min(candidates, key=lambda c: c.value)
         if self.from_start:
             ties = [c for c in candidates if not self.better(best.value, c.value)]
@@ -218,11 +223,7 @@ class ExpandSearcher(Searcher):
         wins itself (:meth:`choose`). From 1/10 of the tuned rate on digits the walk reached
         1.0 still improving and held it (the net broke later, three seeds of five); a probe
         at 3.16 breaks, and 0.1 wins."""
-        in_range = self.low * (1 - _EDGE) <= self.rate(offset) <= self.high * (1 + _EDGE)
-        return self.from_start and offset == self.max_steps + 1 and in_range
-
-    def _beyond_reach(self, lr: float) -> bool:
-        return abs(self._offset(lr)) > self.max_steps
+        return self.from_start and offset == self.max_steps + 1 and self._in_interval(offset)
 
     def next_offset(self) -> int | None:
         """Where the next candidate lies (None: the search is over)."""

@@ -93,9 +93,9 @@ def expand_center(ctx: Context, candidates: int) -> float | None:
 def _expand_interval(ctx: Context, center: float) -> tuple[float, float]:
     """Where an expanding search may reach: ``expand_steps`` steps either way of ``center``
     (the first search, before any commit, upward one more, for the probe of
-    :meth:`ExpandSearcher._probes`), not below the range
-    the range test found (when it found one: else the sweep's start), not above half a rate
-    known to break training, inside a range the user gave."""
+    :meth:`ExpandSearcher._probes`), not below the range the range test found (when it found
+    one: else the sweep's start), not above half a rate known to break training, inside a
+    range the user gave."""
     cfg, space = ctx.config, ctx.run.space
     assert cfg.expand_factor is not None  # only for an expanding search
     reach = cfg.expand_factor**cfg.expand_steps
