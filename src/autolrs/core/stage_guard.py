@@ -25,10 +25,16 @@ import numpy as np
 from autolrs.core import codec
 from autolrs.core.level import CommittedLevel, robust_std
 
-__all__ = ["GUARD_WINDOW", "RETREAT", "StageGuard", "can_retreat", "counts", "halved"]
+__all__ = [
+    "GUARD_WINDOW", "RETREAT", "SETTLED_WINDOW", "StageGuard", "can_retreat", "counts", "halved",
+]
 
 GUARD_WINDOW = 8
 """Exploit losses the stage guard averages (and the least distance between checkpoints)."""
+
+SETTLED_WINDOW = 3
+"""The latest losses whose median must not lie above the reference for a checkpoint to be kept
+(:meth:`StageGuard.settled`)."""
 
 RETREAT = 2.0
 """After the stage guard fires, the rate goes on no lower than the failed one / ``RETREAT``."""
@@ -117,6 +123,23 @@ class StageGuard:
         window = np.asarray(losses[-GUARD_WINDOW:], dtype=float)
         margin = max(0.02 * abs(reference), z * self.noise(losses, level) / math.sqrt(len(window)))
         return float(np.mean(window)) > reference + margin
+
+    def settled(self, losses: Sequence[float], level: CommittedLevel, z: float | None) -> bool:
+        """Whether the latest losses show a state worth keeping as the rollback point: the
+        median of the last :data:`SETTLED_WINDOW` lies no further above the reference than
+        :meth:`got_worse` allows a mean of that many, with the committed level's noise (a
+        spike in the window does not widen it). A checkpoint that is not settled is skipped,
+        and a later rollback goes back further. The guard judges a mean over
+        :data:`GUARD_WINDOW` losses, which a blow-up in the last few steps does not yet move
+        enough: on digits from 1/20 of the tuned rate a hold at 0.5 fell to 1.14, blew up to
+        3.56 and sat at 2.5 two steps before its check; the check passed, that state became the
+        rollback point, and every rollback after it went back to a dead network (2.31, chance
+        level), whatever the rate. True without a reference, a guard (``z`` None) or losses."""
+        recent = [v for v in losses[-SETTLED_WINDOW:] if math.isfinite(v)]
+        if self.reference is None or z is None or not recent:
+            return True
+        margin = max(0.02 * abs(self.reference), z * level.noise / math.sqrt(len(recent)))
+        return float(np.median(recent)) <= self.reference + margin
 
     def noise(self, losses: Sequence[float], level: CommittedLevel) -> float:
         """The noise the guard allows for on an exploit phase's recent ``losses``: the committed
