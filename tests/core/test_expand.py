@@ -8,8 +8,8 @@ import math
 import pytest
 
 from autolrs.core import Config
-from autolrs.core.expand import ExpandSearcher
-from autolrs.core.phases.trial_plan import _expand_interval, eligible
+from autolrs.core.expand import ExpandSearcher, grid_point
+from autolrs.core.phases.trial_plan import _expand_interval, eligible, expand_center
 from tests.core.phases.helpers import context
 
 STEP = math.sqrt(10.0)
@@ -65,9 +65,29 @@ def test_stays_inside_its_interval_and_reach():
 
 
 def test_ties_stop_the_walk_within_the_margin():
-    s = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP, margin=0.02)
-    tried = walk(s, lambda lr: 1.0 - 0.01 * math.log10(lr))  # 1 % better per decade up
-    assert tried == pytest.approx([0.1, 0.1 * STEP, 0.1 / STEP])
+    score = lambda lr: 1.0 - 0.02 * math.log10(lr)  # noqa: E731  (2 % better per decade up)
+    # a search that is not from near the initial model stops at the first tie either way
+    s = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP, margin=0.02, progress_share=None)
+    assert walk(s, score) == pytest.approx([0.1, 0.1 * STEP, 0.1 / STEP])
+    # from near the initial model (the start's loss known, far above) the walk down goes on
+    # while the best (1.01, at 0.316) does not beat a step beyond the margin: 1.03 ties with
+    # it, 1.04 does not; 0.0316 wins
+    first = ExpandSearcher(0.1, 1e-6, 10.0, factor=STEP, margin=0.02, reference=2.0)
+    tried = walk(first, score)
+    assert tried == pytest.approx([0.1, 0.1 * STEP, 0.1 / STEP, 0.01])
+    assert first.choose([_Tried(lr, score(lr)) for lr in tried]).lr == pytest.approx(0.1 / STEP)
+
+
+def test_a_first_search_walks_down_through_ties_to_where_they_end():
+    # the char transformer from 10x its tuned rate (validation losses of 10-step trials; the
+    # snapshot's 4.4): 2.15e-2 and 6.8e-3 tie, the walk used to stop there and hold 6.8e-3
+    scores = {2.15e-2: 3.445, 6.8e-2: 3.994, 6.8e-3: 3.432, 2.15e-3: 3.48, 6.8e-4: 3.80}
+    s = ExpandSearcher(2.15e-2, 1e-6, 1.0, factor=STEP, reference=4.4)
+    tried = walk(s, lambda lr: scores[min(scores, key=lambda k: abs(math.log(k / lr)))])
+    assert tried == pytest.approx([2.15e-2, 6.8e-2, 6.8e-3, 2.15e-3, 6.8e-4], rel=0.01)
+    winner = s.choose([_Tried(lr, scores[min(scores, key=lambda k: abs(math.log(k / lr)))])
+                       for lr in tried])
+    assert winner.lr == pytest.approx(2.15e-3, rel=0.01)
 
 
 def test_far_too_small_rates_are_told_apart_by_their_progress():
@@ -79,7 +99,8 @@ def test_far_too_small_rates_are_told_apart_by_their_progress():
     assert max(tried) == pytest.approx(1e-3 * STEP**5)  # the probe beyond the reach
     winner = s.choose([_Tried(lr, ref - 0.4 * min(lr, 0.1)) for lr in tried])
     assert winner.lr == pytest.approx(1e-3 * STEP**4)
-    plain = ExpandSearcher(1e-3, 1e-6, 10.0, factor=STEP)  # one step up, one down, no more
+    # the relative margin alone: one step up, one down, no more
+    plain = ExpandSearcher(1e-3, 1e-6, 10.0, factor=STEP, progress_share=None)
     assert walk(plain, lambda lr: ref - 0.4 * min(lr, 0.1)) == pytest.approx(
         [1e-3, 1e-3 * STEP, 1e-3 / STEP])
 
@@ -213,3 +234,47 @@ def test_only_a_first_search_s_interval_leaves_room_for_the_probe():
     assert (low, high) == pytest.approx((1e-5, 1e-1 * STEP))
     ctx.run.last_lr = 1e-3  # a stage committed: a later search reaches 100x, no probe
     assert _expand_interval(ctx, 1e-3)[1] == pytest.approx(1e-1)
+
+
+@pytest.mark.parametrize(
+    ("rate", "point"),
+    [(0.1, 0.1), (0.07, 0.1), (0.05, 10**-1.5), (0.2, 10**-0.5), (2.15e-3, 10**-2.5), (1e-4, 1e-4)],
+)
+def test_grid_points_are_the_half_decades(rate, point):
+    assert grid_point(rate, STEP) == pytest.approx(point)
+
+
+def test_a_grid_point_outside_the_bounds_is_the_next_one_inside():
+    assert grid_point(0.2, STEP, high=0.25) == pytest.approx(0.1)
+    assert grid_point(0.2, STEP, high=0.5) == pytest.approx(10**-0.5)
+    assert grid_point(0.05, STEP, low=0.05) == pytest.approx(0.1)
+    assert grid_point(0.06, STEP, 1e-3, 0.07) == pytest.approx(10**-1.5)
+    assert grid_point(0.06, STEP, 0.05, 0.07) == pytest.approx(0.06)  # no point inside: as is
+
+
+@pytest.mark.parametrize(("given", "start", "inside"), [
+    ((1e-3, 0.07), 0.06, 10**-1.5), ((0.05, 1.0), 0.05, 0.1), ((1.5e-3, 1.0), 5e-5, 10**-2.5),
+])
+def test_the_grid_start_stays_inside_a_range_the_user_gave(given, start, inside):
+    ctx = context(Config(), lr_range=given, total_steps=1000)
+    ctx.run.default_lr = start
+    center = expand_center(ctx, 6)
+    assert given[0] <= center <= given[1] and center == pytest.approx(inside)
+
+
+def test_without_the_start_s_loss_the_walk_down_stops_at_the_first_tie():
+    # no reference (a given range and no val_fn): every rate far too small would tie on the
+    # relative margin alone, and the walk through ties would end at the bottom of the reach
+    score = lambda lr: 2.30 - 0.4 * min(lr, 0.1)  # noqa: E731
+    s = ExpandSearcher(1e-3, 1e-6, 10.0, factor=STEP)
+    assert walk(s, score) == pytest.approx([1e-3, 1e-3 * STEP, 1e-3 / STEP])
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.7, 1.0, 1.3])
+def test_the_first_search_starts_on_the_grid_whatever_the_optimizer_s_digits(factor):
+    # 0.05, 0.07, 0.1 and 0.13 all search the same rates: the grid through 0.1
+    ctx = context(Config(), lr_range=(1e-4, 10.0), total_steps=1000)
+    ctx.run.default_lr = 0.1 * factor
+    center = expand_center(ctx, 6)
+    assert center in (pytest.approx(10**-1.5), pytest.approx(0.1))
+    assert abs(math.log10(center) * 2 - round(math.log10(center) * 2)) < 1e-9

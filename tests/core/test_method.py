@@ -12,6 +12,7 @@ import pytest
 from autolrs.core import Config, StageController
 from autolrs.core.actions import BEST, STAGE, Discard, Restore, Snapshot
 from autolrs.core.config import _STAGEWISE, _UPWARD
+from autolrs.core.expand import grid_point
 from autolrs.core.observations import Loss, Validation
 from autolrs.core.phases.exploit import Exploit
 from autolrs.core.phases.final import _rate
@@ -225,7 +226,10 @@ def test_the_default_starts_an_unsafe_optimizer_rate_at_half_the_divergence_poin
     rt = next(e for e in record.events if e["event"] == "range_test")
     assert rt["start_reason"].startswith("above half the rate where the range test diverged")
     first = next(c for c in record.events if c["event"] == "candidate")
-    assert first["lr"] == pytest.approx(rt["start_lr"]) and first["lr"] < 50.0
+    # the first search starts at the half-decade grid point nearest that, not above it
+    step = Config().expand_factor
+    assert first["lr"] == pytest.approx(grid_point(rt["start_lr"], step, high=rt["start_lr"]))
+    assert rt["start_lr"] / step < first["lr"] <= rt["start_lr"] * (1 + 1e-9) < 50.0
     assert all(c["lr"] <= rt["start_lr"] * (1 + 1e-9) for c in record.events
                if c["event"] == "candidate")
 

@@ -61,8 +61,9 @@ def test_no_cliff_at_the_range_s_low_edge():
     assert abs(math.log(below[1][0] / above[1][0])) < math.log(1.1)
 
 
-def test_the_first_search_starts_at_the_optimizer_s_rate_and_climbs_from_far_below():
-    sweep, lrs = first_search(1e-2)
+@pytest.mark.parametrize("default_lr", [1e-2, 1.3e-2, 0.8e-2])
+def test_the_first_search_starts_on_the_grid_nearest_the_optimizer_s_rate_and_climbs(default_lr):
+    sweep, lrs = first_search(default_lr)
     assert lrs[0] == pytest.approx(1e-2)
     assert len(lrs) >= 2 and lrs[1] == pytest.approx(1e-2 * math.sqrt(10.0))
 

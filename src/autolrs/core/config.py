@@ -85,7 +85,8 @@ class Config:
         start_at_previous: After the first stage, the first candidate is the previous stage's
             learning rate instead of a random draw (paper: False).
         try_optimizer_lr: The first stage's first candidate is the optimizer's own learning rate
-            (the one the user wrote), when the range test found it below half the rate where
+            (the one the user wrote; with ``expand_factor``, the point of the search's grid
+            nearest it), when the range test found it below half the rate where
             training diverged; the first stage's range reaches up to it. A choice within forecast
             noise of it then goes to the larger rate as usual (paper: False).
         search_upward: With ``try_optimizer_lr`` and a budget, a search that follows a stage
@@ -96,9 +97,10 @@ class Config:
             rates are reached through the stage guard (instability) and the overfitting guard
             (validation) instead (paper: False).
         expand_factor: With a budget, the first stage's search steps outward from the
-            optimizer's rate (later searches, where ``stage_candidates`` has them, from the
-            committed rate, upward only) by this factor (``autolrs.core.expand``): up while each
-            step beats its inner neighbour, else down likewise, never above half a rate known
+            optimizer's rate, moved to the nearest power of this factor (later searches, where
+            ``stage_candidates`` has them, from the committed rate, upward only) by this factor
+            (``autolrs.core.expand``): up while each step beats its inner neighbour, else down
+            likewise (and on through ties with the best), never above half a rate known
             to break training nor below the range the range test found. The optimizer's rate
             is a hint: this reaches the rate that trains best from two decades away. None: the
             search covers ``[lr, lr * trust_region]`` above the held rate with the searcher

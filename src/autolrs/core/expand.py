@@ -12,7 +12,9 @@ search starts at the rate training holds (the centre) and steps outward by ``fac
    barely moves the loss (2.3026 to 2.2987 on digits), yet a step that makes three times the
    progress is no noise;
 3. if the first step up did not beat the centre, one step down, and down again while each step
-   beats its inner neighbour; a loss curve of the rate has one valley, so when a step up won
+   beats its inner neighbour (from near the initial model also while the best score so far
+   does not beat it beyond noise: the lowest such rate wins, so the walk finds where they
+   end); a loss curve of the rate has one valley, so when a step up won
    there is nothing to find below (a later search, from a trained model, never steps down:
    there a short trial favours small rates, on fashion-cnn 0.0316 over 0.1 by 2.6 %, and the
    guards bring the rate down where it breaks training);
@@ -21,7 +23,8 @@ search starts at the rate training holds (the centre) and steps outward by ``fac
    ``[low, high]`` (the caller keeps ``high`` below half of a rate known to break training).
 
 Far from the valley a step changes the score by far more than the noise, so the search walks
-there in a few trials; near it the steps tie and it stops. Which of the tried rates wins is the
+there in a few trials; near it the steps tie and it stops (from near the initial model, walking
+down, only where the ties end). Which of the tried rates wins is the
 searcher's :meth:`ExpandSearcher.choose` (from near the initial model the lowest rate the best
 does not beat beyond noise; later the best, unless it does not beat the centre beyond noise),
 among those not at the edge of stability (:meth:`ExpandSearcher.at_edge`). A search from near
@@ -37,7 +40,7 @@ from typing import Any, Protocol, TypeVar
 
 from autolrs.core.search import Searcher
 
-__all__ = ["PROGRESS_SHARE", "ExpandSearcher"]
+__all__ = ["PROGRESS_SHARE", "ExpandSearcher", "grid_point"]
 
 
 class _Scored(Protocol):
@@ -50,6 +53,34 @@ S = TypeVar("S", bound=_Scored)
 _EDGE = 1e-9  # relative slack when comparing a step with the interval's ends
 EDGE_STEPS = 2  # a rate this many steps or fewer below one that broke training does not win
 PROGRESS_SHARE = 0.25  # a step beats its neighbour with this much more progress (see above)
+
+
+def grid_point(rate: float, factor: float, low: float | None = None,
+               high: float | None = None) -> float:
+    """The point of the grid ``factor ** k`` (``k`` an integer) nearest to ``rate`` in log,
+    moved one point inward when it falls outside ``[low, high]`` (the rate itself when no point
+    of the grid lies there): with ``factor`` sqrt(10), 1e-3, 3.16e-3, 1e-2, ... The first search
+    starts there, so that the rates it tries depend on the decade of the optimizer's rate, not
+    on its digits.
+
+    Example:
+        >>> round(grid_point(0.05, 10.0**0.5), 4)
+        0.0316
+        >>> round(grid_point(0.07, 10.0**0.5), 4)
+        0.1
+        >>> round(grid_point(0.06, 10.0**0.5, high=0.07), 4)
+        0.0316
+    """
+    point = factor ** round(math.log(rate) / math.log(factor))
+    if math.isclose(point, rate, rel_tol=1e-9):
+        point = rate  # on the grid already: no rounding error in the last digit
+    if high is not None and point > high * (1 + _EDGE):
+        point /= factor
+    if low is not None and point < low * (1 - _EDGE):
+        point *= factor
+    inside = (low is None or point >= low * (1 - _EDGE)) and (
+        high is None or point <= high * (1 + _EDGE))
+    return point if inside else rate
 
 
 class ExpandSearcher(Searcher):
@@ -206,7 +237,7 @@ class ExpandSearcher(Searcher):
         """The next step in direction ``sign``, or None when that direction is finished."""
         told = [k for k in self.values if k * sign > 0]
         last = max(told, key=abs, default=0)
-        if last != 0 and not self._beats(last, last - sign):
+        if last != 0 and not self._beats(last, last - sign) and not self._ties_best(last, sign):
             return None
         nxt = last + sign
         if nxt in self.values:
@@ -214,6 +245,17 @@ class ExpandSearcher(Searcher):
         if self._inside(nxt) or (sign > 0 and self._probes(nxt)):
             return nxt
         return None
+
+    def _ties_best(self, offset: int, sign: int) -> bool:
+        """Whether the walk down from near the initial model goes on past ``offset``, which the
+        best score so far does not beat beyond noise: the winner is the lowest such rate
+        (:meth:`choose`), so the walk looks for where they end. On the char transformer from
+        10x its tuned rate, 2.15e-2 and 6.8e-3 tied (3.445, 3.432), the walk stopped and 6.8e-3
+        won (ending at 2.57); 2.15e-3, one step lower, ties as well and ends near 2.1."""
+        if sign > 0 or not self.from_start or self.reference is None:
+            return False  # (without the start's loss every rate far too small ties)
+        best = min((v for v in self.values.values() if v is not None), default=None)
+        return best is not None and not self.better(best, self.values.get(offset))
 
     def _probes(self, offset: int) -> bool:
         """Whether ``offset``, one step beyond the reach upward, is tried as a probe: in a
@@ -250,7 +292,7 @@ class ExpandSearcher(Searcher):
         at its edge (a search from near the initial model must end with a rate that may win:
         from 10x above the tuned rate on digits, 1.0 won its trial next to a failing 3.16 and
         was held, and broke the net later); None outside the reach. From there the walk down
-        goes on as usual, while each step beats its inner neighbour."""
+        goes on as usual (:meth:`_walk`)."""
         nxt = min(self.values) - 1
         return nxt if self._inside(nxt) else None
 

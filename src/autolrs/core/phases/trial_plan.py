@@ -12,7 +12,7 @@ import numpy as np
 
 from autolrs.core._rng import spawn
 from autolrs.core.config import Config
-from autolrs.core.expand import PROGRESS_SHARE, ExpandSearcher
+from autolrs.core.expand import PROGRESS_SHARE, ExpandSearcher, grid_point
 from autolrs.core.phases.base import Context
 from autolrs.core.phases.stage import TrialPlan, TrialResult
 from autolrs.core.planning import StagePlan, decay_length, plan_stage
@@ -79,7 +79,15 @@ def expand_center(ctx: Context, candidates: int) -> float | None:
     """The rate a search of ``candidates`` expands from (``Config.expand_factor``, with a
     budget): the last committed rate; before any commit, the optimizer's (made usable,
     :meth:`SearchSpace.start_rate`) or, when a first stage that held it ended worse than it
-    started, half of it. None when the search is not an expanding one."""
+    started, half of it. None when the search is not an expanding one.
+
+    The first search from the optimizer's rate starts at the nearest point of a fixed grid
+    (:func:`~autolrs.core.expand.grid_point`: the powers of ``Config.expand_factor``, inside
+    the range's floor, its ceiling and a range the user gave), so that which rates it tries
+    does not depend on where between two points the user's rate happened to lie: on digits
+    (tuned 0.1; 0.2 breaks the net within a hundred steps) a grid through 0.05 tries 0.158,
+    through 0.2 tries 0.632 and 0.2, and from such starts the medians at 400 steps were
+    0.077-0.102 against 0.051-0.057 from starts on the grid through 0.1."""
     cfg, run = ctx.config, ctx.run
     if cfg.expand_factor is None or candidates <= 1:
         return None
@@ -87,7 +95,16 @@ def expand_center(ctx: Context, candidates: int) -> float | None:
         return None
     if run.last_lr is not None:
         return run.last_lr
-    return held_first(ctx) if run.held_lr is None else run.held_lr / 2.0
+    if run.held_lr is not None:
+        return run.held_lr / 2.0
+    start = held_first(ctx)
+    if start is None:
+        return None
+    low, high = run.space.floor, run.space.ceiling
+    if run.space.range is not None and not run.space.auto:  # a range the user gave is a bound
+        low = run.space.range[0] if low is None else max(low, run.space.range[0])
+        high = min(high, run.space.range[1])
+    return grid_point(start, cfg.expand_factor, low, high)
 
 
 def _expand_interval(ctx: Context, center: float) -> tuple[float, float]:

@@ -179,8 +179,8 @@ class Trials(BasePhase):
     def _next_trial(self) -> tuple[Action, ...]:
         low, high, previous = self.plan.search_low, self.plan.search_high, self.ctx.run.last_lr
         user = optimizer_lr(self.ctx)
-        if user is not None and not self.results:
-            lr = user
+        if user is not None and not self.results and not isinstance(self.searcher, ExpandSearcher):
+            lr = user  # (an expanding search starts at the grid point nearest it: its centre)
         elif (
             self.ctx.config.start_at_previous
             and not self.results
