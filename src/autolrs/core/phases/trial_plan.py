@@ -83,7 +83,7 @@ def expand_center(ctx: Context, candidates: int) -> float | None:
 
     The first search from the optimizer's rate starts at the nearest point of a fixed grid
     (:func:`~autolrs.core.expand.grid_point`: the powers of ``Config.expand_factor``, inside
-    the range's floor, its ceiling and a range the user gave), so that which rates it tries
+    the usable rates, :func:`_usable`), so that which rates it tries
     does not depend on where between two points the user's rate happened to lie: on digits
     (tuned 0.1; 0.2 breaks the net within a hundred steps) a grid through 0.05 tries 0.158,
     through 0.2 tries 0.632 and 0.2, and from such starts the medians at 400 steps were
@@ -98,29 +98,31 @@ def expand_center(ctx: Context, candidates: int) -> float | None:
     if run.held_lr is not None:
         return run.held_lr / 2.0
     start = held_first(ctx)
-    if start is None:
-        return None
-    low, high = run.space.floor, run.space.ceiling
-    if run.space.range is not None and not run.space.auto:  # a range the user gave is a bound
-        low = run.space.range[0] if low is None else max(low, run.space.range[0])
-        high = min(high, run.space.range[1])
-    return grid_point(start, cfg.expand_factor, low, high)
+    return None if start is None else grid_point(start, cfg.expand_factor, *_usable(ctx))
+
+
+def _usable(ctx: Context) -> tuple[float, float]:
+    """The rates an expanding search may try at all: not below the range the range test found
+    (when it found one: else the sweep's start), not above half a rate known to break training,
+    inside a range the user gave."""
+    cfg, space = ctx.config, ctx.run.space
+    low = space.floor if space.floor is not None else cfg.range_test_bounds[0]
+    high = space.ceiling
+    if space.range is not None and not space.auto:  # a range the user gave is a bound
+        low, high = max(low, space.range[0]), min(high, space.range[1])
+    return low, high
 
 
 def _expand_interval(ctx: Context, center: float) -> tuple[float, float]:
     """Where an expanding search may reach: ``expand_steps`` steps either way of ``center``
     (the first search, before any commit, upward one more, for the probe of
-    :meth:`ExpandSearcher._probes`), not below the range the range test found (when it found
-    one: else the sweep's start), not above half a rate known to break training, inside a
-    range the user gave."""
-    cfg, space = ctx.config, ctx.run.space
+    :meth:`ExpandSearcher._probes`), inside the usable rates (:func:`_usable`)."""
+    cfg = ctx.config
     assert cfg.expand_factor is not None  # only for an expanding search
     reach = cfg.expand_factor**cfg.expand_steps
-    floor = space.floor if space.floor is not None else cfg.range_test_bounds[0]
     probe = cfg.expand_factor if ctx.run.last_lr is None else 1.0
-    low, high = max(center / reach, floor), min(center * reach * probe, space.ceiling)
-    if space.range is not None and not space.auto:  # a range the user gave is a bound
-        low, high = max(low, space.range[0]), min(high, space.range[1])
+    usable_low, usable_high = _usable(ctx)
+    low, high = max(center / reach, usable_low), min(center * reach * probe, usable_high)
     return min(low, center), max(high, center)
 
 
