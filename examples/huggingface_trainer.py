@@ -57,7 +57,7 @@ def main() -> None:
         max_steps=args.steps,
         per_device_train_batch_size=16,
         per_device_eval_batch_size=32,
-        learning_rate=5e-4,  # where autolrs starts: a hint it searches around
+        learning_rate=5e-4,  # a fallback (see the README)
         lr_scheduler_type="constant",
         logging_steps=50,
         save_steps=args.save_steps,

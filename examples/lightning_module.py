@@ -42,7 +42,7 @@ class DigitsClassifier(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)  # lr: where autolrs starts
+        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)  # lr: a fallback
 
 
 def data() -> tuple[torch.utils.data.TensorDataset, torch.utils.data.TensorDataset, torch.Tensor, torch.Tensor]:

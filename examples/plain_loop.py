@@ -41,7 +41,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # lr: where autolrs starts
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # lr: a fallback
 
     @torch.no_grad()
     def evaluate() -> float:

@@ -1,5 +1,6 @@
 """Every place that tells users about the optimizer's learning rate says the same true thing
-(issue 20, item 8): it is where autolrs starts, a hint it searches around, never "ignored"."""
+(issue 20, item 8; issue 19 changed what is true): a fallback, where autolrs starts only where
+the range test finds nothing, never "ignored"."""
 
 from __future__ import annotations
 
@@ -43,9 +44,11 @@ def test_no_docstring_calls_it_ignored_and_autolrs_says_where_it_starts():
     docs = _docstrings()
     for name, doc in docs.items():
         assert not IGNORED_NEAR_LR.search(doc), name
-    assert "learning rate is where autolrs starts" in " ".join(docs["AutoLRS"].split())
+    said = "learning rate is a fallback"
+    assert said in " ".join(docs["AutoLRS"].split())
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert "learning rate is where autolrs starts: a hint it searches around" in readme
+    assert "optimizer's learning rate is a fallback: where the range test finds nothing, it is " \
+        "where autolrs starts" in readme
 
 
 def test_the_pattern_catches_what_the_issue_found():

@@ -221,8 +221,10 @@ def test_an_optimizer_rate_above_half_the_divergence_point_is_not_tried():
     assert held["lr"] == pytest.approx(_pick(rt))  # the upward preset holds the range's pick
 
 
-def test_the_default_starts_an_unsafe_optimizer_rate_at_half_the_divergence_point():
-    _, record = _run(default_lr=50.0, lr_range=None)
+def test_an_unsafe_optimizer_rate_starts_at_half_the_divergence_point():
+    """Where the search starts from the optimizer's rate (``expand_from_range=False``; by
+    default it starts below the range test's pick, whatever that rate)."""
+    _, record = _run(default_lr=50.0, lr_range=None, config=Config(expand_from_range=False))
     rt = next(e for e in record.events if e["event"] == "range_test")
     assert rt["start_reason"].startswith("above half the rate where the range test diverged")
     first = next(c for c in record.events if c["event"] == "candidate")
@@ -232,6 +234,14 @@ def test_the_default_starts_an_unsafe_optimizer_rate_at_half_the_divergence_poin
     assert rt["start_lr"] / step < first["lr"] <= rt["start_lr"] * (1 + 1e-9) < 50.0
     assert all(c["lr"] <= rt["start_lr"] * (1 + 1e-9) for c in record.events
                if c["event"] == "candidate")
+    _, anchored = _run(default_lr=50.0, lr_range=None)
+    rt = next(e for e in anchored.events if e["event"] == "range_test")
+    assert rt["start_reason"].startswith("the first search starts one step below the range")
+    first = next(c for c in anchored.events if c["event"] == "candidate")
+    assert first["lr"] == pytest.approx(rt["start_lr"])  # where the log said, not at 50
+    _, sane = _run(default_lr=0.1, lr_range=None)
+    assert [c["lr"] for c in sane.events if c["event"] == "candidate"][:3] == pytest.approx(
+        [c["lr"] for c in anchored.events if c["event"] == "candidate"][:3])
 
 
 def test_without_a_budget_every_stage_searches_as_before():

@@ -159,7 +159,8 @@ def test_the_trainers_default_learning_rate_is_named_at_the_start(tmp_path):
     said = [str(w.message) for w in record if "the Trainer's default" in str(w.message)]
     assert len(said) == 1
     assert "TrainingArguments.learning_rate is 5e-05" in said[0]
-    assert "only as the starting point of its search" in said[0]
+    assert "as the starting point of its search where its learning-rate range test finds " \
+        "nothing" in said[0]
     assert "Set TrainingArguments(learning_rate=...) to your best guess" in said[0]
 
 

@@ -96,8 +96,9 @@ class Config:
             smaller rate that wins one is weak evidence and a larger one strong evidence; lower
             rates are reached through the stage guard (instability) and the overfitting guard
             (validation) instead (paper: False).
-        expand_factor: With a budget, the first stage's search steps outward from the
-            optimizer's rate, moved to the nearest power of this factor (later searches, where
+        expand_factor: With a budget, the first stage's search steps outward from one step
+            below the range test's pick (``expand_from_range``) or the optimizer's rate, moved to
+            the nearest power of this factor (later searches, where
             ``stage_candidates`` has them, from the committed rate, upward only) by this factor
             (``autolrs.core.expand``): up while each step beats its inner neighbour, else down
             likewise (and on through ties with the best), never above half a rate known
@@ -105,6 +106,12 @@ class Config:
             is a hint: this reaches the rate that trains best from two decades away. None: the
             search covers ``[lr, lr * trust_region]`` above the held rate with the searcher
             (paper: None).
+        expand_from_range: The first search starts one ``expand_factor`` step below the pick
+            of a range the range test found (:meth:`~autolrs.core.space.SearchSpace.pick`), on
+            the grid, not at the optimizer's rate: the range test does not depend on that rate,
+            so neither does the run. The optimizer's rate is used where the sweep's loss did not
+            fall clearly (a pre-trained model, a noisy loss), a range is given, a first stage
+            holds or no search fits the budget (paper: no effect).
         expand_steps: Steps of the expanding search at most either way (the first search may
             probe one more upward, to see whether it breaks; the probe never wins).
         expand_margin: By how much (relative) a step of the expanding search must beat its
@@ -158,7 +165,7 @@ class Config:
             range's low end while each segment lowers the validation loss; the first that does
             not is rolled back (its steps are the only ones discarded) and the first stage
             searches around the rate ``ramp_edge_steps`` steps below it (None: no ramp; the
-            first stage searches around the optimizer's own rate).
+            first stage searches as ``expand_from_range`` says).
         ramp_edge_steps: How many ``expand_factor`` steps below the first rate that did not
             help the ramp settles.
         ramp_max_fraction: The ramp ends after at most this fraction of the budget.
@@ -225,6 +232,7 @@ class Config:
     try_optimizer_lr: bool = True
     search_upward: bool = True
     expand_factor: float | None = 10.0**0.5
+    expand_from_range: bool = True
     expand_steps: int = 4
     expand_margin: float = 0.02
     ramp_segment_fraction: float | None = None

@@ -39,6 +39,9 @@ class RangeSuggestion:
         stop_index: Index of the sweep step at which the sweep ended.
         informative: Whether the sweep diverged or its loss fell clearly below its start; if
             not, its lowest point is noise (a sweep too fast for the loss to respond).
+        fell: Whether its loss fell clearly below its start (:func:`_fell`): only then does
+            its lowest point say where rates train (a sweep that diverged without falling
+            bounds the rate from above, nothing more).
     """
 
     low: float
@@ -47,6 +50,7 @@ class RangeSuggestion:
     best_lr: float
     stop_index: int
     informative: bool = True
+    fell: bool = True
 
 
 def smooth(losses: Sequence[float], beta: float) -> list[float]:
@@ -140,7 +144,8 @@ def suggest_range(
     if diverged is not None:
         high = min(high, diverged)
     low = high / 10.0**decades
-    informative = diverged is not None or _fell(losses[: end + 1], s[: end + 1])
+    fell = _fell(losses[: end + 1], s[: end + 1])
+    informative = diverged is not None or fell
     return RangeSuggestion(
         low=low,
         high=high,
@@ -148,4 +153,5 @@ def suggest_range(
         best_lr=best,
         stop_index=end,
         informative=informative,
+        fell=fell,
     )

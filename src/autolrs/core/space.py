@@ -43,12 +43,16 @@ class SearchSpace:
         informative: False when the range test's sweep neither diverged nor lowered the loss
             (a pre-trained model): its lowest point is noise, so the range's low end is no
             bound on the rate (only ``cap`` is known).
+        placed: Whether the range test's loss fell clearly below its start, so that its pick
+            says where rates train (``Config.expand_from_range`` starts the first search below
+            it); False for a given range and for a sweep whose lowest point is noise.
     """
 
     range: list[float] | None = None
     cap: float | None = None
     auto: bool = False
     informative: bool = True
+    placed: bool = False
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -62,13 +66,16 @@ class SearchSpace:
         low, high = self.range
         return low, high
 
-    def found(self, low: float, high: float, cap: float, informative: bool = True) -> None:
+    def found(self, low: float, high: float, cap: float, informative: bool = True,
+              placed: bool = False) -> None:
         """The range test found ``[low, high]``; ``cap`` is where its sweep diverged;
-        ``informative``: whether the sweep's lowest point means anything."""
+        ``informative``: whether the sweep's lowest point means anything; ``placed``: whether
+        its loss fell clearly (see the attribute)."""
         self.range = [low, high]
         self.cap = cap
         self.auto = True
         self.informative = informative
+        self.placed = placed
 
     @property
     def floor(self) -> float | None:
@@ -201,6 +208,7 @@ class SearchSpace:
             "cap": self.cap,
             "auto": self.auto,
             "informative": self.informative,
+            "placed": self.placed,
         }
 
     @classmethod
@@ -212,4 +220,5 @@ class SearchSpace:
             data["cap"],
             bool(data["auto"]),
             bool(data.get("informative", True)),
+            bool(data.get("placed", False)),
         )

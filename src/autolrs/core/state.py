@@ -54,6 +54,7 @@ _ADDED_SINCE: dict[str, Any] = {
     "expand_factor": None,
     "ramp_segment_fraction": None,
     "discard_budget": None,
+    "expand_from_range": False,
 }
 """Config fields added after states were first saved, with the values that keep an older state's
 behaviour (a field missing from a saved config must not take today's default)."""

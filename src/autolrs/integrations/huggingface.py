@@ -10,9 +10,10 @@ How it plugs in (public Trainer API only):
 
 - ``on_train_begin`` builds an :class:`autolrs.AutoLRS` on the Trainer's model and (unwrapped)
   optimizer, with ``total_steps = state.max_steps``. The optimizer's learning rate
-  (``TrainingArguments.learning_rate``) is where autolrs starts: a hint it searches around,
-  within the range a learning-rate range test finds. Left at the Trainer's default (5e-5), it is
-  reported once (``AutoLRSWarning``): set it to your best guess.
+  (``TrainingArguments.learning_rate``) is a fallback: a learning-rate range test places the
+  search, and the learning rate is where autolrs starts only where that test finds nothing, as
+  it may on a pre-trained model. Left at the Trainer's default (5e-5), it is reported once
+  (``AutoLRSWarning``): set it to your best guess.
 - The training loss of every micro-batch is read from the model's output (``outputs.loss``, as
   every transformers model returns it when given labels) by a forward hook; if the model returns
   none, from the Trainer's logs, which then needs ``logging_steps=1``.
@@ -286,9 +287,9 @@ class AutoLRSCallback(transformers.TrainerCallback, SettingsAttributes):
             return
         warnings.warn(
             f"TrainingArguments.learning_rate is {default:g}, the Trainer's default, which you "
-            "may never have chosen. autolrs uses the optimizer's learning rate only as the "
-            "starting point of its search (a hint it searches around, within the range a "
-            f"learning-rate range test finds), so this run starts from {default:g}. Set "
+            "may never have chosen. autolrs uses the optimizer's learning rate as the "
+            "starting point of its search where its learning-rate range test finds nothing (as "
+            f"it may on a pre-trained model): then this run starts from {default:g}. Set "
             "TrainingArguments(learning_rate=...) to your best guess for this model (e.g. 1e-3 "
             "for AdamW on a small model trained from scratch; keep 5e-5 if that is your guess "
             "for fine-tuning).",

@@ -59,9 +59,12 @@ class AutoLRS(RunStatus):
     optimizer, tries a few learning rates proposed by Bayesian optimisation for a short trial
     each (rolling back to the snapshot between them), forecasts from each trial's loss curve
     the loss the stage would end with, and trains the stage with the best one. No bounds or
-    schedule need to be chosen: the optimizer's learning rate is where autolrs starts: a hint it
-    searches around, within the range a learning-rate range test finds (runs too short to
-    search, under 30 steps without ``lr_range``, keep it and decay it).
+    schedule need to be chosen. The optimizer's learning rate is a fallback: with
+    ``total_steps`` a learning-rate range test places the first search (one step below its
+    pick) whatever that rate is; the learning rate is where autolrs starts only where the range
+    test finds nothing (a pre-trained model), where ``lr_range`` is given, or without
+    ``total_steps`` (runs too short to search, under 30 steps without ``lr_range``, keep it and
+    decay it).
 
     Args:
         model: The model being trained.

@@ -30,6 +30,7 @@ from autolrs.core.phases.base import (
     Spent,
     Transition,
 )
+from autolrs.core.phases.trial_plan import anchored_start
 from autolrs.core.planning import range_test_length
 from autolrs.core.range_test import (
     RangeSuggestion,
@@ -217,7 +218,8 @@ class RangeTest(BasePhase):
         ):
             return self._refine(self.lrs[found.stop_index])
         run.space.found(
-            found.low, found.high, found.diverged_lr or cfg.range_test_bounds[1], found.informative
+            found.low, found.high, found.diverged_lr or cfg.range_test_bounds[1], found.informative,
+            placed=found.fell,
         )
         resume_slot, resume_steps = self._resume_point(found)
         run.discarded += max(run.step - self.origin - resume_steps, 0)
@@ -244,6 +246,13 @@ class RangeTest(BasePhase):
         cfg, run = self.ctx.config, self.ctx.run
         if not cfg.try_optimizer_lr or run.default_lr is None:
             return {}
+        anchored = anchored_start(self.ctx)
+        if anchored is not None:
+            pick = run.space.pick(cfg.range_test_bounds[1])
+            return {"informative": found.informative, "optimizer_lr": run.default_lr,
+                    "start_lr": anchored,
+                    "start_reason": f"the first search starts one step below the range "
+                                    f"test's pick ({pick:.3g}), whatever the optimizer's rate"}
         smooth = cfg.expand_factor is not None
         start = run.space.start_rate(run.default_lr, cfg.range_test_bounds[1], smooth=smooth)
         return {"informative": found.informative, "optimizer_lr": run.default_lr,

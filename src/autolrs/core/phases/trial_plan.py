@@ -21,15 +21,18 @@ from autolrs.core.selection import select
 
 __all__ = [
     "anchored_rate",
+    "anchored_start",
     "choose",
     "eligible",
     "expand_center",
+    "first_center",
     "first_stage_searches",
     "held_first",
     "incumbent_rule",
     "new_searcher",
     "optimizer_lr",
     "plan_trials",
+    "range_anchor",
     "restore_searcher",
     "stage_candidates",
     "start_rate_said",
@@ -77,14 +80,15 @@ def anchored_rate(ctx: Context) -> float | None:
 
 def expand_center(ctx: Context, candidates: int) -> float | None:
     """The rate a search of ``candidates`` expands from (``Config.expand_factor``, with a
-    budget): the last committed rate; before any commit, the optimizer's (made usable,
-    :meth:`SearchSpace.start_rate`) or, when a first stage that held it ended worse than it
-    started, half of it. None when the search is not an expanding one.
+    budget): the last committed rate; before any commit, :func:`first_center` (one step below
+    the range test's pick, or the optimizer's rate made usable) or, when a first stage that
+    held it ended worse than it started, half of it. None when the search is not an expanding
+    one.
 
-    The first search from the optimizer's rate starts at the nearest point of a fixed grid
+    The first search starts at the nearest point of a fixed grid
     (:func:`~autolrs.core.expand.grid_point`: the powers of ``Config.expand_factor``, inside
-    the usable rates, :func:`_usable`), so that which rates it tries
-    does not depend on where between two points the user's rate happened to lie: on digits
+    the usable rates, :func:`_usable`), so that which rates it tries does not depend on where
+    between two points the rate it starts from happened to lie: on digits
     (tuned 0.1; 0.2 breaks the net within a hundred steps) a grid through 0.05 tries 0.158,
     through 0.2 tries 0.632 and 0.2, and from such starts the medians at 400 steps were
     0.077-0.102 against 0.051-0.057 from starts on the grid through 0.1."""
@@ -97,8 +101,49 @@ def expand_center(ctx: Context, candidates: int) -> float | None:
         return run.last_lr
     if run.held_lr is not None:
         return run.held_lr / 2.0
-    start = held_first(ctx)
-    return None if start is None else grid_point(start, cfg.expand_factor, *_usable(ctx))
+    return first_center(ctx)
+
+
+def first_center(ctx: Context) -> float | None:
+    """Where the first expanding search starts (before any commit): the point of the grid
+    nearest :func:`range_anchor` or else the optimizer's rate made usable (:func:`held_first`);
+    None without ``Config.expand_factor`` or without a rate to start from."""
+    cfg = ctx.config
+    start = range_anchor(ctx)
+    if start is None:
+        start = held_first(ctx)
+    if start is None or cfg.expand_factor is None:
+        return None
+    return grid_point(start, cfg.expand_factor, *_usable(ctx))
+
+
+def anchored_start(ctx: Context) -> float | None:
+    """Where the first search will start when the range test places it (:func:`range_anchor`):
+    what the range test's event reports. None when it does not: no search fits the budget, the
+    first stage holds a rate, or there is no anchor."""
+    if ctx.run.last_lr is not None or ctx.run.held_lr is not None or range_anchor(ctx) is None:
+        return None
+    plan = _sized_plan(ctx)
+    return None if plan is None else expand_center(ctx, plan.candidates)
+
+
+def range_anchor(ctx: Context) -> float | None:
+    """One ``Config.expand_factor`` step below the pick of the range the range test found
+    (:meth:`SearchSpace.pick`), with ``Config.expand_from_range``: the first search starts there
+    whatever the optimizer's rate. None when the range was given, the sweep's loss did not fall
+    clearly below its start (its lowest point is noise, even where it diverged:
+    :attr:`SearchSpace.placed`) or the option is off.
+
+    Why not the optimizer's rate: the issue's users built it 1/100 to 10 times the rate a tuned
+    cosine uses, and a search from there ended where it started on some seeds and not others;
+    the range test's pick lay 1 to 18 times above the tuned rate on the five benchmark
+    workloads, so one step below it the search has at most a few steps to go either way."""
+    cfg, space = ctx.config, ctx.run.space
+    if not cfg.expand_from_range or cfg.expand_factor is None or not cfg.try_optimizer_lr:
+        return None
+    if space.range is None or not space.auto or not space.informative or not space.placed:
+        return None
+    return space.pick(cfg.range_test_bounds[1]) / cfg.expand_factor
 
 
 def _usable(ctx: Context) -> tuple[float, float]:

@@ -180,7 +180,7 @@ class Trials(BasePhase):
         low, high, previous = self.plan.search_low, self.plan.search_high, self.ctx.run.last_lr
         user = optimizer_lr(self.ctx)
         if user is not None and not self.results and not isinstance(self.searcher, ExpandSearcher):
-            lr = user  # (an expanding search starts at the grid point nearest it: its centre)
+            lr = user  # (an expanding search starts at its centre: trial_plan.first_center)
         elif (
             self.ctx.config.start_at_previous
             and not self.results
