@@ -139,10 +139,8 @@ def range_anchor(ctx: Context) -> float | None:
     the range test's pick lay 1 to 18 times above the tuned rate on the five benchmark
     workloads, so one step below it the search has at most a few steps to go either way."""
     cfg, space = ctx.config, ctx.run.space
-    if not cfg.expand_from_range or cfg.expand_factor is None or not cfg.try_optimizer_lr:
-        return None
-    if space.range is None or not space.auto or not space.informative or not space.placed:
-        return None
+    if not cfg.expand_from_range or cfg.expand_factor is None or not space.placed:
+        return None  # (only the range test's sweep sets ``placed``, and only when it fell)
     return space.pick(cfg.range_test_bounds[1]) / cfg.expand_factor
 
 
