@@ -7,8 +7,11 @@ rates rising by sqrt(10) per segment from a fixed low rate (so the user's rate p
 keeps every segment whose holdout loss fell, rolls back the first one whose holdout loss did not
 fall, and settles ``--edge`` steps of sqrt(10) below that rate; then it holds the rate until 62 %
 of the budget and decays it linearly to zero (the default's final decay). Only the rolled-back
-segment is discarded. Nothing else of the method runs here (no later search, no guards), so the
-ramp is judged alone.
+segment is discarded. With ``--cool F`` the last ``F`` of each segment's steps decay its rate
+linearly towards zero before the holdout judges it (a cooled segment, as the default's trials
+are cooled), so that a higher rate is not judged at its noise; ``--segment`` sets a segment's
+share of the budget (2.5 %). Nothing else of the method runs here (no later search, no guards),
+so the ramp is judged alone.
 
 Each run is scored like the fair suite (score-split loss at step B, one torch thread). Compare
 with ``benchmarks/results/sweep/sweep.md`` (the default from four starts, the tuned cosine and
@@ -29,6 +32,7 @@ import math
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -49,6 +53,8 @@ class RampRun:
     seed: int
     low: float
     edge: int
+    cool: float
+    segment_fraction: float
     score: float
     settled_lr: float
     discarded_steps: int
@@ -88,16 +94,21 @@ class _Trainer:
         self.optimizer.load_state_dict(snap[1])
 
 
-def ramp_run(workload: Workload, budget: int, seed: int, low: float, edge: int) -> RampRun:
+def ramp_run(
+    workload: Workload, budget: int, seed: int, low: float, edge: int, cool: float = 0.0,
+    segment_fraction: float = 0.025,
+) -> RampRun:
     """Ramp from ``low``, settle ``edge`` steps below the first rate that did not help, hold,
-    decay; return the run's score on the score split."""
+    decay; return the run's score on the score split. ``cool``: the share of each segment whose
+    rate decays linearly towards zero before it is judged."""
     trainer = _Trainer(workload, seed, low)
-    segment = max(5, budget // 40)
+    segment = max(5, int(round(segment_fraction * budget)))
+    hot = segment - int(round(cool * segment))
     rate, before, path, discarded = low, trainer.holdout(), [], 0
     settled = None
     while trainer.steps + segment <= HOLD_UNTIL * budget:
         snap = trainer.snapshot()
-        trainer.train(segment, lambda _i, r=rate: r)
+        trainer.train(segment, partial(_segment_rate, rate, segment, hot))
         after = trainer.holdout()
         path.append((rate, after))
         if not math.isfinite(after) or after >= before:
@@ -116,7 +127,13 @@ def ramp_run(workload: Workload, budget: int, seed: int, low: float, edge: int) 
     rest = budget - spent - hold
     trainer.train(rest, lambda i: settled * (1.0 - i / rest))
     score = float(workload.evaluate(trainer.model, "score")["loss"])
-    return RampRun(workload.name, budget, seed, low, edge, score, settled, discarded, ramp_steps, path)
+    return RampRun(workload.name, budget, seed, low, edge, cool, segment_fraction, score, settled,
+                   discarded, ramp_steps, path)
+
+
+def _segment_rate(rate: float, segment: int, hot: int, i: int) -> float:
+    """Step ``i``'s rate in a segment: ``rate`` for ``hot`` steps, then linearly towards 0."""
+    return rate if i < hot else rate * (segment - i) / (segment - hot + 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,12 +142,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, required=True)
     parser.add_argument("--low", type=float, required=True, help="the ramp's first rate")
     parser.add_argument("--edge", type=int, default=2, help="sqrt(10) steps below the failure")
+    parser.add_argument("--cool", type=float, default=0.0, help="cooled share of a segment")
+    parser.add_argument("--segment", type=float, default=0.025, help="a segment's share of B")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per run")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     workload = get_workload(args.workload)
-    runs = [ramp_run(workload, args.budget, s, args.low, args.edge) for s in args.seeds]
+    runs = [
+        ramp_run(workload, args.budget, s, args.low, args.edge, args.cool, args.segment)
+        for s in args.seeds
+    ]
     if args.out is not None:
         with args.out.open("a") as handle:
             for run in runs:
@@ -138,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     median = statistics.median(r.score for r in runs)
     share = statistics.median(r.discarded_steps for r in runs) / args.budget
     print(
-        f"{args.workload} B={args.budget} low={args.low:g} edge={args.edge}: median {median:.4f} "
+        f"{args.workload} B={args.budget} low={args.low:g} edge={args.edge} cool={args.cool} "
+        f"segment={args.segment}: median {median:.4f} "
         f"{[round(r.score, 4) for r in runs]}, settled {[f'{r.settled_lr:.3g}' for r in runs]}, "
         f"discarded {100 * share:.1f} %"
     )

@@ -109,6 +109,14 @@ def test_ramp_first_stage_ramps_holds_and_decays(tmp_path):
     assert run["discarded_steps"] in (0, 5)  # at most the one segment that failed
 
 
+def test_ramp_first_stage_cools_the_end_of_each_segment():
+    study = load("ramp_first_stage")
+    rates = [study._segment_rate(0.1, 10, 7, i) for i in range(10)]
+    assert rates[:7] == [0.1] * 7
+    assert rates[7] > rates[8] > rates[9] > 0.0  # cooled over the last 3 steps, towards zero
+    assert rates[9] == pytest.approx(0.1 / 4)
+
+
 def test_start_sweep_runs_a_preset_from_each_start(capsys):
     study = load("start_sweep")
     study.main(["digits", "40", "0.1", "--preset", "ramp", "--starts", "0.1", "10",
@@ -116,3 +124,23 @@ def test_start_sweep_runs_a_preset_from_each_start(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("digits B=40 ramp x0.1: median ")
     assert all("discarded" in line for line in lines)
+
+
+def test_late_duel_tries_the_held_rate_and_half_of_it_then_restores_the_library():
+    study = load("late_duel")
+    from autolrs.bench.autolrs_runner import run_autolrs
+    from autolrs.bench.harness import run_method
+    from autolrs.core.phases import trial_plan, trials
+
+    def method(ctx):
+        ctx.start_lr = 0.1
+        run_autolrs(ctx, Config(stage_candidates=(6, 2, 1)))
+
+    before = (trials.new_searcher, trial_plan._sized_plan)
+    with study.late_duel(2.0, allowance=1.0):
+        result = run_method(method, get_workload("digits"), "autolrs", 0, budget=300)
+    assert (trials.new_searcher, trial_plan._sized_plan) == before
+    later = [c for c in result.extra["autolrs"]["candidates"] if c[0] == 2]
+    assert len(later) == 2
+    held, lower = later[0][1], later[1][1]
+    assert lower == pytest.approx(held / 2.0)
