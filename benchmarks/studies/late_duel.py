@@ -10,8 +10,9 @@ discarded plus its losing trial stay within ``--allowance`` of the budget (bar (
 so small budgets, whose search already spends more, hold as before.
 
 It is a prototype made by replacing two functions of :mod:`autolrs.core.phases.trial_plan`
-for the run (the searcher of a later two-candidate stage and the stage's sizing), not a
-configuration of the library. Each run is scored like the fair suite.
+for the run (the searcher of a later two-candidate stage and the stage's sizing, which then
+ignores ``Config.discard_budget``: the default leaves it unset), not a configuration of the
+library. Each run is scored like the fair suite.
 
 Usage (repository root):
 

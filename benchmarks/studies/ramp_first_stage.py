@@ -102,7 +102,7 @@ def ramp_run(
     decay; return the run's score on the score split. ``cool``: the share of each segment whose
     rate decays linearly towards zero before it is judged."""
     trainer = _Trainer(workload, seed, low)
-    segment = max(5, int(round(segment_fraction * budget)))
+    segment = max(5, int(segment_fraction * budget))  # the default: budget // 40, as before
     hot = segment - int(round(cool * segment))
     rate, before, path, discarded = low, trainer.holdout(), [], 0
     settled = None
