@@ -38,7 +38,7 @@ from autolrs.core.planning import StagePlan, decay_length, plan_stage, trial_ste
 from autolrs.core.search import Searcher
 
 sys.path.insert(0, str(Path(__file__).parent))
-from start_sweep import sweep_start  # noqa: E402  (a sibling study)
+from start_sweep import summary_line, sweep_start  # noqa: E402  (a sibling study)
 
 
 @contextmanager
@@ -91,13 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     with late_duel(args.factor, args.allowance):
         out = sweep_start(args.workload, args.budget, args.start, args.seeds,
                           Config(stage_candidates=(6, 2, 1)))
-    print(
-        f"{args.workload} B={args.budget} late duel /{args.factor:g}: median "
-        f"{out['median']:.4f} {[round(s, 4) for s in out['scores']]} rates "
-        f"{[None if r is None else float(f'{r:.2g}') for r in out['rates']]} discarded "
-        f"{100 * out['median_discarded']:.1f} %",
-        flush=True,
-    )
+    print(summary_line(f"{args.workload} B={args.budget} late duel /{args.factor:g}", out),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,16 @@ def sweep_start(
             "median": statistics.median(scores), "median_discarded": statistics.median(discarded)}
 
 
+def summary_line(label: str, out: dict[str, Any]) -> str:
+    """One start's line: ``label``, the median score, the scores, the last committed rates and
+    the median discarded share (``out`` from :func:`sweep_start`)."""
+    return (
+        f"{label}: median {out['median']:.4f} {[round(s, 4) for s in out['scores']]} rates "
+        f"{[None if r is None else float(f'{r:.2g}') for r in out['rates']]} discarded "
+        f"{100 * out['median_discarded']:.1f} %"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workload")
@@ -68,13 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     config = PRESETS[args.preset](**json.loads(args.override))
     for factor in args.starts:
         out = sweep_start(args.workload, args.budget, args.tuned * factor, args.seeds, config)
-        print(
-            f"{args.workload} B={args.budget} {args.preset} x{factor:g}: median "
-            f"{out['median']:.4f} {[round(s, 4) for s in out['scores']]} rates "
-            f"{[None if r is None else float(f'{r:.2g}') for r in out['rates']]} discarded "
-            f"{100 * out['median_discarded']:.1f} %",
-            flush=True,
-        )
+        print(summary_line(f"{args.workload} B={args.budget} {args.preset} x{factor:g}", out),
+              flush=True)
 
 
 if __name__ == "__main__":
