@@ -144,3 +144,20 @@ def test_late_duel_tries_the_held_rate_and_half_of_it_then_restores_the_library(
     assert len(later) == 2
     held, lower = later[0][1], later[1][1]
     assert lower == pytest.approx(held / 2.0)
+
+
+def test_hold_horizon_scores_the_default_s_shape_and_each_proxy(monkeypatch, capsys):
+    study = load("hold_horizon")
+    assert [study.default_shape(20, 1.0, t, warmup=4) for t in (0, 3, 12, 13, 19)] == [
+        0.25, 1.0, 1.0, 1.0, 1.0 / 7]  # warm-up, hold, decay from step 13
+    run_main(study, monkeypatch, "digits", "40", "0.1", "--factors", "0.5", "1",
+             "--lengths", "4")
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.1])
+    assert all(r["position"] == 6 and math.isfinite(r["truth"]) for r in rows)
+    assert all(set(r["const"]) == set(r["cooled"]) == {"4"} for r in rows)
+    assert rows[0]["const"] != rows[1]["const"]  # each rate trained on its own
+    run_main(study, monkeypatch, "digits", "40", "0.1", "--warmups", "1", "8")
+    (noise,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert set(noise["warmups"]) == {"1", "8"}
+    assert noise["warmups"]["1"] != noise["warmups"]["8"]

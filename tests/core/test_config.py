@@ -52,6 +52,8 @@ def test_from_dict_drops_a_deleted_field_that_an_old_state_still_names():
         ("tau", 0, "tau must be an integer >= 1"),
         ("trial_fraction", 0.0, r"trial_fraction must lie in \(0"),
         ("trial_fraction", 1.5, "trial_fraction"),
+        ("first_trial_fraction", 0.0, r"first_trial_fraction must lie in \(0"),
+        ("first_trial_fraction", float("nan"), "first_trial_fraction"),
         ("kappa", -1.0, "kappa must be a finite number >= 0"),
         ("kappa", float("nan"), "kappa"),
         ("acquisition", "ucb", "acquisition must be one of"),

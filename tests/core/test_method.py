@@ -79,6 +79,16 @@ def test_the_default_searches_once_from_the_optimizer_rate_then_holds_and_decays
     assert len(record.lrs) == 600 and record.lrs[-1] < 0.01 * max(record.lrs)
 
 
+def test_the_first_stage_s_trials_are_first_trial_fraction_of_its_tau_and_later_ones_not():
+    _, record = _run(3000, total_steps=3000)  # tau 240: 15 steps at 0.0625, 24 at 0.1
+    stages = _stages(record)
+    assert stages[0]["tau"] == 240 and stages[0]["trial_steps"] == 15
+    assert {c["steps"] for c in _candidates(record, 1) if not c["early_stopped"]} <= {15}
+    assert stages[1]["trial_steps"] == round(stages[1]["tau"] * 0.1)
+    _, same = _run(3000, total_steps=3000, config=Config(first_trial_fraction=None))
+    assert _stages(same)[0]["trial_steps"] == 24  # None: trial_fraction, as every later stage
+
+
 def test_the_ramp_preset_keeps_a_second_upward_search():
     _, record = _run(config=Config.ramp())
     counts = [s["candidates"] for s in _stages(record)]

@@ -45,6 +45,8 @@ class Config:
             fill the budget exactly).
         trial_fraction: tau' / tau, the length of one trial relative to the exploit phase
             (paper: 0.1).
+        first_trial_fraction: tau' / tau in the first stage (None: ``trial_fraction``): short
+            trials from near the initial model are less biased towards small rates.
         min_trial_steps: Lower bound on tau' (a forecast needs a few points).
         candidates: Learning rates tried per stage, k (paper: 10).
         later_candidates: Learning rates tried in every stage after the first (None: as
@@ -214,6 +216,7 @@ class Config:
     tau: int = 1000
     tau_fraction: float = 0.08
     trial_fraction: float = 0.1
+    first_trial_fraction: float | None = 0.0625
     min_trial_steps: int = 10
     candidates: int = 6
     later_candidates: int | None = None
@@ -327,6 +330,7 @@ class Config:
     def _check_numbers(self) -> None:
         _in_range(self, "tau_fraction", 0.0, 1.0)
         _in_range(self, "trial_fraction", 0.0, 1.0)
+        _in_range(self, "first_trial_fraction", 0.0, 1.0, optional=True)
         _in_range(self, "range_test_fraction", 0.0, 0.5)
         _in_range(self, "final_decay_fraction", 0.0, 0.9, closed_low=True)
         _in_range(self, "warmup_fraction", 0.0, 0.5, closed_low=True)
@@ -335,33 +339,21 @@ class Config:
         _at_least(self, "range_decades", 0.5)
         _at_least(self, "kappa", 0.0)
         _at_least(self, "xi", 0.0)
-        if self.trust_region is not None:
-            _at_least(self, "trust_region", 1.0, strict=True)
-        if self.divergence_factor is not None:
-            _at_least(self, "divergence_factor", 1.0, strict=True)
-        if self.early_stop_fraction is not None:
-            _in_range(self, "early_stop_fraction", 0.0, 1.0)
-        if self.prefer_larger_within is not None:
-            _in_range(self, "prefer_larger_within", 0.0, 1.0)
-        if self.keep_incumbent_within is not None:
-            _in_range(self, "keep_incumbent_within", 0.0, 1.0, closed_low=True)
-        if self.anneal_fraction is not None:
-            _in_range(self, "anneal_fraction", 0.0, 0.9)
-        if self.expand_factor is not None:
-            _at_least(self, "expand_factor", 1.0, strict=True)
+        _at_least(self, "trust_region", 1.0, strict=True, optional=True)
+        _at_least(self, "divergence_factor", 1.0, strict=True, optional=True)
+        _in_range(self, "early_stop_fraction", 0.0, 1.0, optional=True)
+        _in_range(self, "prefer_larger_within", 0.0, 1.0, optional=True)
+        _in_range(self, "keep_incumbent_within", 0.0, 1.0, closed_low=True, optional=True)
+        _in_range(self, "anneal_fraction", 0.0, 0.9, optional=True)
+        _at_least(self, "expand_factor", 1.0, strict=True, optional=True)
         _at_least(self, "expand_margin", 0.0)
-        if self.ramp_segment_fraction is not None:
-            _in_range(self, "ramp_segment_fraction", 0.0, 0.2)
+        _in_range(self, "ramp_segment_fraction", 0.0, 0.2, optional=True)
         _in_range(self, "ramp_max_fraction", 0.0, 0.9)
-        if self.discard_budget is not None:
-            _in_range(self, "discard_budget", 0.0, 0.5)
+        _in_range(self, "discard_budget", 0.0, 0.5, optional=True)
         _at_least(self, "range_headroom", 0.01, strict=False)
-        if self.edge_shift is not None:
-            _at_least(self, "edge_shift", 1.0, strict=True)
-        if self.stage_guard is not None:
-            _at_least(self, "stage_guard", 0.0, strict=True)
-        if self.overfit_guard is not None:
-            _at_least(self, "overfit_guard", 0.0, strict=True)
+        _at_least(self, "edge_shift", 1.0, strict=True, optional=True)
+        _at_least(self, "stage_guard", 0.0, strict=True, optional=True)
+        _at_least(self, "overfit_guard", 0.0, strict=True, optional=True)
 
     def _check_bounds(self) -> None:
         bounds = self.range_test_bounds
@@ -482,16 +474,25 @@ def _positive_int(cfg: Config, name: str, minimum: int = 1) -> None:
         raise ValueError(f"Config.{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _in_range(cfg: Config, name: str, low: float, high: float, *, closed_low: bool = False) -> None:
+def _in_range(
+    cfg: Config, name: str, low: float, high: float, *, closed_low: bool = False,
+    optional: bool = False,
+) -> None:
     value = getattr(cfg, name)
+    if optional and value is None:
+        return
     ok = _is_real(value) and (low <= value if closed_low else low < value) and value <= high
     if not ok:
         bracket = "[" if closed_low else "("
         raise ValueError(f"Config.{name} must lie in {bracket}{low}, {high}], got {value!r}")
 
 
-def _at_least(cfg: Config, name: str, low: float, *, strict: bool = False) -> None:
+def _at_least(
+    cfg: Config, name: str, low: float, *, strict: bool = False, optional: bool = False
+) -> None:
     value = getattr(cfg, name)
+    if optional and value is None:
+        return
     ok = _is_real(value) and (value > low if strict else value >= low)
     if not ok:
         op = ">" if strict else ">="

@@ -77,9 +77,10 @@ def decay_length(config: Config, total_steps: int | None) -> int:
     return int(round(config.final_decay_fraction * total_steps))
 
 
-def trial_steps_for(config: Config, tau: int) -> int:
-    """tau' for a given tau."""
-    return max(config.min_trial_steps, int(round(tau * config.trial_fraction)))
+def trial_steps_for(config: Config, tau: int, fraction: float | None = None) -> int:
+    """tau' for a given tau: ``fraction`` of it (None: ``config.trial_fraction``)."""
+    share = config.trial_fraction if fraction is None else fraction
+    return max(config.min_trial_steps, int(round(tau * share)))
 
 
 def plan_stage(
@@ -88,6 +89,7 @@ def plan_stage(
     tau_max: int,
     remaining: int | None,
     candidates: int | None = None,
+    trial_fraction: float | None = None,
 ) -> StagePlan | None:
     """The next stage's plan, fitted inside ``remaining`` steps.
 
@@ -102,8 +104,9 @@ def plan_stage(
         tau_max: The largest tau.
         remaining: Steps left for stages, or None when there is no budget.
         candidates: Candidates of this stage (default ``config.candidates``).
+        trial_fraction: tau' / tau of this stage's trials (None: ``config.trial_fraction``).
     """
-    trial = trial_steps_for(config, nominal_tau)
+    trial = trial_steps_for(config, nominal_tau, trial_fraction)
     k = config.candidates if candidates is None else candidates
     tau = nominal_tau
     if remaining is None:

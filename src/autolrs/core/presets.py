@@ -9,6 +9,7 @@ _PAPER: dict[str, Any] = {
     "tau": 1000,
     "tau_fraction": 1.0 / 30.0,
     "trial_fraction": 0.1,
+    "first_trial_fraction": None,
     "range_test_fraction": 0.05,
     "candidates": 10,
     "later_candidates": None,
@@ -49,6 +50,7 @@ _PAPER: dict[str, Any] = {
 _RAMP: dict[str, Any] = {
     "stage_candidates": (6, 3, 1),  # as measured (the default's second search was dropped later)
     "ramp_segment_fraction": 0.025,
+    "first_trial_fraction": None,  # as measured (0.1 of tau, as every later stage)
     "discard_budget": 0.08,
     "min_trial_steps": 5,
 }
@@ -58,12 +60,14 @@ _UPWARD: dict[str, Any] = {
     "expand_factor": None,
     "stage_candidates": (1, 3, 1),
     "trial_fraction": 0.15,
+    "first_trial_fraction": None,
 }
 """What :meth:`Config.upward` changes from today's default (the default of version 0.2)."""
 
 _STAGEWISE: dict[str, Any] = {
     "tau_fraction": 1.0 / 30.0,
     "trial_fraction": 0.1,
+    "first_trial_fraction": None,
     "stage_candidates": None,
     "try_optimizer_lr": False,
     "search_upward": False,

@@ -281,10 +281,11 @@ def _sized_plan(ctx: Context) -> StagePlan | None:
         remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
     holds = run.last_lr is not None or held_first(ctx) is not None
     k = stage_candidates(cfg, run.stage, budgeted=ctx.total_steps is not None, holds_rate=holds)
-    plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
+    share = cfg.first_trial_fraction if run.stage == 0 else None
+    plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k, share)
     affordable = None if plan is None else _affordable(ctx, plan.trial_steps)
     if plan is not None and affordable is not None and affordable < plan.candidates:
-        return plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, affordable)
+        return plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, affordable, share)
     return plan
 
 
