@@ -116,3 +116,14 @@ def test_the_saved_config_and_budget_replace_the_constructors():
     resumed = StageController(Config.stagewise(), total_steps=5)
     resumed.load_state_dict(ctrl.state_dict())
     assert resumed.config == Config.paper() and resumed.total_steps == 700 and resumed.validation
+
+
+def test_a_config_saved_before_a_field_existed_keeps_its_old_behaviour():
+    ctrl = StageController(Config(), total_steps=3000, validation=True, seed=0)
+    ctrl.start()
+    state = ctrl.state_dict()
+    del state["config"]["first_trial_fraction"]  # as saved before the field was added
+    resumed = StageController()
+    resumed.load_state_dict(state)
+    assert resumed.config.first_trial_fraction is None  # trial_fraction, as it then ran
+    assert resumed.config == Config(first_trial_fraction=None)
