@@ -116,7 +116,8 @@ def planned_stages(cfg: Config, total: int) -> tuple[list[Stage], dict]:
     while True:
         remaining = total - step - decay_length(cfg, total)
         k = stage_candidates(cfg, len(out), budgeted=True, holds_rate=bool(out))
-        plan = plan_stage(cfg, taus.nominal, taus.maximum, remaining, k)
+        share = cfg.first_trial_fraction if not out else None  # the first stage's trials
+        plan = plan_stage(cfg, taus.nominal, taus.maximum, remaining, k, share)
         if plan is None:
             break
         out.append(Stage(pos, plan.trial_steps, plan.tau))

@@ -9,8 +9,9 @@ batch order:
   linear decay to zero at its end; the score-split loss at the end;
 * **const L**: ``L`` steps at the constant rate; the holdout loss after them, for each
   ``--lengths``;
-* **cooled L**: ``L`` steps as a search's trial runs them (warming up over the first third,
-  cooling over the last: :func:`autolrs.core.phases.trials.trial_rate`); the holdout loss.
+* **cooled L**: ``L`` steps at the rate, cooling linearly to zero over the last third as a
+  search's trial does (:func:`autolrs.core.phases.trials.trial_rate`; no warm-up, as from a
+  trained model); the holdout loss.
 
 With ``--warmups`` it instead trains from scratch with the default's shape at ``rate``, once
 per warm-up length (steps), on the same batches: how far a perturbation that changes nothing

@@ -1,13 +1,15 @@
 """Does a late duel between the held rate and a lower one fix the rate held (issue 19)?
 
 The default holds the first search's pick to the final decay (``stage_candidates = (6, 1)``).
-On fashion-cnn that pick is the tuned cosine's peak (0.1), and holding it trails the cosine,
-while holding about half of it beats it. This study gives the second stage two cooled
-candidates instead of one: the held rate and ``--factor`` below it, each a trial of the stage's
-usual length (``trial_fraction`` of its tau) from the trained model; the held rate stays unless
-the lower one beats it by ``Config.expand_margin``. The duel runs only while the steps already
-discarded plus its losing trial stay within ``--allowance`` of the budget (bar (c) of issue 19),
-so small budgets, whose search already spends more, hold as before.
+On fashion-cnn that pick is the tuned cosine's peak (0.1), and holding it seemed to trail the
+cosine, while holding about half of it seemed to beat it (measured later with
+``hold_horizon.py``: holding 0.1 beats the cosine there; ``docs/method.md``). This study
+gives the second stage two cooled candidates instead of one: the held rate and ``--factor``
+below it, each a trial of the stage's usual length (``trial_fraction`` of its tau) from the
+trained model; the held rate stays unless the lower one beats it by ``Config.expand_margin``.
+The duel runs only while the steps already discarded plus its losing trial stay within
+``--allowance`` of the budget (bar (c) of issue 19), so small budgets, whose search already
+spends more, hold as before.
 
 It is a prototype made by replacing two functions of :mod:`autolrs.core.phases.trial_plan`
 for the run (the searcher of a later two-candidate stage and the stage's sizing, which then
@@ -66,7 +68,8 @@ def late_duel(factor: float, allowance: float) -> Iterator[None]:
             losing = (k - 1) * trial_steps_for(cfg, run.taus.nominal)
             if run.discarded + losing > allowance * ctx.total_steps:
                 k = 1
-        plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k)
+        share = cfg.first_trial_fraction if run.stage == 0 else None  # as the library plans
+        plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k, share)
         if plan is None and k > 1 and run.stage >= 1:
             plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, 1)
         return plan
