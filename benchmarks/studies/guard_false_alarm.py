@@ -62,7 +62,13 @@ from autolrs.core.config import Config
 from autolrs.core.level import RECENT, CommittedLevel, robust_std, trial_level
 from autolrs.core.phases.checkpoints import checkpoints
 from autolrs.core.phases.trial_plan import stage_candidates
-from autolrs.core.planning import decay_length, plan_stage, range_test_length, tau_plan
+from autolrs.core.planning import (
+    decay_length,
+    plan_stage,
+    range_test_length,
+    stage_trial_fraction,
+    tau_plan,
+)
 from autolrs.core.stage_guard import GUARD_WINDOW, StageGuard
 
 ZS = (2.5, 3.5, 5.0)
@@ -116,7 +122,7 @@ def planned_stages(cfg: Config, total: int) -> tuple[list[Stage], dict]:
     while True:
         remaining = total - step - decay_length(cfg, total)
         k = stage_candidates(cfg, len(out), budgeted=True, holds_rate=bool(out))
-        share = cfg.first_trial_fraction if not out else None  # the first stage's trials
+        share = stage_trial_fraction(cfg, len(out))
         plan = plan_stage(cfg, taus.nominal, taus.maximum, remaining, k, share)
         if plan is None:
             break

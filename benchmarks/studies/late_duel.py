@@ -36,7 +36,13 @@ from autolrs.core.expand import ExpandSearcher
 from autolrs.core.phases import trial_plan, trials
 from autolrs.core.phases.base import Context
 from autolrs.core.phases.stage import TrialPlan
-from autolrs.core.planning import StagePlan, decay_length, plan_stage, trial_steps_for
+from autolrs.core.planning import (
+    StagePlan,
+    decay_length,
+    plan_stage,
+    stage_trial_fraction,
+    trial_steps_for,
+)
 from autolrs.core.search import Searcher
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -68,7 +74,7 @@ def late_duel(factor: float, allowance: float) -> Iterator[None]:
             losing = (k - 1) * trial_steps_for(cfg, run.taus.nominal)
             if run.discarded + losing > allowance * ctx.total_steps:
                 k = 1
-        share = cfg.first_trial_fraction if run.stage == 0 else None  # as the library plans
+        share = stage_trial_fraction(cfg, run.stage)
         plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k, share)
         if plan is None and k > 1 and run.stage >= 1:
             plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, 1)

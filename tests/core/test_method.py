@@ -17,6 +17,7 @@ from autolrs.core.observations import Loss, Validation
 from autolrs.core.phases.exploit import Exploit
 from autolrs.core.phases.final import _rate
 from autolrs.core.phases.stage import StageOutcome, TrialPlan, TrialResult
+from autolrs.core.planning import stage_trial_fraction
 from autolrs.core.search import BayesSearcher
 from autolrs.testing import NoisyQuadratic, drive
 from tests.core.phases.helpers import context, events
@@ -87,6 +88,8 @@ def test_the_first_stage_s_trials_are_first_trial_fraction_of_its_tau_and_later_
     assert stages[1]["trial_steps"] == round(stages[1]["tau"] * 0.1)
     _, same = _run(3000, total_steps=3000, config=Config(first_trial_fraction=None))
     assert _stages(same)[0]["trial_steps"] == 24  # None: trial_fraction, as every later stage
+    assert [stage_trial_fraction(Config(), stage) for stage in (0, 1, 2)] == [0.0625, 0.1, 0.1]
+    assert stage_trial_fraction(Config.upward(), 0) == 0.15  # the presets keep trial_fraction
 
 
 def test_the_ramp_preset_keeps_a_second_upward_search():

@@ -13,6 +13,7 @@ __all__ = [
     "first_tau",
     "plan_stage",
     "range_test_length",
+    "stage_trial_fraction",
     "tau_plan",
     "trial_steps_for",
     "warmup_length",
@@ -75,6 +76,14 @@ def decay_length(config: Config, total_steps: int | None) -> int:
     if total_steps is None or config.final_decay_fraction <= 0:
         return 0
     return int(round(config.final_decay_fraction * total_steps))
+
+
+def stage_trial_fraction(config: Config, stage: int) -> float:
+    """tau' / tau of stage ``stage`` (0: the first): ``first_trial_fraction`` there when it is
+    set, else ``trial_fraction``."""
+    if stage == 0 and config.first_trial_fraction is not None:
+        return config.first_trial_fraction
+    return config.trial_fraction
 
 
 def trial_steps_for(config: Config, tau: int, fraction: float | None = None) -> int:

@@ -15,7 +15,7 @@ from autolrs.core.config import Config
 from autolrs.core.expand import PROGRESS_SHARE, ExpandSearcher, grid_point
 from autolrs.core.phases.base import Context
 from autolrs.core.phases.stage import TrialPlan, TrialResult
-from autolrs.core.planning import StagePlan, decay_length, plan_stage
+from autolrs.core.planning import StagePlan, decay_length, plan_stage, stage_trial_fraction
 from autolrs.core.search import Searcher
 from autolrs.core.selection import select
 
@@ -281,7 +281,7 @@ def _sized_plan(ctx: Context) -> StagePlan | None:
         remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
     holds = run.last_lr is not None or held_first(ctx) is not None
     k = stage_candidates(cfg, run.stage, budgeted=ctx.total_steps is not None, holds_rate=holds)
-    share = cfg.first_trial_fraction if run.stage == 0 else None
+    share = stage_trial_fraction(cfg, run.stage)
     plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k, share)
     affordable = None if plan is None else _affordable(ctx, plan.trial_steps)
     if plan is not None and affordable is not None and affordable < plan.candidates:
