@@ -114,7 +114,9 @@ def planned_stages(cfg: Config, total: int) -> tuple[list[Stage], dict]:
     The library's own pieces: its tau plan (:func:`autolrs.core.planning.tau_plan`, advanced
     by ``TauPlan.advance``), each stage's k (:func:`autolrs.core.phases.trial_plan.
     stage_candidates`, a rate held from the second stage on) and ``plan_stage`` inside the
-    budget left; the study assumes every stage runs to plan (no rollback, no early stop).
+    budget left; the study assumes every stage runs to plan (no rollback, no early stop) and,
+    as the default did when it ran, ignores ``Config.discard_budget`` and the small-budget ramp
+    (both change only budgets under about 800 steps).
     """
     r = range_test_length(cfg, total)
     taus = tau_plan(cfg, total)

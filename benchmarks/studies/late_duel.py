@@ -13,8 +13,9 @@ spends more, hold as before.
 
 It is a prototype made by replacing two functions of :mod:`autolrs.core.phases.trial_plan`
 for the run (the searcher of a later two-candidate stage and the stage's sizing, which then
-ignores ``Config.discard_budget``: the default leaves it unset), not a configuration of the
-library. Each run is scored like the fair suite.
+ignores ``Config.discard_budget``; its runs set that and the small-budget ramp to None, as the
+default had them when this study ran), not a configuration of the library. Each run is scored
+like the fair suite.
 
 Usage (repository root):
 
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     with late_duel(args.factor, args.allowance):
         out = sweep_start(args.workload, args.budget, args.start, args.seeds,
-                          Config(stage_candidates=(6, 2, 1)))
+                          Config(stage_candidates=(6, 2, 1), discard_budget=None,
+                                 small_budget_ramp=None))
     print(summary_line(f"{args.workload} B={args.budget} late duel /{args.factor:g}", out),
           flush=True)
 

@@ -355,7 +355,8 @@ def split_runs(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any
 
 
 ACCOUNTS = (
-    "warmup", "range_test", "discarded_trials", "kept_trials", "exploit", "final", "rolled_back"
+    "warmup", "range_test", "discarded_trials", "kept_trials", "exploit", "final",
+    "early_stopped", "rolled_back",
 )
 """Where a run's steps went (:func:`step_accounting`), in the order they usually happen."""
 
@@ -373,6 +374,16 @@ def _covered(intervals: list[tuple[int, int]]) -> int:
     return total
 
 
+def _outside(intervals: list[tuple[int, int]], cut: list[tuple[int, int]]) -> int:
+    """Steps covered by ``intervals`` and not by ``cut`` (both half-open)."""
+    return _covered(intervals + cut) - _covered(cut)
+
+
+def _shared(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:
+    """Steps covered by both ``a`` and ``b`` (half-open intervals)."""
+    return _covered(a) + _covered(b) - _covered(a + b)
+
+
 def step_accounting(events: Iterable[dict[str, Any]]) -> dict[str, int]:
     """Where the steps of a run went, from its events.
 
@@ -380,16 +391,23 @@ def step_accounting(events: Iterable[dict[str, Any]]) -> dict[str, int]:
     that training resumes from), ``range_test`` (the rest of the sweep: discarded),
     ``discarded_trials`` (candidates rolled back), ``kept_trials`` (a winner's trial steps that
     training continued from), ``exploit`` and ``final`` (committed training at the chosen rates),
-    and ``rolled_back``: every other step told (exploit, final or warm-up steps undone by a
-    rollback, a retried trial's first attempt, steps told in a batch after a fault). The sum is
-    the number of steps told up to the last event.
+    ``early_stopped`` (the steps after the lowest validation loss that the overfitting guard's
+    return to it undid: early stopping, not the search; from the events that carry
+    ``early_stopped_from`` to them, the committed steps and the segments marked
+    ``early_stopped``) and ``rolled_back``: every other step told (exploit, final or
+    warm-up steps undone by a rollback, a retried trial's first attempt, steps told in a batch
+    after a fault). The sum is the number of steps told up to the last event.
     """
     spans: dict[str, list[tuple[int, int]]] = {}
+    stopped: list[tuple[int, int]] = []  # from the best check to an early stop
+    undone_by_stop: list[tuple[int, int]] = []  # uncommitted steps the early stop itself undid
     last = 0
     for e in events:
         if e.get("event") == "train_loss":
             continue  # a log file's loss records: the steps are told by the other events
         last = max(last, int(e.get("step", 0) or 0))
+        if e.get("early_stopped_from") is not None:
+            stopped.append((int(e["early_stopped_from"]), int(e["step"])))
         if e.get("event") != "segment":
             continue
         start, end = int(e["start"]), int(e["end"])
@@ -398,22 +416,32 @@ def step_accounting(events: Iterable[dict[str, Any]]) -> dict[str, int]:
         if kind in ("range_test", "trial", "kept_trial"):
             account = kind
         elif not committed:
-            continue  # undone: counted in rolled_back
+            if e.get("early_stopped"):
+                undone_by_stop.append((start, end))
+            continue  # undone: counted in rolled_back (or early_stopped)
         else:
             account = {"warmup": "warmup", "exploit": "exploit"}.get(str(kind), "final")
         spans.setdefault(account, []).append((start, end))
     warmup = spans.get("warmup", [])
     sweeps = spans.get("range_test", [])
     kept_sweep = [w for w in warmup if any(w[0] < e and s < w[1] for s, e in sweeps)]
+    kept_trials = spans.get("kept_trial", [])
     out = {
         "warmup": _covered(warmup),
-        "range_test": _covered(sweeps + kept_sweep) - _covered(kept_sweep),
-        "discarded_trials": (
-            _covered(spans.get("trial", [])) - _covered(spans.get("kept_trial", []))
-        ),
-        "kept_trials": _covered(spans.get("kept_trial", [])),
+        "range_test": _outside(sweeps, kept_sweep),
+        "discarded_trials": _covered(spans.get("trial", [])) - _covered(kept_trials),
+        "kept_trials": _covered(kept_trials),
         "exploit": _covered(spans.get("exploit", [])),
         "final": _covered(spans.get("final", [])),
     }
+    # Early stopping undid the steps after the best check: the committed ones and those of the
+    # stopped phase move to its account; what a guard or a fault undid there stays rolled back.
+    committed = {"warmup": warmup, "kept_trials": kept_trials,
+                 "exploit": spans.get("exploit", []), "final": spans.get("final", [])}
+    out["early_stopped"] = _shared(undone_by_stop, stopped)
+    for account, intervals in committed.items():
+        undone = _shared(intervals, stopped)
+        out[account] -= undone
+        out["early_stopped"] += undone
     out["rolled_back"] = max(last - sum(out.values()), 0)
     return out

@@ -17,7 +17,8 @@ from autolrs.bench.tuned import tuned_point
 H = 400
 
 
-def run(method, budget, final, seed=0, *, lr=None, holdout=None, discarded=0.05, workload="digits"):
+def run(method, budget, final, seed=0, *, lr=None, holdout=None, discarded=0.05, workload="digits",
+        early_stopped=0.0):
     r = RunResult(workload, method, seed, budget, steps=budget, final_score=final)
     every = budget // 50
     r.curve = [(s, final) for s in range(every, budget + 1, every)]
@@ -29,10 +30,10 @@ def run(method, budget, final, seed=0, *, lr=None, holdout=None, discarded=0.05,
     if holdout is not None:
         r.extra["final_holdout"] = holdout
     if method.startswith("autolrs"):
-        d = int(discarded * budget)
+        d, e = int(discarded * budget), int(early_stopped * budget)
         r.extra["autolrs"] = {"controller_seconds": 0.0, "val_fn_calls": 4, "accounting": {
             "warmup": 0, "range_test": d, "discarded_trials": 0, "kept_trials": 0,
-            "exploit": budget - d, "final": 0, "rolled_back": 0}}
+            "exploit": budget - d - e, "final": 0, "early_stopped": e, "rolled_back": 0}}
     return r
 
 
@@ -80,13 +81,14 @@ def test_the_sweep_suite_runs_the_grid_before_the_start_scaled_methods():
     assert {split_start_scale(m)[1] for m in digits} >= {0.01, 0.1, 1.0, 10.0}
 
 
-def sweep_runs(flat=False, discarded=0.05):
+def sweep_runs(flat=False, discarded=0.05, early_stopped=0.0):
     runs = grid(flat)
     for seed in range(3):
         runs.append(run("naive", 400, 0.6, seed))
         runs.append(run("prodigy", 400, 0.58, seed))
         runs.append(run("autolrs@x0.01", 400, 0.59, seed, discarded=0.2))
-        runs.append(run("autolrs@x1", 400, 0.45, seed, discarded=discarded))
+        runs.append(run("autolrs@x1", 400, 0.45, seed, discarded=discarded,
+                        early_stopped=early_stopped))
     return runs
 
 
@@ -102,6 +104,18 @@ def test_bar_checks_of_the_sweep():
     assert [k[1] for k in checks["c"]["failing"]] == [0.01]
     speedups = [capped(r["speedup"]) for r in sweep["rows"]]
     assert checks["b"]["geomean"] == pytest.approx(math.exp(sum(map(math.log, speedups)) / 2))
+
+
+def test_the_steps_early_stopping_undid_are_reported_beside_c_not_in_it(tmp_path):
+    sweep = summarize_sweep(summarize_fair(sweep_runs(early_stopped=0.3)))
+    c = sweep["checks"]["c"]
+    assert [k[1] for k in c["failing"]] == [0.01]  # x1 threw away 5 %
+    assert c["with_early_stop"] == "FAIL"
+    assert [(x[1], round(x[2], 2)) for x in c["early_stop_failing"]] == [(0.01, 0.2), (1.0, 0.35)]
+    write_report(sweep_runs(early_stopped=0.3), {}, str(tmp_path), title="t", command="c")
+    text = (tmp_path / "sweep.md").read_text()
+    assert "Counting too the steps that early stopping undid" in text
+    assert "early stopped" in text and "digits B=400 x1 35.0 %" in text
 
 
 def test_the_speed_up_cap():

@@ -70,8 +70,9 @@ def test_the_run_keeps_its_keys_and_order():
     assert list(data) == [
         "started", "step", "lr", "stage", "taus", "last_lr", "rollbacks", "failure", "level",
         "space", "default_lr", "best_validation", "train_at_best", "validation_rises",
-        "recent_validation", "smoothed_best", "warmed_up", "held_lr", "discarded",
-    ]  # the overfitting guard's five keys, inline, then the rest (warmed_up followed them)
+        "recent_validation", "smoothed_best", "best_step", "warmed_up", "held_lr", "discarded",
+        "ramped",
+    ]  # the overfitting guard's six keys, inline, then the rest (warmed_up followed them)
     assert data["taus"] == {"nominal": 10, "maximum": 40, "stages_at_max": 0}
     again = Run.from_dict(json.loads(json.dumps(data)))
     assert json.dumps(again.to_dict()) == json.dumps(data)
@@ -80,7 +81,8 @@ def test_the_run_keeps_its_keys_and_order():
 def test_a_run_saved_before_the_later_fields_reads_their_defaults():
     data = Run(taus=TauPlan(10, 40)).to_dict()
     for name in ("best_validation", "train_at_best", "validation_rises", "warmed_up",
-                 "recent_validation", "smoothed_best", "held_lr", "discarded"):
+                 "recent_validation", "smoothed_best", "best_step", "held_lr", "discarded",
+                 "ramped"):
         del data[name]
     assert Run.from_dict(data) == Run(taus=TauPlan(10, 40))
     del data["step"]

@@ -64,7 +64,7 @@ def test_the_overfitting_guard_round_trips_and_reads_an_empty_old_state():
     _observe(guard, [0.5, 0.4, 0.45], [1.0, 0.9, 0.8])
     data = json.loads(json.dumps(guard.to_dict()))
     assert list(data) == ["best_validation", "train_at_best", "validation_rises",
-                          "recent_validation", "smoothed_best"]
+                          "recent_validation", "smoothed_best", "best_step"]
     assert OverfitGuard.from_dict(data) == guard
     assert OverfitGuard.from_dict({}) == OverfitGuard()
 

@@ -19,6 +19,7 @@ from autolrs.core.phases.final import _rate
 from autolrs.core.phases.stage import StageOutcome, TrialPlan, TrialResult
 from autolrs.core.planning import stage_trial_fraction
 from autolrs.core.search import BayesSearcher
+from autolrs.events import step_accounting
 from autolrs.testing import NoisyQuadratic, drive
 from tests.core.phases.helpers import context, events
 
@@ -222,7 +223,8 @@ def test_the_search_after_the_hold_is_anchored_on_the_rate_held_not_on_a_recompu
 
 
 def test_without_try_optimizer_lr_the_first_stage_searches():
-    _, record = _run(config=Config(try_optimizer_lr=False), lr_range=None)
+    config = Config(try_optimizer_lr=False, discard_budget=None)  # 600 steps pay for fewer
+    _, record = _run(config=config, lr_range=None)
     assert _stages(record)[0]["candidates"] == Config().candidates
 
 
@@ -317,6 +319,41 @@ def test_a_validation_loss_that_rises_while_training_improves_stops_training_at_
     assert tail[0] > 0 and all(lr == 0.0 for lr in tail[31:])
     assert 0.0 not in record.lrs[:stop]
     assert ctrl.phase == "done"
+
+
+def test_early_stopping_accounts_for_every_step_after_the_best_check():
+    # The upward preset: its early decay is undone too (back to the best state).
+    _, record = _overfitting_run(config=Config.upward())
+    (stop,) = [e for e in record.events if e["event"] == "overfitting"]
+    best = [c["step"] for c in record.events
+            if c["event"] == "validation_check" and c["value"] == c["best"]][-1]
+    assert stop["early_stopped_from"] == best
+    (decay,) = [e for e in record.events if e["event"] == "early_decay"]
+    accounts = step_accounting(record.events)
+    assert sum(accounts.values()) == 600
+    # From the best check to the stop, and the early decay that was undone.
+    assert accounts["early_stopped"] == (stop["step"] - best) + (decay["step"] - stop["step"])
+    assert accounts["rolled_back"] == 0  # nothing else was undone
+
+
+def test_a_rollback_inside_the_early_stopped_steps_stays_rolled_back():
+    class NanAt(NoisyQuadratic):
+        def train_step(self, lr):
+            loss = super().train_step(lr)
+            return math.nan if self.steps == 300 else loss
+
+    ctrl = StageController(Config(), total_steps=600, lr_range=(1e-3, 1.0), validation=True,
+                           seed=0, default_lr=0.1)
+    problem = NanAt(seed=0)
+    record = drive(ctrl, problem, 600, validation=_Overfitting(problem, ctrl, 200))
+    (stop,) = [e for e in record.events if e["event"] == "overfitting"]
+    nan = next(e for e in record.events if e["event"] == "rollback" and e["step"] >= 250)
+    assert stop["early_stopped_from"] < nan["step"] < stop["step"]  # the NaN lies inside
+    accounts = step_accounting(record.events)
+    assert sum(accounts.values()) == 600
+    assert accounts["rolled_back"] > 0  # what the NaN's rollback undid is not early stopping
+    assert accounts["early_stopped"] + accounts["rolled_back"] >= stop["step"] - stop[
+        "early_stopped_from"]
 
 
 class _OverfitsUntilStopped(_Overfitting):

@@ -1,5 +1,6 @@
-"""The ramp (``Config.ramp()``, ``Config.ramp_segment_fraction``): the first stage's rate found
-by training upward from below the optimizer's rate, and the discard budget."""
+"""The ramp (``Config.ramp()``, ``Config.ramp_segment_fraction``; in the default under about 400
+steps, ``Config.small_budget_ramp``): the first stage's rate found by training upward from below
+the optimizer's rate, and the discard budget."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 import pytest
 
 from autolrs.core import Config, Phase, Restore, StageController
+from autolrs.core.planning import ramp_fraction
 from autolrs.events import describe, step_accounting
 from autolrs.testing import NoisyQuadratic, drive
 
@@ -94,7 +96,8 @@ def test_a_non_finite_loss_after_a_kept_segment_ends_the_ramp_below_it():
     assert isinstance(actions[0], Restore)
     ramp = _ramp_event(controller.pop_events())
     assert ramp["failed_lr"] == pytest.approx(risen)
-    assert ramp["lr"] == pytest.approx(risen / STEP)  # never below where it began
+    # Two steps below the rate that failed, below where it began (no range was given).
+    assert ramp["lr"] == pytest.approx(risen / STEP**2)
     assert "non-finite" in ramp["reason"]
     # A non-finite result is divergence: the search stays below half of it.
     assert controller.search_range[1] <= ramp["failed_lr"]
@@ -179,3 +182,72 @@ def test_only_the_ramp_preset_ramps():
         record = drive(controller, NoisyQuadratic(seed=0), 60)
         assert not any(e["event"] == "ramp" for e in record.events)
 
+
+
+def test_under_about_400_steps_the_default_ramps_instead_of_testing_and_searching():
+    assert ramp_fraction(Config(), 200) == Config().small_budget_ramp
+    assert ramp_fraction(Config(), 399) is not None
+    assert ramp_fraction(Config(), 400) is None  # 40 steps pay for the range test + 2 trials
+    assert ramp_fraction(Config(), None) is None
+    assert ramp_fraction(Config.ramp(), 5000) == Config.ramp().ramp_segment_fraction
+    for preset in (Config.upward(), Config.stagewise(), Config.paper()):
+        assert ramp_fraction(preset, 200) is None
+    for default_lr in (1e-3, 50.0):  # far too low, far too high
+        controller = StageController(Config(), total_steps=200, validation=True, seed=0,
+                                     default_lr=default_lr)
+        record = drive(controller, NoisyQuadratic(seed=0), 200)
+        names = [e["event"] for e in record.events]
+        assert "range_test" not in names and names.count("ramp") == 1
+        ramp = _ramp_event(record.events)
+        # Two steps below the rate that failed, even below where it began (from 50: 0.5).
+        assert ramp["lr"] == pytest.approx(ramp["failed_lr"] / STEP**2)
+        stages = [e for e in record.events if e["event"] == "stage"]
+        assert stages and all(s["candidates"] == 1 for s in stages)  # it holds what it found
+        decisions = [e["lr"] for e in record.events if e["event"] == "decision"]
+        assert decisions and all(lr == pytest.approx(ramp["lr"]) for lr in decisions)
+        assert controller.state_dict()["state"]["run"]["discarded"] <= 0.1 * 200
+
+
+def test_the_small_budget_ramp_needs_room_to_climb_and_counts_as_the_first_search():
+    # Under about 150 steps it cannot climb 100x either way of the optimizer's rate: no ramp.
+    controller = StageController(Config(), total_steps=100, validation=True, seed=0,
+                                 default_lr=0.1)
+    names = [e["event"] for e in drive(controller, NoisyQuadratic(seed=0), 100).events]
+    assert "ramp" not in names and "range_test" in names
+    # Every later stage counts the ramp as the first search, not only the next one.
+    config = Config(stage_candidates=(6, 2, 1))
+    controller = StageController(config, total_steps=399, validation=True, seed=0,
+                                 default_lr=0.1)
+    record = drive(controller, NoisyQuadratic(seed=0), 399)
+    assert [e["candidates"] for e in record.events if e["event"] == "stage"][:2] == [2, 1]
+    assert controller.state_dict()["state"]["run"]["ramped"] is True
+
+
+def test_with_a_given_range_no_range_test_is_paid_for_and_the_ramp_stays_inside_it():
+    assert ramp_fraction(Config(), 300, range_test=False) is None  # 30 steps pay for 2 trials
+    assert ramp_fraction(Config(), 199, range_test=False) is not None
+    controller = StageController(Config(), total_steps=300, lr_range=(1e-3, 1.0),
+                                 validation=True, seed=0, default_lr=0.1)
+    names = [e["event"] for e in drive(controller, NoisyQuadratic(seed=0), 300).events]
+    assert "ramp" not in names
+    controller = StageController(Config(), total_steps=180, lr_range=(1e-3, 0.1),
+                                 validation=True, seed=0, default_lr=0.1)
+    record = drive(controller, NoisyQuadratic(seed=0), 180)
+    ramp = _ramp_event(record.events)
+    assert all(rate <= 0.1 * (1 + 1e-9) for rate, _ in ramp["path"])  # never above the top
+    assert max(record.lrs) <= 0.1 * (1 + 1e-9)
+
+
+def test_the_default_first_search_tries_only_what_a_tenth_of_the_budget_pays_for():
+    controller = StageController(Config(), total_steps=600, validation=True, seed=0,
+                                 default_lr=0.1)
+    record = drive(controller, NoisyQuadratic(seed=0), 600)
+    first = next(e for e in record.events if e["event"] == "stage")
+    assert 1 < first["candidates"] < 6  # six would throw away more than 60 steps
+    accounts = step_accounting(record.events)
+    # One trial more at most: the winner's is thrown away too when it was not the last run.
+    assert accounts["range_test"] + accounts["discarded_trials"] <= 0.1 * 600 + first["trial_steps"]
+    unbounded = StageController(Config(discard_budget=None), total_steps=600, validation=True,
+                                seed=0, default_lr=0.1)
+    record = drive(unbounded, NoisyQuadratic(seed=0), 100)
+    assert next(e for e in record.events if e["event"] == "stage")["candidates"] == 6

@@ -50,13 +50,16 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from autolrs import AutoLRS
+from autolrs import AutoLRS, Config
 from autolrs.torch.snapshot import SnapshotStore, local_tensor, state_bytes
 
 TOTAL = 300
 NAN_STEPS = (60, 130)  # rank 1 alone reports NaN here (steps inside trials)
 CHECKPOINT_AFTER = 100  # the checkpoint is taken at the first step past this one inside a trial
 MIXED_TOTAL = 120
+SEARCHES = Config(small_budget_ramp=None, discard_budget=None)
+"""At these budgets the default would ramp, and a tenth of them pays for few trials: these checks
+are about the search's trials and their restores."""
 MIXED_NAN_STEP = 30
 WIDTH = 32
 MEMORY_WIDTH = 128
@@ -196,8 +199,10 @@ def scheduler(model: nn.Module, optimizer: torch.optim.Optimizer, rank: int, wor
               calls: list[int]) -> AutoLRS:
     """The same ``AutoLRS`` on every rank, with a collective ``val_fn`` recording into ``calls``."""
     holder: list[AutoLRS] = []
-    val_fn = make_val_fn(model, rank, world, calls, lambda: holder[0].steps_taken)
-    sched = AutoLRS(model, optimizer, total_steps=TOTAL, val_fn=val_fn, seed=0)
+    # (holder is empty while val_fn runs inside AutoLRS(), as a small budget's ramp has it)
+    val_fn = make_val_fn(model, rank, world, calls,
+                         lambda: holder[0].steps_taken if holder else 0)
+    sched = AutoLRS(model, optimizer, total_steps=TOTAL, val_fn=val_fn, seed=0, config=SEARCHES)
     holder.append(sched)
     return sched
 
@@ -355,7 +360,7 @@ def scenario_mixed(rank: int, world: int, out: str) -> dict[str, Any]:
     model = make_model(mp=mp)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = AutoLRS(model, optimizer, total_steps=MIXED_TOTAL, lr_range=(1e-4, 1e-1), seed=0,
-                    snapshot_device="cpu")
+                    snapshot_device="cpu", config=SEARCHES)
     restores = instrument(sched, model, optimizer)
     x, _ = batch(0)
     out_dtype = str(model(local_half(x, rank, world)).dtype)

@@ -161,13 +161,18 @@ def fit_with_validation(tmp_path, module, callback, *, val=True, **kwargs):
     return run
 
 
+SEARCHES = Config(candidates=3, small_budget_ramp=None, discard_budget=None)
+"""At these budgets the default would ramp instead of searching (and a tenth of the budget pays
+for no search after the range test): these tests are about what scores a search's candidates."""
+
+
 def scored_by(callback) -> set[str]:
     return {e["mode"] for e in callback.sched.events if e["event"] == "stage" and e["candidates"] > 1}
 
 
 @pytest.mark.parametrize("mode", ["return", "log"])
 def test_the_validation_loss_of_the_fit_dataloader_scores_candidates(tmp_path, caplog, mode):
-    callback = AutoLRSCallback(seed=0, config=Config(candidates=3))
+    callback = AutoLRSCallback(seed=0, config=SEARCHES)
     with caplog.at_level("INFO"), warnings.catch_warnings():
         warnings.simplefilter("error", AutoLRSWarning)
         module = WithValidation(mode)
@@ -182,7 +187,7 @@ def test_the_validation_loss_of_the_fit_dataloader_scores_candidates(tmp_path, c
 
 
 def test_a_val_dataloader_given_to_the_callback_is_used(tmp_path, caplog):
-    callback = AutoLRSCallback(seed=0, config=Config(candidates=3), val_dataloader=loader(), val_batches=2)
+    callback = AutoLRSCallback(seed=0, config=SEARCHES, val_dataloader=loader(), val_batches=2)
     with caplog.at_level("INFO"):
         fit_with_validation(tmp_path, WithValidation(), callback, val=False)
     assert scored_by(callback) == {"validation"}
@@ -190,7 +195,7 @@ def test_a_val_dataloader_given_to_the_callback_is_used(tmp_path, caplog):
 
 
 def test_without_validation_data_the_start_says_the_training_loss_scores(tmp_path, caplog):
-    callback = AutoLRSCallback(seed=0, config=Config(candidates=3))
+    callback = AutoLRSCallback(seed=0, config=SEARCHES)
     with caplog.at_level("INFO"):
         fit_with_validation(tmp_path, Regression(), callback, val=False)
     assert callback.sched.val_fn is None and scored_by(callback) == {"train"}
@@ -201,7 +206,7 @@ def test_without_validation_data_the_start_says_the_training_loss_scores(tmp_pat
 
 
 def test_a_validation_step_without_a_loss_is_reported_and_the_training_loss_scores(tmp_path):
-    callback = AutoLRSCallback(seed=0, config=Config(candidates=3))
+    callback = AutoLRSCallback(seed=0, config=SEARCHES)
     with pytest.warns(AutoLRSWarning, match=(
         r"cannot score candidates by the validation loss: its validation_step returned NoneType "
         r"and logged nothing; return the loss from validation_step \(or log it as 'val_loss'\)"
@@ -222,7 +227,7 @@ class TwoValidationSets(Regression):
 
 
 def test_with_several_validation_dataloaders_the_first_ones_loss_scores(tmp_path):
-    callback = AutoLRSCallback(seed=0, config=Config(candidates=3), val_batches=2)
+    callback = AutoLRSCallback(seed=0, config=SEARCHES, val_batches=2)
     torch.manual_seed(0)
     run = trainer(tmp_path, callback, 200, num_sanity_val_steps=0)
     run.fit(TwoValidationSets(), loader(), [loader(), loader()])

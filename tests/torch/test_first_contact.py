@@ -243,3 +243,29 @@ def test_a_new_pass_advances_a_distributed_samplers_epoch():
     for xb, yb in sched.wrap(loader):
         one_step(model, opt, sched, xb, yb)
     assert sched.finished and sampler.epoch == sched.batches_drawn // 10 - (sched.batches_drawn % 10 == 0)
+
+
+def test_a_val_fn_that_fails_inside_the_constructor_leaves_everything_untouched():
+    """Under about 400 steps the ramp measures where it starts: ``val_fn``'s first call comes
+    inside ``AutoLRS(...)``, before any step."""
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    calls = []
+
+    def val_fn():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the validation data is not ready")
+        return 1.0
+
+    with pytest.raises(RuntimeError, match="not ready"):
+        AutoLRS(model, opt, total_steps=200, val_fn=val_fn)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert opt.param_groups[0]["lr"] == 0.1
+    # no hook of the failed instance is left on the optimizer
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    sched = AutoLRS(model, opt, total_steps=200, val_fn=val_fn)  # afresh: measures once more
+    assert len(calls) == 2 and sched.steps_taken == 0
+    sched.finish()

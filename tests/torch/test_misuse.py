@@ -329,7 +329,9 @@ def test_a_resumed_wrap_skips_the_batches_the_saved_run_drew(tmp_path):
     torch.manual_seed(0)
     model = nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    sched = AutoLRS(model, opt, total_steps=300, seed=0, lr_range=(1e-3, 1e-1))
+    # Without the small-budget ramp: its trials are replayed (a ramp keeps its steps).
+    config = Config(small_budget_ramp=None)
+    sched = AutoLRS(model, opt, total_steps=300, seed=0, lr_range=(1e-3, 1e-1), config=config)
     seen = []
     for i in sched.wrap(stream()):
         seen.append(i)
@@ -345,7 +347,8 @@ def test_a_resumed_wrap_skips_the_batches_the_saved_run_drew(tmp_path):
     assert drawn == max(seen) + 1 and drawn < 150  # replayed batches do not consume the stream
     def fresh() -> AutoLRS:
         m = nn.Linear(1, 1)
-        return AutoLRS(m, torch.optim.SGD(m.parameters(), lr=0.1), total_steps=300, seed=0, lr_range=(1e-3, 1e-1))
+        return AutoLRS(m, torch.optim.SGD(m.parameters(), lr=0.1), total_steps=300, seed=0,
+                       lr_range=(1e-3, 1e-1), config=config)
 
     resumed = fresh()
     resumed.load_state_dict(state)

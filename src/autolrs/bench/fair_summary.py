@@ -18,6 +18,14 @@ from autolrs.bench.speedup import geomean, monotone_envelope, speedup
 from autolrs.bench.tuned import tuned_point
 from autolrs.events import ACCOUNTS
 
+DISCARDED = {
+    "discarded": ("range_test", "discarded_trials", "rolled_back"),
+    "discarded_or_early_stopped": ("range_test", "discarded_trials", "rolled_back",
+                                   "early_stopped"),
+}
+"""The medians of these sums of accounts a row's accounting holds beside each account: what the
+search threw away, and that with the steps early stopping undid."""
+
 __all__ = [
     "LR_FREE_ANCHORS",
     "NAIVE_MEDIAN_SLACK",
@@ -136,20 +144,18 @@ def _fair_row(
         if all(a.get("accounting") for a in info):
             shares = {
                 name: median_or_nan(
-                    [a["accounting"][name] / max(r.budget, 1) for a, r in zip(info, runs)]
+                    # (runs stored before an account existed did not use it)
+                    [a["accounting"].get(name, 0) / max(r.budget, 1) for a, r in zip(info, runs)]
                 )
                 for name in ACCOUNTS
             }
-            shares["discarded"] = median_or_nan(
-                [
-                    sum(
-                        a["accounting"][k]
-                        for k in ("range_test", "discarded_trials", "rolled_back")
-                    )
-                    / max(r.budget, 1)
-                    for a, r in zip(info, runs)
-                ]
-            )
+            for name, parts in DISCARDED.items():
+                shares[name] = median_or_nan(
+                    [
+                        sum(a["accounting"].get(k, 0) for k in parts) / max(r.budget, 1)
+                        for a, r in zip(info, runs)
+                    ]
+                )
             row["accounting"] = shares
     return row
 

@@ -123,7 +123,9 @@ def _autolrs_shares(runs: list[RunResult]) -> dict[str, Any]:
     accounts = [a.get("accounting") for a in info]
     if all(accounts):
         out["accounting"] = {
-            name: median_or_nan([a[name] / r.steps for a, r in zip(accounts, runs) if r.steps])
+            name: median_or_nan(
+                [a.get(name, 0) / r.steps for a, r in zip(accounts, runs) if r.steps]
+            )
             for name in ACCOUNTS
         }
     return out

@@ -105,7 +105,8 @@ def accounting_table(shares: dict[str, dict[str, float]], of: str) -> list[str]:
     lines = [
         "",
         f"Step accounting ({of}, median over seeds; discarded = range test + losing trials + "
-        "rolled back):",
+        "rolled back; early stopped = the steps after the lowest validation loss that the "
+        "overfitting guard's return to it undid, not counted as discarded):",
         "",
         "| method | " + " | ".join(a.replace("_", " ") for a in ACCOUNTS) + " | discarded |",
         "| --- |" + " ---: |" * (len(ACCOUNTS) + 1),
@@ -114,6 +115,6 @@ def accounting_table(shares: dict[str, dict[str, float]], of: str) -> list[str]:
         discarded = acc.get(
             "discarded", acc["range_test"] + acc["discarded_trials"] + acc["rolled_back"]
         )
-        cells = " | ".join(f"{100 * acc[a]:.1f} %" for a in ACCOUNTS)
+        cells = " | ".join(f"{100 * acc.get(a, 0.0):.1f} %" for a in ACCOUNTS)
         lines.append(f"| {method} | {cells} | {100 * discarded:.1f} % |")
     return lines

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from autolrs.core.config_checks import at_least, in_range, is_real, positive_int
 from autolrs.core.presets import _PAPER, _RAMP, _STAGEWISE, _UPWARD
 
 __all__ = ["DELETED_FIELDS", "Config"]
@@ -171,10 +172,17 @@ class Config:
         ramp_edge_steps: How many ``expand_factor`` steps below the first rate that did not
             help the ramp settles.
         ramp_max_fraction: The ramp ends after at most this fraction of the budget.
+        small_budget_ramp: Where ``discard_budget`` cannot pay for the range test and two
+            losing trials of the first search (about 150 to 400 steps: below, the ramp has no
+            room to climb 100x either way of the optimizer's rate), a ramp with segments of this
+            fraction of the budget replaces both, and the rate it settles at is held (None:
+            never; ``autolrs.core.phases.ramp``).
         discard_budget: With a budget, the share of it the search may throw away (range test,
             the ramp's failed segment, losing trials): a stage tries only as many candidates
-            as the rest of this share pays for, and holds its rate when it pays for none
-            (None: no bound; the guards' rollbacks are not counted).
+            as the rest of this share pays for (all but the winner's trial; the winner's is
+            thrown away too when it was not the last one run, so one trial more at most), and
+            holds its rate when it pays for none (None: no bound; the guards' rollbacks are not
+            counted).
         range_test_steps: Length of the learning-rate range test that finds ``lr_range`` when
             none is given (at most; see ``range_test_fraction``).
         range_test_fraction: With ``total_steps``, the range test takes at most this fraction of
@@ -241,7 +249,8 @@ class Config:
     ramp_segment_fraction: float | None = None
     ramp_edge_steps: int = 2
     ramp_max_fraction: float = 0.3
-    discard_budget: float | None = None
+    small_budget_ramp: float | None = 0.025
+    discard_budget: float | None = 0.1
     keep_incumbent_within: float | None = 0.02
     select: Selection = "observed"
     prefer_larger_within: float | None = 0.05
@@ -294,11 +303,11 @@ class Config:
                 raise ValueError(f"Config.{name} must be one of {allowed}, got {value!r}")
 
     def _check_counts(self) -> None:
-        _positive_int(self, "tau")
-        _positive_int(self, "min_trial_steps", minimum=2)
-        _positive_int(self, "candidates", minimum=2)
+        positive_int(self, "tau")
+        positive_int(self, "min_trial_steps", minimum=2)
+        positive_int(self, "candidates", minimum=2)
         if self.later_candidates is not None:
-            _positive_int(self, "later_candidates", minimum=1)
+            positive_int(self, "later_candidates", minimum=1)
         if self.stage_candidates is not None:
             counts = self.stage_candidates
             if (
@@ -311,16 +320,16 @@ class Config:
                     f"(candidates per stage, the last repeating), got {counts!r}"
                 )
             object.__setattr__(self, "stage_candidates", tuple(counts))
-        _positive_int(self, "initial_random", minimum=1)
-        _positive_int(self, "gp_restarts", minimum=0)
-        _positive_int(self, "val_points", minimum=3)
-        _positive_int(self, "range_test_steps", minimum=10)
-        _positive_int(self, "max_rollbacks", minimum=0)
-        _positive_int(self, "expand_steps")
-        _positive_int(self, "warmup_steps", minimum=0)
-        _positive_int(self, "ramp_edge_steps", minimum=0)
+        positive_int(self, "initial_random", minimum=1)
+        positive_int(self, "gp_restarts", minimum=0)
+        positive_int(self, "val_points", minimum=3)
+        positive_int(self, "range_test_steps", minimum=10)
+        positive_int(self, "max_rollbacks", minimum=0)
+        positive_int(self, "expand_steps")
+        positive_int(self, "warmup_steps", minimum=0)
+        positive_int(self, "ramp_edge_steps", minimum=0)
         if self.warmup_lr is not None:
-            _at_least(self, "warmup_lr", 0.0, strict=True)
+            at_least(self, "warmup_lr", 0.0, strict=True)
         elif self.warmup_steps > 0:
             raise ValueError(
                 f"Config.warmup_lr must be given (a rate > 0) when "
@@ -328,39 +337,40 @@ class Config:
             )
 
     def _check_numbers(self) -> None:
-        _in_range(self, "tau_fraction", 0.0, 1.0)
-        _in_range(self, "trial_fraction", 0.0, 1.0)
-        _in_range(self, "first_trial_fraction", 0.0, 1.0, optional=True)
-        _in_range(self, "range_test_fraction", 0.0, 0.5)
-        _in_range(self, "final_decay_fraction", 0.0, 0.9, closed_low=True)
-        _in_range(self, "warmup_fraction", 0.0, 0.5, closed_low=True)
-        _at_least(self, "tau_growth", 1.0)
-        _at_least(self, "tau_max_factor", 1.0)
-        _at_least(self, "range_decades", 0.5)
-        _at_least(self, "kappa", 0.0)
-        _at_least(self, "xi", 0.0)
-        _at_least(self, "trust_region", 1.0, strict=True, optional=True)
-        _at_least(self, "divergence_factor", 1.0, strict=True, optional=True)
-        _in_range(self, "early_stop_fraction", 0.0, 1.0, optional=True)
-        _in_range(self, "prefer_larger_within", 0.0, 1.0, optional=True)
-        _in_range(self, "keep_incumbent_within", 0.0, 1.0, closed_low=True, optional=True)
-        _in_range(self, "anneal_fraction", 0.0, 0.9, optional=True)
-        _at_least(self, "expand_factor", 1.0, strict=True, optional=True)
-        _at_least(self, "expand_margin", 0.0)
-        _in_range(self, "ramp_segment_fraction", 0.0, 0.2, optional=True)
-        _in_range(self, "ramp_max_fraction", 0.0, 0.9)
-        _in_range(self, "discard_budget", 0.0, 0.5, optional=True)
-        _at_least(self, "range_headroom", 0.01, strict=False)
-        _at_least(self, "edge_shift", 1.0, strict=True, optional=True)
-        _at_least(self, "stage_guard", 0.0, strict=True, optional=True)
-        _at_least(self, "overfit_guard", 0.0, strict=True, optional=True)
+        in_range(self, "tau_fraction", 0.0, 1.0)
+        in_range(self, "trial_fraction", 0.0, 1.0)
+        in_range(self, "first_trial_fraction", 0.0, 1.0, optional=True)
+        in_range(self, "range_test_fraction", 0.0, 0.5)
+        in_range(self, "final_decay_fraction", 0.0, 0.9, closed_low=True)
+        in_range(self, "warmup_fraction", 0.0, 0.5, closed_low=True)
+        at_least(self, "tau_growth", 1.0)
+        at_least(self, "tau_max_factor", 1.0)
+        at_least(self, "range_decades", 0.5)
+        at_least(self, "kappa", 0.0)
+        at_least(self, "xi", 0.0)
+        at_least(self, "trust_region", 1.0, strict=True, optional=True)
+        at_least(self, "divergence_factor", 1.0, strict=True, optional=True)
+        in_range(self, "early_stop_fraction", 0.0, 1.0, optional=True)
+        in_range(self, "prefer_larger_within", 0.0, 1.0, optional=True)
+        in_range(self, "keep_incumbent_within", 0.0, 1.0, closed_low=True, optional=True)
+        in_range(self, "anneal_fraction", 0.0, 0.9, optional=True)
+        at_least(self, "expand_factor", 1.0, strict=True, optional=True)
+        at_least(self, "expand_margin", 0.0)
+        in_range(self, "ramp_segment_fraction", 0.0, 0.2, optional=True)
+        in_range(self, "small_budget_ramp", 0.0, 0.2, optional=True)
+        in_range(self, "ramp_max_fraction", 0.0, 0.9)
+        in_range(self, "discard_budget", 0.0, 0.5, optional=True)
+        at_least(self, "range_headroom", 0.01, strict=False)
+        at_least(self, "edge_shift", 1.0, strict=True, optional=True)
+        at_least(self, "stage_guard", 0.0, strict=True, optional=True)
+        at_least(self, "overfit_guard", 0.0, strict=True, optional=True)
 
     def _check_bounds(self) -> None:
         bounds = self.range_test_bounds
         if (
             not isinstance(bounds, (tuple, list))
             or len(bounds) != 2
-            or not all(_is_real(b) for b in bounds)
+            or not all(is_real(b) for b in bounds)
             or not 0 < bounds[0] < bounds[1] < math.inf
         ):
             raise ValueError(
@@ -463,37 +473,3 @@ class Config:
         mine, theirs = self.to_dict(), other.to_dict()
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
 
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _positive_int(cfg: Config, name: str, minimum: int = 1) -> None:
-    value = getattr(cfg, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"Config.{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _in_range(
-    cfg: Config, name: str, low: float, high: float, *, closed_low: bool = False,
-    optional: bool = False,
-) -> None:
-    value = getattr(cfg, name)
-    if optional and value is None:
-        return
-    ok = _is_real(value) and (low <= value if closed_low else low < value) and value <= high
-    if not ok:
-        bracket = "[" if closed_low else "("
-        raise ValueError(f"Config.{name} must lie in {bracket}{low}, {high}], got {value!r}")
-
-
-def _at_least(
-    cfg: Config, name: str, low: float, *, strict: bool = False, optional: bool = False
-) -> None:
-    value = getattr(cfg, name)
-    if optional and value is None:
-        return
-    ok = _is_real(value) and (value > low if strict else value >= low)
-    if not ok:
-        op = ">" if strict else ">="
-        raise ValueError(f"Config.{name} must be a finite number {op} {low}, got {value!r}")

@@ -137,6 +137,7 @@ class OverfitGuard:
             its level at the best check.
         recent_validation: The latest checks' values (the smoothing and noise windows).
         smoothed_best: The lowest smoothed value (median of the window) so far.
+        best_step: The step of the lowest check (where early stopping returns to).
     """
 
     best_validation: float | None = codec.since(None, default=None)
@@ -144,6 +145,7 @@ class OverfitGuard:
     validation_rises: int = codec.since(0, default=0)
     recent_validation: list[float] = codec.since([], default_factory=list)
     smoothed_best: float | None = codec.since(None, default=None)
+    best_step: int | None = codec.since(None, default=None)
 
     def beyond_margin(self, value: float, margin: float | None) -> bool:
         """Whether ``value`` lies more than ``margin`` (``Config.overfit_guard``, a fraction)

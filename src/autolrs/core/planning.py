@@ -12,6 +12,7 @@ __all__ = [
     "decay_length",
     "first_tau",
     "plan_stage",
+    "ramp_fraction",
     "range_test_length",
     "stage_trial_fraction",
     "tau_plan",
@@ -69,6 +70,28 @@ def range_test_length(config: Config, total_steps: int | None) -> int:
         return config.range_test_steps
     share = int(round(config.range_test_fraction * total_steps))
     return max(20, min(config.range_test_steps, share))
+
+
+def ramp_fraction(
+    config: Config, total_steps: int | None, *, range_test: bool = True
+) -> float | None:
+    """The share of the budget a ramp segment takes (None: no ramp).
+
+    ``ramp_segment_fraction`` at every budget; else ``small_budget_ramp`` where
+    ``discard_budget`` cannot pay for the range test (when one would run: ``range_test``) and
+    two losing trials of the first search (at the trials' floor, ``min_trial_steps``): the
+    ramp keeps its steps where a search would throw them away. Without a budget: None.
+    """
+    if total_steps is None:
+        return None
+    if config.ramp_segment_fraction is not None:
+        return config.ramp_segment_fraction
+    if config.small_budget_ramp is None or config.discard_budget is None:
+        return None
+    search = 2 * config.min_trial_steps
+    if range_test:
+        search += range_test_length(config, total_steps)
+    return config.small_budget_ramp if config.discard_budget * total_steps < search else None
 
 
 def decay_length(config: Config, total_steps: int | None) -> int:

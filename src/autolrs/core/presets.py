@@ -44,6 +44,8 @@ _PAPER: dict[str, Any] = {
     "min_trial_steps": 5,
     "final_decay_fraction": 0.0,
     "warmup_fraction": 0.0,
+    "discard_budget": None,
+    "small_budget_ramp": None,
 }
 """The reference values :meth:`Config.paper` sets (every other field keeps its default)."""
 
@@ -52,6 +54,7 @@ _RAMP: dict[str, Any] = {
     "ramp_segment_fraction": 0.025,
     "first_trial_fraction": None,  # as measured (0.1 of tau, as every later stage)
     "discard_budget": 0.08,
+    "small_budget_ramp": None,  # the ramp runs at every budget
     "min_trial_steps": 5,
 }
 """What :meth:`Config.ramp` changes from today's default."""
@@ -61,6 +64,8 @@ _UPWARD: dict[str, Any] = {
     "stage_candidates": (1, 3, 1),
     "trial_fraction": 0.15,
     "first_trial_fraction": None,
+    "discard_budget": None,
+    "small_budget_ramp": None,
 }
 """What :meth:`Config.upward` changes from today's default (the default of version 0.2)."""
 
@@ -80,5 +85,7 @@ _STAGEWISE: dict[str, Any] = {
     "final_decay_fraction": 0.2,
     "stage_guard": 2.5,
     "warmup_fraction": 0.0,
+    "discard_budget": None,
+    "small_budget_ramp": None,
 }
 """What :meth:`Config.stagewise` changes from today's default (the default of version 0.1)."""

@@ -75,6 +75,7 @@ class Run:
             range test's pick): the search after it looks above it (``Config.search_upward``).
         discarded: Steps the search threw away so far (range test, the ramp's failed segment,
             losing trials): ``Config.discard_budget`` bounds it.
+        ramped: Whether a ramp found the first rate.
     """
 
     started: bool = False
@@ -92,6 +93,7 @@ class Run:
     warmed_up: bool = codec.since(False, default=False)
     held_lr: float | None = codec.since(None, default=None)
     discarded: int = codec.since(0, default=0)
+    ramped: bool = codec.since(False, default=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state (:mod:`autolrs.core.codec`: the fields in their order)."""

@@ -56,6 +56,7 @@ _ADDED_SINCE: dict[str, Any] = {
     "discard_budget": None,
     "expand_from_range": False,
     "first_trial_fraction": None,
+    "small_budget_ramp": None,
 }
 """Config fields added after states were first saved, with the values that keep an older state's
 behaviour (a field missing from a saved config must not take today's default)."""

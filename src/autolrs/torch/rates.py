@@ -76,13 +76,17 @@ class GroupRates:
         ):
             return
         self.target = lr
-        for group, ratio in zip(groups, self.ratios):
+        self.set_each([lr * ratio for ratio in self.ratios])
+
+    def set_each(self, lrs: list[float]) -> None:
+        """Writes one rate into each group (as :meth:`current` reads them)."""
+        for group, lr in zip(self.optimizer.param_groups, lrs):
             if isinstance(group["lr"], torch.Tensor):
                 # A tensor learning rate keeps its type (and device), as torch's own
                 # schedulers do; it may round the value (float32).
-                group["lr"].fill_(lr * ratio)
+                group["lr"].fill_(lr)
             else:
-                group["lr"] = lr * ratio
+                group["lr"] = lr
         # What the groups now hold, read back: the pre-step hook compares against it exactly.
         self.applied = self.current()
 

@@ -194,7 +194,15 @@ class AutoLRS(RunStatus):
             snapshot_device=snapshot_device, comm=self._comm, notices=self._notices,
             on_events=self._emit,
         )
-        self._executor.tell(Start())
+        before = rates.current()
+        try:
+            self._executor.tell(Start())
+        except BaseException:
+            # ``val_fn`` may run here (a small budget's ramp measures where it starts): if it
+            # raises, the optimizer is left as it was built, hooks and rates.
+            rates.set_each(before)
+            self._misuse.remove_hooks()
+            raise
 
     # ------------------------------------------------------------------ public
     def step(self, loss: float | torch.Tensor) -> None:

@@ -305,6 +305,10 @@ FILES: dict[str, list[Scenario]] = {
         Scenario("method_3000", "default", total_steps=3000, steps=3000, default_lr=0.1),
         Scenario("method_no_budget", "default", total_steps=None, steps=2500, default_lr=0.1),
         Scenario("method_25", "default", total_steps=25, steps=30, default_lr=0.1),
+        # Under about 400 steps a ramp replaces the range test and the first search
+        # (Config.small_budget_ramp); from too low and too high a rate.
+        Scenario("method_200_ramp", "default", total_steps=200, steps=200, default_lr=1e-3),
+        Scenario("method_200_ramp_high", "default", total_steps=200, steps=200, default_lr=50.0),
         Scenario("method_overfits", "default", default_lr=0.1, overfit_after=200),
         Scenario("method_overfits_batched", "default", default_lr=0.1, overfit_after=200, batched=True),
         Scenario("method_nan_in_every_phase", "default", default_lr=0.1, nan_in=("range_test", "trial", "exploit", "final"), fault_after=40),

@@ -164,6 +164,18 @@ class Context:
             **fields,
         )
 
+    def early_stop_segments(self, kind: str, start: int, lr: float, **fields: Any) -> None:
+        """Records steps ``start``..now as an early stop returning to the best check's state
+        ends them: those up to that check were kept, those after it undone (``early_stopped``).
+        A state saved before the check's step was kept: all of them undone, as then."""
+        end, best = self.run.step, self.run.overfit.best_step
+        split = start if best is None else min(max(best, start), end)
+        if split > start:
+            self.segment(kind, start, lr, end=split, committed=True, **fields)
+        if end > split:
+            self.segment(kind, split, lr, committed=False, early_stopped=best is not None,
+                         **fields)
+
     def observe_check(self, value: float, training: list[float]) -> str | None:
         """Tells the overfitting guard (``Run.overfit``) one check's validation ``value`` with
         the recent ``training`` losses and emits its ``validation_check`` event.
@@ -178,6 +190,8 @@ class Context:
         if check is None:
             return None
         self.emit("validation_check", **check.event)
+        if check.verdict == "best":
+            self.run.overfit.best_step = self.run.step
         return check.verdict
 
     def register_rollback(self, phase: str, reason: str, *, counts: bool = True) -> bool:

@@ -172,11 +172,12 @@ class Final(BasePhase):
         guard = run.overfit
         best = guard.best_validation
         kept = math.isfinite(value) and not guard.beyond_margin(value, ctx.config.overfit_guard)
-        ctx.emit("early_decay", value=value, best=best, kept=kept)
+        undone = None if kept else self.start_step  # the early decay, back to the best check
+        ctx.emit("early_decay", value=value, best=best, kept=kept, early_stopped_from=undone)
         if kept:
             return Transition((Discard(BEST),))
-        if not self.done:
-            self._segment(committed=False)
+        if not self.done:  # the early decay, all of it after the best check
+            self._segment(committed=False, early_stopped=True)
         return Transition((Restore(BEST), Discard(BEST), Snapshot(STAGE)))
 
     def _validation(self, value: float) -> Transition:
@@ -190,9 +191,13 @@ class Final(BasePhase):
             return Transition()
         ctx, run = self.ctx, self.ctx.run
         assert ctx.total_steps is not None  # checks run only with a budget
-        ctx.emit("overfitting", lr=run.lr, best=run.overfit.best_validation)
+        best_step = run.overfit.best_step  # None: a state saved before it was kept
+        ctx.emit("overfitting", lr=run.lr, best=run.overfit.best_validation,
+                 early_stopped_from=best_step)
         ctx.register_rollback(self.name, "the validation loss rose: the model overfits")
-        self._segment(committed=False)
+        ctx.early_stop_segments("decay" if self.decay else "hold", self.checkpoint_step,
+                                self.rate(self.checkpoint_step), lr_end=run.lr)
+        self.checkpoint_step = run.step
         run.rollbacks = 0
         length = max(1, min(decay_length(ctx.config, ctx.total_steps), ctx.total_steps // 20))
         self.lr0, self.early = float(run.lr or self.lr0), True
@@ -273,8 +278,9 @@ class Final(BasePhase):
         self.ctx.run.lr = self.rate()
         return Transition((Restore(STAGE), SetLR(self.ctx.run.lr)))
 
-    def _segment(self, *, committed: bool) -> None:
-        """Records the steps since the latest checkpoint, which starts anew here."""
+    def _segment(self, *, committed: bool, early_stopped: bool = False) -> None:
+        """Records the steps since the latest checkpoint, which starts anew here
+        (``early_stopped``: undone by early stopping, the ``early_stopped`` account's)."""
         run = self.ctx.run
         self.ctx.segment(
             "decay" if self.decay else "hold",
@@ -282,6 +288,7 @@ class Final(BasePhase):
             lr=self.rate(self.checkpoint_step),
             lr_end=run.lr,
             committed=committed,
+            **({"early_stopped": True} if early_stopped else {}),
         )
         self.checkpoint_step = run.step
 

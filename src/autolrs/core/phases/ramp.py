@@ -1,4 +1,9 @@
-"""Ramp (``Config.ramp()``): the first stage's rate found by training upward, keeping the steps.
+"""Ramp: the first stage's rate found by training upward, keeping the steps.
+
+It runs at every budget with ``Config.ramp()`` (``ramp_segment_fraction``), and in the default
+where the budget is too small for the range test and the first search
+(``Config.small_budget_ramp``, :func:`~autolrs.core.planning.ramp_fraction`: about 150 to 400
+steps); then it stands in for both, and the stages after it hold the rate it settled at.
 
 The rate rises by ``Config.expand_factor`` per segment of ``Config.ramp_segment_fraction`` of the
 budget. It begins 100x (``expand_steps`` steps) below the optimizer's rate, or, when a range is
@@ -6,11 +11,13 @@ known (``lr_range`` given), at its low end. After each segment the model is judg
 validation loss (without ``val_fn``: the mean training loss of the segment's second half): a
 segment whose score did not rise beyond ``Config.expand_margin`` of the best so far is kept
 and the rate rises; the first that rose (or gave a non-finite result) is rolled back, and the
-ramp settles ``Config.ramp_edge_steps`` steps below that rate. If that was the ramp's very first
+ramp settles ``Config.ramp_edge_steps`` steps below that rate (below its first rate too, unless a
+range was given). If that was the ramp's very first
 rate, it starts again 10x lower instead (the optimizer's rate was far too high). Only rolled-back
 segments are discarded: the steps kept are an exponential warm-up. Without a range test, the
-ramp sets the search space (from its first rate to the rate that failed; a non-finite failure
-caps the search at half of it) and the stages search upward from the settled rate
+ramp sets the search space (from the lower of its first rate and the settled one to the rate
+that failed; a non-finite failure caps the search at half of it); a given range also caps the
+ramp and the stages search upward from the settled rate
 (:func:`~autolrs.core.phases.trial_plan.expand_center`).
 
 Edges: at its end, :data:`Edge.STAGE` (the first stage), having set ``Run.last_lr`` to the
@@ -39,6 +46,7 @@ from autolrs.core.phases.base import (
     Validation,
     constant,
 )
+from autolrs.core.planning import ramp_fraction
 
 __all__ = ["Ramp", "ramp_plan"]
 
@@ -67,14 +75,18 @@ def ramp_plan(ctx: Context) -> tuple[float, int, int] | None:
     """The ramp's first rate, segment length and last step (None: no ramp with these settings,
     or too small a budget for three segments before the stages)."""
     cfg, run = ctx.config, ctx.run
-    if cfg.ramp_segment_fraction is None or ctx.total_steps is None or cfg.expand_factor is None:
+    fraction = ramp_fraction(cfg, ctx.total_steps, range_test=run.space.range is None)
+    if fraction is None or ctx.total_steps is None or cfg.expand_factor is None:
         return None
     if run.last_lr is not None:
         return None  # a stage committed, or the ramp ran
     space = run.space
-    segment = max(cfg.min_trial_steps // 2, int(round(cfg.ramp_segment_fraction * ctx.total_steps)))
+    segment = max(cfg.min_trial_steps // 2, int(round(fraction * ctx.total_steps)))
     last = run.step + int(cfg.ramp_max_fraction * ctx.total_steps)
-    if last - run.step < 3 * segment:
+    # Config.ramp() needs three segments; the default's small-budget ramp room to climb from
+    # 100x below the optimizer's rate to 100x above it (under about 150 steps it has not).
+    small = cfg.ramp_segment_fraction is None
+    if last - run.step < (2 * cfg.expand_steps + 1 if small else 3) * segment:
         return None
     if space.range is not None and not (space.auto and space.floor is None):
         low = space.floor if space.floor is not None else space.bounds[0]
@@ -90,7 +102,7 @@ class Ramp(BasePhase):
 
     Attributes:
         lr: The current segment's rate.
-        first: The ramp's first rate (it never settles below it).
+        first: The ramp's first rate (within a given range it never settles below it).
         segment: Steps per segment.
         last_step: The step by which the ramp ends even if every segment helped.
         start_step: Where the current segment began.
@@ -190,6 +202,8 @@ class Ramp(BasePhase):
         factor = ctx.config.expand_factor
         assert factor is not None  # ramp_plan requires it
         top = min(run.space.ceiling, ctx.config.range_test_bounds[1])
+        if run.space.range is not None and not run.space.auto:
+            top = min(top, run.space.range[1])  # a given range is a bound
         if run.step + self.segment > self.last_step or self.lr * factor > top:
             return self._end(self.lr, reason="every segment helped")
         self.lr *= factor
@@ -252,15 +266,22 @@ class Ramp(BasePhase):
         diverged: bool = False, restore: bool = False,
     ) -> Transition:
         ctx, run = self.ctx, self.ctx.run
-        run.last_lr = run.lr = max(settled, self.first)
-        if run.space.range is None:  # no range test ran: the ramp bounds the search
+        known = run.space.range is not None
+        # Within a known range (given, or found by the range test), never below its low end,
+        # where the ramp began; else as far below the ramp's first rate as the edge asks (a
+        # first rate 100x below a far too high hint can still lie within two steps of the
+        # rate that failed), down to the lowest rate a sweep tries.
+        floor = self.first if known else min(self.first, ctx.config.range_test_bounds[0])
+        run.last_lr = run.lr = max(settled, floor)
+        run.ramped = True
+        if not known:  # no range test ran: the ramp bounds the search
             factor = ctx.config.expand_factor
             assert factor is not None  # ramp_plan requires it
             top = self.lr if failed_lr is None else failed_lr
             # A non-finite result is divergence; a loss that only stopped falling is not, so
             # the stages may still look a little above it.
             cap = top * (1.0 if diverged else factor**2)
-            run.space.found(self.first, top, cap, informative=True)
+            run.space.found(min(self.first, run.last_lr), top, cap, informative=True)
         ctx.emit("ramp", lr=run.last_lr, failed_lr=failed_lr, reason=reason, path=self.path,
                  segment=self.segment, optimizer_lr=run.default_lr)
         actions: tuple[Action, ...] = (Restore(STAGE),) if restore else ()

@@ -280,13 +280,21 @@ def _sized_plan(ctx: Context) -> StagePlan | None:
     if ctx.total_steps is not None:
         remaining = ctx.total_steps - run.step - decay_length(cfg, ctx.total_steps)
     holds = run.last_lr is not None or held_first(ctx) is not None
-    k = stage_candidates(cfg, run.stage, budgeted=ctx.total_steps is not None, holds_rate=holds)
-    share = stage_trial_fraction(cfg, run.stage)
+    stage = _searches_done(ctx)
+    k = stage_candidates(cfg, stage, budgeted=ctx.total_steps is not None, holds_rate=holds)
+    share = stage_trial_fraction(cfg, stage)
     plan = plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, k, share)
     affordable = None if plan is None else _affordable(ctx, plan.trial_steps)
     if plan is not None and affordable is not None and affordable < plan.candidates:
         return plan_stage(cfg, run.taus.nominal, run.taus.maximum, remaining, affordable, share)
     return plan
+
+
+def _searches_done(ctx: Context) -> int:
+    """The stages done, counting a ramp that stood in for the first search
+    (``Config.small_budget_ramp``: the stage after it holds where it settled) as one."""
+    cfg, run = ctx.config, ctx.run
+    return run.stage + int(run.ramped and cfg.ramp_segment_fraction is None)
 
 
 def _affordable(ctx: Context, trial_steps: int) -> int | None:
