@@ -243,8 +243,11 @@ def test_the_default_first_search_tries_only_what_a_tenth_of_the_budget_pays_for
                                  default_lr=0.1)
     record = drive(controller, NoisyQuadratic(seed=0), 600)
     first = next(e for e in record.events if e["event"] == "stage")
-    assert 1 < first["candidates"] < 6  # six would throw away more than 60 steps
     accounts = step_accounting(record.events)
+    # After the range test, the rest of 60 steps pays for this many losing trials (plus the
+    # winner): 16 thrown away leave 44, four losers of 10 steps, five candidates, not six.
+    losers = (int(0.1 * 600) - accounts["range_test"]) // first["trial_steps"]
+    assert first["candidates"] == 1 + losers == 5
     # One trial more at most: the winner's is thrown away too when it was not the last run.
     assert accounts["range_test"] + accounts["discarded_trials"] <= 0.1 * 600 + first["trial_steps"]
     unbounded = StageController(Config(discard_budget=None), total_steps=600, validation=True,

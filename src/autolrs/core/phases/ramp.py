@@ -12,16 +12,16 @@ validation loss (without ``val_fn``: the mean training loss of the segment's sec
 segment whose score did not rise beyond ``Config.expand_margin`` of the best so far is kept
 and the rate rises; the first that rose (or gave a non-finite result) is rolled back, and the
 ramp settles ``Config.ramp_edge_steps`` steps below that rate (below its first rate too, unless a
-range was given). If that was the ramp's very first
+range is known). If that was the ramp's very first
 rate, it starts again 10x lower instead (the optimizer's rate was far too high). Only rolled-back
 segments are discarded: the steps kept are an exponential warm-up. Without a range test, the
 ramp sets the search space (from the lower of its first rate and the settled one to the rate
-that failed; a non-finite failure caps the search at half of it); a given range also caps the
-ramp and the stages search upward from the settled rate
-(:func:`~autolrs.core.phases.trial_plan.expand_center`).
+that failed; a non-finite failure caps the search at half of it). A given range also caps the
+ramp. With ``Config.ramp()`` the stages then search upward from the settled rate
+(:func:`~autolrs.core.phases.trial_plan.expand_center`); in the default they hold it.
 
 Edges: at its end, :data:`Edge.STAGE` (the first stage), having set ``Run.last_lr`` to the
-settled rate (the stages treat it as committed: they search upward from it).
+settled rate (the stages treat it as committed) and ``Run.ramped``.
 """
 
 from __future__ import annotations
