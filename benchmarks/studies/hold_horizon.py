@@ -5,8 +5,8 @@ workload at ``rate`` (a linear warm-up over the first fifth, then constant) to a
 ``--at`` of the budget, and from there, for ``rate`` times each ``--factors``, with the seed's
 batch order:
 
-* **truth**: the default's shape from the checkpoint: constant to 65 % of the budget, then
-  linear decay to zero at its end; the score-split loss at the end;
+* **truth**: the default's shape from the checkpoint: constant to 65 % of the budget (or
+  ``--decay-from``), then linear decay to zero at its end; the score-split loss at the end;
 * **const L**: ``L`` steps at the constant rate; the holdout loss after them, for each
   ``--lengths``;
 * **cooled L**: ``L`` steps at the rate, cooling linearly to zero over the last third as a
@@ -49,10 +49,12 @@ def _score(work: Workload, model, split: str) -> float:
     return float(value) if math.isfinite(value) else math.inf
 
 
-def default_shape(budget: int, lr: float, t: int, warmup: int = 0) -> float:
-    """The rate at step ``t`` (0-based): a linear warm-up over ``warmup`` steps, a hold to 65 %
-    of ``budget``, then a linear decay to zero at its end."""
-    decay_start = int(round(DECAY_FROM * budget))
+def default_shape(
+    budget: int, lr: float, t: int, warmup: int = 0, decay_from: float = DECAY_FROM
+) -> float:
+    """The rate at step ``t`` (0-based): a linear warm-up over ``warmup`` steps, a hold to
+    ``decay_from`` (65 %, the default's) of ``budget``, then a linear decay to zero at its end."""
+    decay_start = int(round(decay_from * budget))
     if t >= decay_start:
         return lr * (budget - t) / (budget - decay_start)
     return lr * min(1.0, (t + 1) / warmup) if warmup > 0 else lr
@@ -66,7 +68,8 @@ def _train(work: Workload, model, opt, batches, lrs) -> bool:
 
 
 def from_checkpoint(work: Workload, seed: int, budget: int, rate: float, at: float,
-                    factors: list[float], lengths: list[int]) -> list[dict]:
+                    factors: list[float], lengths: list[int],
+                    decay_from: float = DECAY_FROM) -> list[dict]:
     """The truth and the proxies of every ``rate * factor`` from the seed's checkpoint."""
     position = int(round(at * budget))
     model = work.model(seed)
@@ -81,7 +84,8 @@ def from_checkpoint(work: Workload, seed: int, budget: int, rate: float, at: flo
         row: dict = {"seed": seed, "position": position, "lr": lr, "const": {}, "cooled": {}}
         model, opt = resume(work, seed, state, lr)
         ok = _train(work, model, opt, batches_from(work, seed, position),
-                    [default_shape(budget, lr, t) for t in range(position, budget)])
+                    [default_shape(budget, lr, t, decay_from=decay_from)
+                     for t in range(position, budget)])
         row["truth"] = _score(work, model, "score") if ok else math.inf
         for length in lengths:
             for kind, anneal in (("const", 0), ("cooled", int(round(length / 3)))):
@@ -115,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--factors", type=float, nargs="+", default=[0.316, 0.5, 1.0, 2.0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[30, 60, 120])
     parser.add_argument("--warmups", type=int, nargs="+", help="measure run noise instead")
+    parser.add_argument("--decay-from", type=float, default=DECAY_FROM,
+                        help="the truth's decay start, a share of the budget")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     work = get_workload(args.workload)
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             rows = [warmup_noise(work, seed, args.budget, args.rate, args.warmups)]
         else:
             rows = from_checkpoint(work, seed, args.budget, args.rate, args.at, args.factors,
-                                   args.lengths)
+                                   args.lengths, args.decay_from)
         for row in rows:
             print(json.dumps({"workload": args.workload, "budget": args.budget, **row}),
                   flush=True)

@@ -31,16 +31,22 @@ PRESETS = {"default": Config, "ramp": Config.ramp, "upward": Config.upward}
 
 
 def sweep_start(
-    workload: str, budget: int, start_lr: float, seeds: int, config: Config
+    workload: str,
+    budget: int,
+    start_lr: float,
+    seeds: int,
+    config: Config,
+    lr_range: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """The runs of one start: scores, last committed rates and discarded shares, per seed."""
+    """The runs of one start: scores, last committed rates and discarded shares, per seed
+    (``lr_range``: given to ``AutoLRS``, so that no range test runs)."""
     work = get_workload(workload)
     scores, rates, discarded = [], [], []
     for seed in range(seeds):
 
         def method(ctx: RunContext) -> None:
             ctx.start_lr = start_lr
-            run_autolrs(ctx, config)
+            run_autolrs(ctx, config, lr_range=lr_range)
 
         result = run_method(method, work, "autolrs", seed, budget=budget)
         info = result.extra["autolrs"]
@@ -73,11 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--override", default="{}", help="Config fields as JSON")
     parser.add_argument("--starts", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="give AutoLRS this range (no range test)")
     args = parser.parse_args(argv)
+    lr_range = tuple(args.lr_range) if args.lr_range else None
     torch.set_num_threads(1)
     config = PRESETS[args.preset](**json.loads(args.override))
     for factor in args.starts:
-        out = sweep_start(args.workload, args.budget, args.tuned * factor, args.seeds, config)
+        out = sweep_start(args.workload, args.budget, args.tuned * factor, args.seeds, config,
+                          lr_range)
         print(summary_line(f"{args.workload} B={args.budget} {args.preset} x{factor:g}", out),
               flush=True)
 

@@ -126,6 +126,23 @@ def test_start_sweep_runs_a_preset_from_each_start(capsys):
     assert all("discarded" in line for line in lines)
 
 
+def test_start_sweep_gives_a_range_so_that_no_range_test_runs(monkeypatch):
+    study = load("start_sweep")
+    seen = []
+    real = study.run_autolrs
+
+    def spy(ctx, config, lr_range=None):
+        seen.append(lr_range)
+        try:
+            real(ctx, config, lr_range=lr_range)
+        finally:  # the harness ends the run by raising BudgetSpent
+            seen.append(ctx.result.extra["autolrs"]["accounting"]["range_test"])
+
+    monkeypatch.setattr(study, "run_autolrs", spy)
+    out = study.sweep_start("digits", 600, 0.1, 1, Config(), lr_range=(0.01, 1.0))
+    assert seen == [(0.01, 1.0), 0] and len(out["scores"]) == 1
+
+
 def test_late_duel_tries_the_held_rate_and_half_of_it_then_restores_the_library():
     study = load("late_duel")
     from autolrs.bench.autolrs_runner import run_autolrs
@@ -150,6 +167,8 @@ def test_hold_horizon_scores_the_default_s_shape_and_each_proxy(monkeypatch, cap
     study = load("hold_horizon")
     assert [study.default_shape(20, 1.0, t, warmup=4) for t in (0, 3, 12, 13, 19)] == [
         0.25, 1.0, 1.0, 1.0, 1.0 / 7]  # warm-up, hold, decay from step 13
+    assert [study.default_shape(20, 1.0, t, decay_from=0.5) for t in (9, 10, 19)] == [
+        1.0, 1.0, 0.1]  # decay from step 10
     run_main(study, monkeypatch, "digits", "40", "0.1", "--factors", "0.5", "1",
              "--lengths", "4")
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -161,3 +180,4 @@ def test_hold_horizon_scores_the_default_s_shape_and_each_proxy(monkeypatch, cap
     (noise,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert set(noise["warmups"]) == {"1", "8"}
     assert noise["warmups"]["1"] != noise["warmups"]["8"]
+
