@@ -16,6 +16,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+import torch
 
 from autolrs.bench.workloads import get_workload
 from autolrs.core.config import Config
@@ -181,3 +182,25 @@ def test_hold_horizon_scores_the_default_s_shape_and_each_proxy(monkeypatch, cap
     assert set(noise["warmups"]) == {"1", "8"}
     assert noise["warmups"]["1"] != noise["warmups"]["8"]
 
+
+@pytest.mark.filterwarnings("ignore::autolrs.exceptions.AutoLRSWarning")  # x10 of 60 steps breaks
+def test_heldout_check_builds_its_problems_and_reports_bar_a(monkeypatch, capsys, tmp_path):
+    study = load("heldout_check")
+    sgd = study.synth_sgd()
+    opt = sgd.make_optimizer(sgd.model(0).parameters(), lr=0.1)
+    assert opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9
+    weight = torch.nn.Parameter(torch.zeros(3))
+    clipped = study.ClippedAdam([weight], lr=0.1)
+    weight.grad = torch.tensor([30.0, 40.0, 0.0])
+    clipped.step()
+    assert float(weight.grad.norm()) == pytest.approx(1.0)  # clipped before Adam's step
+    study.main(["--problems", "synth-sgd", "--seeds", "1", "--budget", "60"])
+    out = tmp_path / "out.jsonl"
+    out.write_text(capsys.readouterr().out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    methods = [r["method"] for r in rows if "method" in r]
+    assert len(methods) == 7 + 4 + 4 and all(r["budget"] == 60 for r in rows if "method" in r)
+    study.main(["--report", str(out)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("synth-sgd: tuned rate ") and len(lines) == 5
+    assert all(("pass" in line) != ("FAIL" in line) for line in lines[1:])
