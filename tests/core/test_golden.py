@@ -6,6 +6,7 @@ intended behaviour change, said so in the commit).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import math
@@ -13,15 +14,29 @@ import math
 import pytest
 
 from tests.core.golden.scenarios import (
-    FILES, SCENARIOS, as_lines, continuations_path, read, resume_v1, run, states_path,
+    FILES,
+    SCENARIOS,
+    computed,
+    continuations_path,
+    read,
+    states_path,
 )
 
 RECORDED = {name: trace for file in FILES for name, trace in read(file).items()}
 
 
+@functools.lru_cache(maxsize=1)
+def _computed() -> dict[str, dict[str, list[str]]]:
+    """Today's traces and continuations, computed once, with the recording machine's kernels
+    (:func:`tests.core.golden.scenarios.computed`)."""
+    return computed()
+
+
 REL_TOL = 1e-3
-"""Floats agree to this relative tolerance. The traces are recorded on one machine; another
-CPU's BLAS kernels (AVX2 against AVX-512) round differently in the last bits, and the paper's
+"""Floats agree to this relative tolerance. The traces are recorded, and computed here, with
+numpy's and OpenBLAS's AVX2 kernels (:func:`tests.core.golden.scenarios.recording_env`: on an
+AVX-512 machine without them, the paper scenarios' proposals part within a few hundred steps);
+another CPU's kernels may still round differently in the last bits, and the paper's
 forecaster, whose fit on a near-linear window is ill-conditioned (a and c of order 1e12 and of
 opposite signs), carries that into the 4th digit of a forecast (-2.67114 against -2.67090 for a
 version-1 state resumed on another CPU) and of the rate proposed after it (0.0684082 against
@@ -73,7 +88,7 @@ def test_the_comparison_tolerates_rounding_only():
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_decision_trace_is_unchanged(name):
-    actual = as_lines(run(SCENARIOS[name]).trace)
+    actual = _computed()["traces"][name]
     expected = RECORDED[name]
     assert _matches(expected, actual), _first_difference(expected, actual)
 
@@ -88,7 +103,7 @@ def test_a_version_1_state_resumes_as_recorded(point):
     """A state saved by the version-1 controller loads and goes on as recorded. Where today's
     controller decides as it did when the state was saved (every paper-preset state, and the
     stagewise states saved before its first search), that is the uninterrupted trace itself."""
-    actual = resume_v1(point)
+    actual = _computed()["continuations"][point["what"]]
     expected = CONTINUATIONS[point["what"]]
     assert _matches(expected, actual), _first_difference(expected, actual)
     scenario = SCENARIOS[point["scenario"]]

@@ -17,20 +17,27 @@ from autolrs.core import Config, StageController
 from autolrs.core.state import VERSION, upgrade_v1
 from autolrs.testing import NoisyQuadratic, drive
 from tests.core.test_golden import _matches
-from tests.core.golden.scenarios import SCENARIOS, as_lines, read, run, states_path
+from tests.core.golden.scenarios import SCENARIOS, as_lines, run, states_path
 
 V1 = {p["what"]: p for p in json.loads(states_path().read_text(encoding="utf-8"))}
 
 
-def _resumes_as_recorded(point, state):
+def _resumed(point, state) -> list[str]:
+    """The scenario's whole trace, resumed from ``state`` at the point's step."""
     scenario = SCENARIOS[point["scenario"]]
     driver = run(scenario, point["steps"])
     driver.controller = StageController()
     driver.controller.load_state_dict(state)
     driver.run(scenario.steps - point["steps"])
-    expected = {name: t for f in ("presets", "budgets", "switches", "faults", "batched")
-                for name, t in read(f).items()}[scenario.name]
-    return _matches(expected, as_lines(driver.trace))
+    return as_lines(driver.trace)
+
+
+def _resumes_as_the_full_state(point, state):
+    """Whether ``state`` (a fixture with keys removed) resumes exactly as the fixture itself,
+    in this process. That the fixture resumes as recorded is ``test_golden.py``'s check, made
+    with the recording machine's kernels; comparing two runs of this process keeps this one
+    free of the CPU's rounding (the paper preset's proposals part on AVX-512 kernels)."""
+    return _matches(_resumed(point, copy.deepcopy(point["state"])), _resumed(point, state))
 
 
 def test_the_controller_writes_version_2_with_run_and_phase_state():
@@ -72,7 +79,7 @@ def test_a_version_1_state_from_before_exploit_checkpoints_still_resumes():
     assert state["state"]["exploit"]["checkpoint_step"] == state["state"]["exploit"]["start_step"]
     del state["state"]["exploit"]["checkpoint_step"]
     del state["state"]["exploit"]["lift"]
-    assert _resumes_as_recorded(point, state)
+    assert _resumes_as_the_full_state(point, state)
 
 
 def test_a_version_1_state_from_before_the_warmup_and_sweep_retries_still_resumes():
@@ -81,7 +88,7 @@ def test_a_version_1_state_from_before_the_warmup_and_sweep_retries_still_resume
     del state["state"]["warmup"]
     for key in ("origin", "first_index", "retries", "refined"):
         del state["state"]["range_test"][key]
-    assert _resumes_as_recorded(point, state)
+    assert _resumes_as_the_full_state(point, state)
 
 
 @pytest.mark.parametrize(
