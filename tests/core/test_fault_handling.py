@@ -154,6 +154,41 @@ def test_a_fault_in_the_final_decay_gives_the_same_schedule_told_at_once_or_in_a
     assert batched.planned_lr(0) == pytest.approx(one_by_one.planned_lr(0))
 
 
+def test_a_final_decay_whose_loss_explodes_is_not_committed_and_goes_on_at_half_the_rate():
+    """40 steps hold no stage: the final decay starts at once, from the optimizer's rate. A loss
+    that explodes while staying finite (the model diverges) is never committed: at the next
+    checkpoint the decay goes back to its latest one at half the rate, as after a NaN. (On
+    SGD 10x too fast for 60 steps such a state, committed, made every later rate diverge and
+    ended the run with a DivergenceError and a destroyed model.) A rise within
+    ``divergence_factor`` (3x) of the phase's level is committed as before."""
+    ctrl = StageController(Config(), total_steps=40, lr_range=(1e-3, 1.0), default_lr=0.5,
+                           seed=0)
+    ctrl.start()
+    assert ctrl.phase == "final"
+    committed = []
+    for loss in [1.0, 1.0, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5]:
+        if Snapshot(STAGE) in ctrl.tell_loss(loss):
+            committed.append(ctrl.step)
+    assert committed and ctrl.phase == "final"
+    ctrl.pop_events()
+    for k in range(1, 30):
+        planned = ctrl.planned_lr(1)
+        actions = ctrl.tell_loss(10.0 ** k)
+        assert Snapshot(STAGE) not in actions
+        if Restore(STAGE) in actions:
+            break
+    assert actions == (Restore(STAGE), SetLR(ctrl.lr)) and ctrl.phase == "final"
+    assert ctrl.lr == pytest.approx(planned / 2)
+    (rollback,) = [e for e in ctrl.pop_events() if e["event"] == "rollback"]
+    assert rollback["reason"].startswith("the loss diverged: ")
+
+
+def test_the_paper_preset_has_no_divergence_bound_in_its_final_decay():
+    ctrl = _in_the_final_decay()  # Config.paper(): divergence_factor None
+    actions = [ctrl.tell_loss(10.0 ** k) for k in range(1, 60)]
+    assert not any(Restore(STAGE) in a for a in actions)
+
+
 # ------------------------------------------------------------------ range test
 def test_a_flat_sweep_is_not_informative_and_a_falling_or_diverging_one_is():
     lrs = sweep_lrs(1e-7, 10.0, 20)

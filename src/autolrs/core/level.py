@@ -108,13 +108,17 @@ class CommittedLevel:
             return True
         return sum(tail) / len(tail) <= self.ceiling(self.reference)
 
-    def diverged(self, tail: Sequence[float], factor: float | None) -> float | None:
+    def diverged(
+        self, tail: Sequence[float], factor: float | None, reference: float | None = None
+    ) -> float | None:
         """The running mean of ``tail`` when it lies above ``factor`` times the ceiling, else None.
 
         A short running mean compared with the start level plus its noise, so that one unlucky
         batch late in training (tiny losses, large relative noise) is no divergence.
+        ``reference`` replaces the stage's start level (the final phase's own level when no
+        stage ran).
         """
-        reference = self.reference
+        reference = self.reference if reference is None else reference
         if factor is None or reference is None or not reference > 0:
             return None
         bound = factor * self.ceiling(reference)

@@ -4,7 +4,11 @@ With a budget the last stage's rate (or, when no stage ran, a rate from the sear
 default) decays linearly to zero over the steps left (``Config.final_decay_fraction`` > 0) or is
 held. The phase commits checkpoints on its way; a fault restores the latest and runs the rest of
 the schedule at half the rate. When the budget is spent the phase is *done*: it goes on holding
-the last rate, should the executor tell more steps (reported once as an overrun).
+the last rate, should the executor tell more steps (reported once as an overrun). A checkpoint
+is never committed on a diverged loss: when the running mean of the last losses lies
+``Config.divergence_factor`` times above the phase's level (the last stage's start, or the
+phase's first loss when no stage ran), the phase goes back to its latest checkpoint at half the
+rate, as after a non-finite loss.
 
 Edges: none; this is the last phase.
 """
@@ -70,6 +74,8 @@ class Final(BasePhase):
         awaiting: Whether an overfitting check asked for an evaluation.
         verifying: Whether an early decay is under way from the ``BEST`` state, which is kept
             until a check at the decay's end says whether the decay improved on it.
+        reference: The loss level a divergence is judged against (None until the first loss).
+        tail: The losses since the latest checkpoint or rollback (the last 3).
     """
 
     def __init__(self, ctx: Context, **state: Any) -> None:
@@ -85,6 +91,8 @@ class Final(BasePhase):
         self.decay_end: int = state.get("decay_end", self.end_step)
         self.awaiting: bool = state.get("awaiting", False)
         self.verifying: bool = state.get("verifying", False)
+        self.reference: float | None = state.get("reference")
+        self.tail: list[float] = list(state.get("tail", []))
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -224,8 +232,11 @@ class Final(BasePhase):
         at_end = not self.done and run.step >= self.end_step
         checkpoint = not at_end and not self.done and self._commits_after(run.step)
         if not math.isfinite(loss) or ((at_end or checkpoint) and not observation.model_finite):
-            return self._non_finite("non-finite loss" if not math.isfinite(loss)
-                                    else "non-finite parameters")
+            return self._fault("non-finite loss" if not math.isfinite(loss)
+                               else "non-finite parameters")
+        diverged = None if self.done else self._diverged(loss)
+        if diverged is not None and (at_end or checkpoint):
+            return self._fault(diverged)
         run.level.record(loss)
         if self.done:
             if ctx.total_steps is not None and not self.overrun_reported:
@@ -269,8 +280,22 @@ class Final(BasePhase):
         self.ctx.run.lr = self.rate()
         return Transition((Restore(STAGE), *dropped, SetLR(self.ctx.run.lr)))
 
-    def _non_finite(self, reason: str) -> Transition:
+    def _diverged(self, loss: float) -> str | None:
+        """Records ``loss``; what diverged when the running mean of the last losses lies
+        ``Config.divergence_factor`` times above the phase's level (None: it did not, or no
+        factor is configured)."""
+        level, factor = self.ctx.run.level, self.ctx.config.divergence_factor
+        if self.reference is None:
+            self.reference = level.reference if level.reference is not None else loss
+        self.tail = (self.tail + [loss])[-3:]
+        recent = level.diverged(self.tail, factor, self.reference)
+        if recent is None:
+            return None
+        return f"the loss diverged: {recent:.4g} > {factor:g} x its level {self.reference:.4g}"
+
+    def _fault(self, reason: str) -> Transition:
         """Back to the latest checkpoint; the rest of the schedule runs at half the rate."""
+        self.tail = []
         self.ctx.register_rollback(self.name, reason)
         if not self.done:
             self._segment(committed=False)
@@ -347,6 +372,8 @@ class _Saved:
     decay_end: int
     awaiting: bool
     verifying: bool
+    reference: float | None
+    tail: list[float]
 
 
 def _ahead(lr0: float, start: int, end: int, step: int, early: bool, ahead: int) -> float:
