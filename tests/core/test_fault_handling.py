@@ -154,33 +154,49 @@ def test_a_fault_in_the_final_decay_gives_the_same_schedule_told_at_once_or_in_a
     assert batched.planned_lr(0) == pytest.approx(one_by_one.planned_lr(0))
 
 
-def test_a_final_decay_whose_loss_explodes_is_not_committed_and_goes_on_at_half_the_rate():
-    """40 steps hold no stage: the final decay starts at once, from the optimizer's rate. A loss
-    that explodes while staying finite (the model diverges) is never committed: at the next
-    checkpoint the decay goes back to its latest one at half the rate, as after a NaN. (On
-    SGD 10x too fast for 60 steps such a state, committed, made every later rate diverge and
-    ended the run with a DivergenceError and a destroyed model.) A rise within
-    ``divergence_factor`` (3x) of the phase's level is committed as before."""
+def _straight_to_the_final_decay() -> StageController:
+    """40 steps hold no stage: the final decay starts at once, from the optimizer's rate."""
     ctrl = StageController(Config(), total_steps=40, lr_range=(1e-3, 1.0), default_lr=0.5,
                            seed=0)
     ctrl.start()
     assert ctrl.phase == "final"
-    committed = []
-    for loss in [1.0, 1.0, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5]:
-        if Snapshot(STAGE) in ctrl.tell_loss(loss):
-            committed.append(ctrl.step)
-    assert committed and ctrl.phase == "final"
+    return ctrl
+
+
+def test_a_final_decay_whose_loss_diverges_is_not_committed_and_goes_on_at_half_the_rate():
+    """A loss that explodes while staying finite (the model diverges) is never committed: at the
+    next checkpoint the decay goes back to its latest one at half the rate, as after a NaN. (On
+    SGD 10x too fast for 60 steps such a state, committed, made every later rate diverge and
+    ended the run with a DivergenceError and a destroyed model.)"""
+    ctrl = _straight_to_the_final_decay()
+    for _ in range(10):  # to the first checkpoint (step 10), committed at the phase's level
+        ctrl.tell_loss(1.0)
     ctrl.pop_events()
-    for k in range(1, 30):
+    for _ in range(10):
         planned = ctrl.planned_lr(1)
-        actions = ctrl.tell_loss(10.0 ** k)
+        actions = ctrl.tell_loss(20.0)  # 20x the level, far from "exploded" (1e6x)
         assert Snapshot(STAGE) not in actions
         if Restore(STAGE) in actions:
             break
-    assert actions == (Restore(STAGE), SetLR(ctrl.lr)) and ctrl.phase == "final"
+    assert actions == (Restore(STAGE), SetLR(ctrl.lr)) and ctrl.step == 20
     assert ctrl.lr == pytest.approx(planned / 2)
     (rollback,) = [e for e in ctrl.pop_events() if e["event"] == "rollback"]
-    assert rollback["reason"].startswith("the loss diverged: ")
+    assert rollback["reason"].startswith("the loss diverged: 20 > 3 (3 x its level 1 ")
+
+
+def test_a_final_decay_commits_a_slow_rise_and_an_outlier_batch():
+    """The level rises at each commit to the losses then (a loss that grows for good, as under
+    a curriculum, is no divergence), and one outlier batch at a checkpoint is no divergence (the
+    median of the last 3 losses is judged)."""
+    ctrl = _straight_to_the_final_decay()
+    committed = []
+    losses = [1.0] * 10 + [2.5] * 10 + [6.0] * 9 + [500.0]  # the last at step 30's checkpoint
+    for loss in losses:
+        actions = ctrl.tell_loss(loss)
+        assert Restore(STAGE) not in actions
+        if Snapshot(STAGE) in actions:
+            committed.append(ctrl.step)
+    assert committed == [10, 20, 30]
 
 
 def test_the_paper_preset_has_no_divergence_bound_in_its_final_decay():

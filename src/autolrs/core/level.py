@@ -24,7 +24,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NOISE_BAND", "RECENT", "CommittedLevel", "robust_std", "trial_level"]
+__all__ = ["EXPLODED", "NOISE_BAND", "RECENT", "CommittedLevel", "robust_std", "trial_level"]
+
+EXPLODED = 1e6
+"""A loss this many times its reference level (at least 1 in size) has diverged, whatever the
+configuration: a trial's, or the final decay's."""
 
 RECENT = 32
 """Committed losses kept (the reference is the median of the last 8, the noise of the last 16)."""
@@ -108,17 +112,13 @@ class CommittedLevel:
             return True
         return sum(tail) / len(tail) <= self.ceiling(self.reference)
 
-    def diverged(
-        self, tail: Sequence[float], factor: float | None, reference: float | None = None
-    ) -> float | None:
+    def diverged(self, tail: Sequence[float], factor: float | None) -> float | None:
         """The running mean of ``tail`` when it lies above ``factor`` times the ceiling, else None.
 
         A short running mean compared with the start level plus its noise, so that one unlucky
         batch late in training (tiny losses, large relative noise) is no divergence.
-        ``reference`` replaces the stage's start level (the final phase's own level when no
-        stage ran).
         """
-        reference = self.reference if reference is None else reference
+        reference = self.reference
         if factor is None or reference is None or not reference > 0:
             return None
         bound = factor * self.ceiling(reference)

@@ -5,10 +5,10 @@ default) decays linearly to zero over the steps left (``Config.final_decay_fract
 held. The phase commits checkpoints on its way; a fault restores the latest and runs the rest of
 the schedule at half the rate. When the budget is spent the phase is *done*: it goes on holding
 the last rate, should the executor tell more steps (reported once as an overrun). A checkpoint
-is never committed on a diverged loss: when the running mean of the last losses lies
-``Config.divergence_factor`` times above the phase's level (the last stage's start, or the
-phase's first loss when no stage ran), the phase goes back to its latest checkpoint at half the
-rate, as after a non-finite loss.
+is never committed on a diverged loss: when the median of the last 3 losses lies
+``Config.divergence_factor`` times above the phase's level and its noise (the last stage's start,
+or the phase's first loss when no stage ran, raised at each commit to the losses then), the
+phase goes back to its latest checkpoint at half the rate, as after a non-finite loss.
 
 Edges: none; this is the last phase.
 """
@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from autolrs.core import codec
 from autolrs.core.actions import BEST, STAGE, Action, Discard, Evaluate, Restore, SetLR, Snapshot
+from autolrs.core.level import EXPLODED
 from autolrs.core.overfitting import check_due, quiet_before_check
 from autolrs.core.phases.base import (
     Abort,
@@ -75,7 +78,7 @@ class Final(BasePhase):
         verifying: Whether an early decay is under way from the ``BEST`` state, which is kept
             until a check at the decay's end says whether the decay improved on it.
         reference: The loss level a divergence is judged against (None until the first loss).
-        tail: The losses since the latest checkpoint or rollback (the last 3).
+        tail: The last 3 losses since the latest restore.
     """
 
     def __init__(self, ctx: Context, **state: Any) -> None:
@@ -186,6 +189,7 @@ class Final(BasePhase):
             return Transition((Discard(BEST),))
         if not self.done:  # the early decay, all of it after the best check
             self._segment(committed=False, early_stopped=True)
+        self.tail = []  # losses of the state left behind
         return Transition((Restore(BEST), Discard(BEST), Snapshot(STAGE)))
 
     def _validation(self, value: float) -> Transition:
@@ -207,6 +211,7 @@ class Final(BasePhase):
                                 self.rate(self.checkpoint_step), lr_end=run.lr)
         self.checkpoint_step = run.step
         run.rollbacks = 0
+        self.tail = []  # losses of the state left behind
         length = max(1, min(decay_length(ctx.config, ctx.total_steps), ctx.total_steps // 20))
         self.lr0, self.early = float(run.lr or self.lr0), True
         self.start_step = self.checkpoint_step = run.step
@@ -245,6 +250,7 @@ class Final(BasePhase):
             return Transition()
         if at_end or checkpoint:
             run.rollbacks = 0
+            self._committed()
             self._segment(committed=True)
         if at_end:
             self.done = True
@@ -275,23 +281,40 @@ class Final(BasePhase):
         self.awaiting = False
         dropped: tuple[Action, ...] = (Discard(BEST),) if self.verifying else ()
         self.verifying = False
+        self.tail = []  # losses of the state left behind
         self.ctx.register_rollback(self.name, reason)
         self._segment(committed=False)
         self.ctx.run.lr = self.rate()
         return Transition((Restore(STAGE), *dropped, SetLR(self.ctx.run.lr)))
 
     def _diverged(self, loss: float) -> str | None:
-        """Records ``loss``; what diverged when the running mean of the last losses lies
-        ``Config.divergence_factor`` times above the phase's level (None: it did not, or no
-        factor is configured)."""
+        """Records ``loss``; what diverged when the median of the last 3 losses lies
+        ``Config.divergence_factor`` times above the phase's level and its noise, or exploded
+        (:data:`~autolrs.core.level.EXPLODED`) (None: neither, or no factor is configured).
+
+        The level is the last stage's start (the phase's first loss when no stage ran), raised
+        to the median of the last losses at each commit: a loss that rises slowly and for good
+        (a curriculum, a growing regulariser) is no divergence.
+        """
         level, factor = self.ctx.run.level, self.ctx.config.divergence_factor
         if self.reference is None:
             self.reference = level.reference if level.reference is not None else loss
         self.tail = (self.tail + [loss])[-3:]
-        recent = level.diverged(self.tail, factor, self.reference)
-        if recent is None:
+        if factor is None:
             return None
-        return f"the loss diverged: {recent:.4g} > {factor:g} x its level {self.reference:.4g}"
+        recent, reference = float(np.median(self.tail)), self.reference
+        if abs(recent) > EXPLODED * max(abs(reference), 1.0):
+            return f"the loss exploded to {recent:.4g}"
+        bound = factor * level.ceiling(reference)
+        if reference > 0 and recent > bound:
+            return (f"the loss diverged: {recent:.4g} > {bound:.4g} ({factor:g} x its level "
+                    f"{reference:.4g} and its noise)")
+        return None
+
+    def _committed(self) -> None:
+        """A checkpoint is committed: the level rises to the median of the last losses."""
+        if self.tail and self.reference is not None:
+            self.reference = max(self.reference, float(np.median(self.tail)))
 
     def _fault(self, reason: str) -> Transition:
         """Back to the latest checkpoint; the rest of the schedule runs at half the rate."""

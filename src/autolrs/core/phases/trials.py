@@ -27,7 +27,7 @@ from autolrs.core import codec
 from autolrs.core.actions import STAGE, WINNER, Action, Evaluate, Restore, SetLR, Snapshot
 from autolrs.core.expand import ExpandSearcher
 from autolrs.core.forecast import CurveFit
-from autolrs.core.level import trial_level
+from autolrs.core.level import EXPLODED, trial_level
 from autolrs.core.phases.base import (
     Abort,
     BasePhase,
@@ -59,7 +59,6 @@ from autolrs.core.selection import select
 __all__ = ["Trial", "Trials", "trial_rate"]
 
 _FAULT_RETRIES = 1  # non-finite results a calm trial may roll back from
-_EXPLODED = 1e6  # a trial loss this many times the stage's start has diverged (any config)
 
 
 @dataclass
@@ -267,7 +266,7 @@ class Trials(BasePhase):
             # the stage against a level no rate can reach, ratcheting the ceiling down.
             level.reference = level.lifted(loss, level.reference)
         reference = level.reference
-        if abs(loss) > _EXPLODED * max(abs(reference), 1.0):
+        if abs(loss) > EXPLODED * max(abs(reference), 1.0):
             return f"loss exploded to {loss:.4g}"
         t.tail = (t.tail + [loss])[-3:]
         recent = level.diverged(t.tail, cfg.divergence_factor)
