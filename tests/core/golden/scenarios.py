@@ -11,7 +11,7 @@ Regenerate (only when a behaviour change is intended, and say so in the commit):
 ``python -m tests.core.golden.scenarios`` from the repository root.
 
 The traces are recorded, and checked, with numpy's and OpenBLAS's AVX2 kernels
-(:data:`AVX2_KERNELS`, :func:`recording_env`): AVX-512 kernels add in another order, and the
+(:func:`kernel_settings`): AVX-512 kernels add in another order, and the
 paper preset's ill-conditioned forecaster turns that last bit into other proposals within a few
 hundred steps. Both regenerating and ``tests/core/test_golden.py`` run the scenarios in a child
 process with that environment wherever the CPU has AVX2.
@@ -25,6 +25,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,29 +37,44 @@ from autolrs.testing import NoisyQuadratic
 HERE = Path(__file__).parent
 ROOT = HERE.parents[2]
 
-AVX2_KERNELS = {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
-                "OPENBLAS_CORETYPE": "Haswell"}
-"""Environment variables that make numpy (its AVX-512 dispatch targets off) and OpenBLAS (its
-Haswell kernels) compute as on the AVX2 machine the traces were recorded on. They are read when
-numpy is first imported, hence the child process."""
+def kernel_settings() -> dict[str, str] | None:
+    """The environment variables that make numpy and OpenBLAS compute as on the AVX2 machine the
+    traces were recorded on: OpenBLAS's Haswell kernels (a DYNAMIC_ARCH build's; other BLAS
+    libraries ignore it) and numpy's AVX-512 dispatch targets off (their names as this numpy
+    spells them). They are read when numpy is first imported, hence the child process.
 
-
-def recording_env() -> dict[str, str] | None:
-    """This process's environment with :data:`AVX2_KERNELS`, where the CPU has AVX2 (Linux
-    x86); None elsewhere: there the scenarios run with the process's own kernels."""
+    Returns:
+        None where they cannot apply: no AVX2 (or no ``/proc/cpuinfo``: not Linux), or AVX-512
+        in numpy's baseline (it cannot be turned off). There the scenarios run with the
+        process's own kernels, and the paper preset's traces may differ from the recorded ones.
+    """
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
     if " avx2" not in cpuinfo:
         return None
-    return {**os.environ, **AVX2_KERNELS}
+    try:
+        from numpy._core import _multiarray_umath as umath  # numpy 2
+    except ImportError:  # pragma: no cover - numpy 1
+        from numpy.core import _multiarray_umath as umath
+
+    def wide(name: str) -> bool:
+        return name.startswith("AVX512") or name == "X86_V4"
+
+    if any(wide(name) for name in umath.__cpu_baseline__):
+        return None
+    settings = {"OPENBLAS_CORETYPE": "Haswell"}
+    targets = [name for name in umath.__cpu_dispatch__ if wide(name)]
+    if targets:
+        settings["NPY_DISABLE_CPU_FEATURES"] = " ".join(targets)
+    return settings
 
 
 def in_recording_env() -> bool:
-    """Whether this process already computes with :data:`AVX2_KERNELS` (or cannot)."""
-    env = recording_env()
-    return env is None or all(os.environ.get(k) == v for k, v in AVX2_KERNELS.items())
+    """Whether this process already computes with :func:`kernel_settings` (or cannot)."""
+    settings = kernel_settings()
+    return settings is None or all(os.environ.get(k) == v for k, v in settings.items())
 
 
 @dataclass(frozen=True)
@@ -439,10 +455,13 @@ def write_continuations() -> None:
 
 def computed() -> dict[str, dict[str, list[str]]]:
     """Every scenario's trace and every version-1 state's continuation, computed as recorded:
-    in a child process with :func:`recording_env` unless this one computes so already.
+    in a child process with :func:`kernel_settings` unless this one computes so already.
 
     Returns:
         ``{"traces": {scenario: lines}, "continuations": {what: lines}}``.
+
+    Raises:
+        RuntimeError: The child process failed (its error output is in the message).
     """
     if in_recording_env():
         points = json.loads(states_path().read_text(encoding="utf-8"))
@@ -450,23 +469,32 @@ def computed() -> dict[str, dict[str, list[str]]]:
             "traces": {name: as_lines(run(s).trace) for name, s in SCENARIOS.items()},
             "continuations": {p["what"]: resume_v1(p) for p in points},
         }
-    child = subprocess.run(
-        [sys.executable, "-m", "tests.core.golden.scenarios", "--computed"],
-        cwd=ROOT, env=recording_env(), capture_output=True, text=True, check=True,
-    )
-    out: dict[str, dict[str, list[str]]] = json.loads(child.stdout)
-    return out
+    settings = kernel_settings()
+    assert settings is not None
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"} | settings
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "computed.json"
+        child = subprocess.run(
+            [sys.executable, "-m", "tests.core.golden.scenarios", "--computed", str(out)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
+        )
+        if child.returncode != 0:
+            raise RuntimeError(f"computing the golden traces with {settings} failed "
+                               f"(exit {child.returncode}):\n{child.stderr[-3000:]}")
+        result: dict[str, dict[str, list[str]]] = json.loads(out.read_text(encoding="utf-8"))
+    return result
 
 
 if __name__ == "__main__":
     if "--computed" in sys.argv:
-        print(json.dumps(computed()))
+        Path(sys.argv[sys.argv.index("--computed") + 1]).write_text(
+            json.dumps(computed()), encoding="utf-8")
         sys.exit(0)
     if not in_recording_env():  # record as the checks compute: with the AVX2 kernels
-        env = recording_env()
-        assert env is not None
+        settings = kernel_settings()
+        assert settings is not None
         os.execve(sys.executable, [sys.executable, "-m", "tests.core.golden.scenarios",
-                                   *sys.argv[1:]], env)
+                                   *sys.argv[1:]], {**os.environ, **settings})
     if "--states" in sys.argv:  # only while the controller still writes version-1 states
         write_states()
         print(f"wrote {states_path()}")
