@@ -236,12 +236,9 @@ class Final(BasePhase):
         ctx, run, loss = self.ctx, self.ctx.run, observation.value
         at_end = not self.done and run.step >= self.end_step
         checkpoint = not at_end and not self.done and self._commits_after(run.step)
-        if not math.isfinite(loss) or ((at_end or checkpoint) and not observation.model_finite):
-            return self._fault("non-finite loss" if not math.isfinite(loss)
-                               else "non-finite parameters")
-        diverged = None if self.done else self._diverged(loss)
-        if diverged is not None and (at_end or checkpoint):
-            return self._fault(diverged)
+        reason = self._fault_in(loss, observation.model_finite, commits=at_end or checkpoint)
+        if reason is not None:
+            return self._fault(reason)
         run.level.record(loss)
         if self.done:
             if ctx.total_steps is not None and not self.overrun_reported:
@@ -286,6 +283,16 @@ class Final(BasePhase):
         self._segment(committed=False)
         self.ctx.run.lr = self.rate()
         return Transition((Restore(STAGE), *dropped, SetLR(self.ctx.run.lr)))
+
+    def _fault_in(self, loss: float, model_finite: bool, *, commits: bool) -> str | None:
+        """Why the state after ``loss`` must not be kept (None: it may): a non-finite loss, or,
+        where the step commits a checkpoint, non-finite parameters or a diverged loss."""
+        if not math.isfinite(loss):
+            return "non-finite loss"
+        if commits and not model_finite:
+            return "non-finite parameters"
+        diverged = None if self.done else self._diverged(loss)
+        return diverged if commits else None
 
     def _diverged(self, loss: float) -> str | None:
         """Records ``loss``; what diverged when the median of the last 3 losses lies
